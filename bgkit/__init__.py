@@ -1,0 +1,61 @@
+"""bgkit: release runbooks for blue/green and canary deployments on AWS.
+
+A runbook (a notebook in ``runbooks/``) validates its parameters, connects to its target,
+and drives a `Release` through preflight, smoke test, stepwise shift with a health gate,
+promotion or rollback, and the record.
+"""
+
+from . import patterns, plans
+from .aws import AwsSession
+from .clock import Clock, FakeClock, SystemClock
+from .connect import Connection, connect
+from .errors import (
+    BgkitError,
+    ParameterError,
+    PreflightError,
+    RollbackFailed,
+    SandboxError,
+    TrafficError,
+)
+from .gate import Decision, HealthGate, Verdict
+from .params import ReleaseParams
+from .record import RECORD_MIME, Record
+from .release import Release
+
+__version__ = "0.1.0"
+
+
+def validate_parameters(runbook: str, namespace: dict) -> ReleaseParams:
+    """Validate a runbook's parameters (its notebook namespace) before any AWS call."""
+    from .params import validate
+
+    pattern = patterns.get(runbook)
+    params = validate(runbook, namespace, pattern.parameters)
+    pattern.check_resources(params.resources)
+    return params
+
+
+__all__ = [
+    "RECORD_MIME",
+    "AwsSession",
+    "BgkitError",
+    "Clock",
+    "Connection",
+    "Decision",
+    "FakeClock",
+    "HealthGate",
+    "ParameterError",
+    "PreflightError",
+    "Record",
+    "Release",
+    "ReleaseParams",
+    "RollbackFailed",
+    "SandboxError",
+    "SystemClock",
+    "TrafficError",
+    "Verdict",
+    "connect",
+    "patterns",
+    "plans",
+    "validate_parameters",
+]

@@ -1,0 +1,111 @@
+"""Connecting a runbook to its target: real AWS, or the embedded sandbox.
+
+This is the only module that knows the difference, and the difference is only the endpoint
+and credentials of the boto3 clients, plus who provides the resource parameters: a user
+against AWS, the sandbox's scenario in the sandbox.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import patterns
+from .aws import AwsSession
+from .params import ReleaseParams
+
+SANDBOX_URL_ENV = "BGKIT_SANDBOX_URL"
+
+
+@dataclass
+class Connection:
+    params: ReleaseParams
+    session: AwsSession
+    sandbox: dict[str, Any] | None = None
+    _close: Callable[[], None] | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """Stop what this connection started (the sandbox's data plane). Safe to call twice."""
+        if self._close is not None:
+            close, self._close = self._close, None
+            close()
+
+
+def connect(params: ReleaseParams) -> Connection:
+    if params.target == "aws":
+        return Connection(params, AwsSession(params.region))
+    options = {
+        "green_error_rate": params.green_error_rate,
+        "green_added_latency_ms": params.green_added_latency_ms,
+        "request_rate": params.sandbox_request_rate,
+    }
+    shared = os.environ.get(SANDBOX_URL_ENV)
+    if shared:
+        info, close = _attach(shared, params.runbook, options)
+    else:
+        info, close = _start_local(params.runbook, options)
+    from .sandbox import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
+
+    session = AwsSession(
+        info["region"],
+        endpoint_url=info["endpoint_url"],
+        access_key_id=SANDBOX_ACCESS_KEY_ID,
+        secret_access_key=SANDBOX_SECRET_ACCESS_KEY,
+    )
+    scenario = info["parameters"]
+    pattern = patterns.get(params.runbook)
+    # Parameters the user gave win over the scenario's; the rest come from the scenario.
+    resources = {name: params.resources.get(name) or scenario[name] for name in pattern.parameters}
+    completed = replace(
+        params, region=info["region"], smoke_url=params.smoke_url or scenario["smoke_url"]
+    )
+    completed = completed.with_resources(**resources)
+    pattern.check_resources(completed.resources)
+    return Connection(completed, session, sandbox=info, _close=close)
+
+
+def _attach(
+    url: str, pattern: str, options: dict[str, Any]
+) -> tuple[dict[str, Any], Callable[[], None]]:
+    body = json.dumps({"pattern": pattern, **options}).encode()
+    request = urllib.request.Request(f"{url}/scenarios", data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        info = json.loads(response.read())
+
+    def close() -> None:
+        delete = urllib.request.Request(f"{url}/scenarios/{info['scenario_id']}", method="DELETE")
+        with urllib.request.urlopen(delete, timeout=60) as response:
+            response.read()
+
+    return info, close
+
+
+def _start_local(
+    pattern: str, options: dict[str, Any]
+) -> tuple[dict[str, Any], Callable[[], None]]:
+    from .sandbox import Sandbox
+
+    sandbox = Sandbox().start()
+    try:
+        scenario = sandbox.provision(pattern, **options)
+    except Exception:
+        sandbox.stop()
+        raise
+    atexit.register(sandbox.stop)  # a failed cell must not leave servers behind the kernel
+
+    def close() -> None:
+        atexit.unregister(sandbox.stop)
+        sandbox.stop()
+
+    info = {
+        "endpoint_url": sandbox.endpoint_url,
+        "region": sandbox.region,
+        "parameters": scenario.parameters,
+        "scenario_id": scenario.id,
+    }
+    return info, close

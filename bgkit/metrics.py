@@ -1,0 +1,158 @@
+"""Reading blue and green evidence back from CloudWatch, exactly as from AWS.
+
+A pattern says where its metrics live (`MetricSource`); this module asks CloudWatch for
+request counts, 5xx counts and latency percentiles per colour. Nothing here computes a
+number CloudWatch did not return: a period with no datapoint is reported as no requests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from .aws import AwsSession
+
+PERCENTILES = ("p50", "p99")
+
+
+@dataclass(frozen=True)
+class MetricSource:
+    """Where a pattern's per-colour metrics are, in CloudWatch terms."""
+
+    namespace: str
+    requests: str  # count of requests (statistic Sum)
+    errors: str  # count of 5xx responses (statistic Sum); AWS omits zero datapoints
+    latency: str  # response time (percentile statistics)
+    latency_to_ms: float  # factor from the metric's unit to milliseconds
+    dimensions: Mapping[str, Mapping[str, str]]  # colour -> {dimension name: value}
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    colour: str
+    start: datetime
+    end: datetime
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "colour": self.colour,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+        }
+
+
+def _queries(source: MetricSource, period: int) -> list[dict[str, Any]]:
+    queries = []
+    for colour, dims in source.dimensions.items():
+        dimensions = [{"Name": k, "Value": v} for k, v in dims.items()]
+
+        def stat(qid: str, name: str, statistic: str, dims=dimensions) -> dict[str, Any]:
+            metric = {"Namespace": source.namespace, "MetricName": name, "Dimensions": dims}
+            return {
+                "Id": qid,
+                "MetricStat": {"Metric": metric, "Period": period, "Stat": statistic},
+            }
+
+        queries.append(stat(f"{colour}_requests", source.requests, "Sum"))
+        queries.append(stat(f"{colour}_errors", source.errors, "Sum"))
+        for p in PERCENTILES:
+            queries.append(stat(f"{colour}_{p}", source.latency, p))
+    return queries
+
+
+def _fetch(
+    session: AwsSession, queries: list[dict], start: datetime, end: datetime
+) -> dict[str, dict]:
+    cloudwatch = session.client("cloudwatch")
+    results: dict[str, dict[datetime, float]] = {q["Id"]: {} for q in queries}
+    for page in cloudwatch.get_paginator("get_metric_data").paginate(
+        MetricDataQueries=queries, StartTime=start, EndTime=end, ScanBy="TimestampAscending"
+    ):
+        for result in page["MetricDataResults"]:
+            for ts, value in zip(result["Timestamps"], result["Values"], strict=True):
+                results[result["Id"]][ts.astimezone(start.tzinfo)] = value
+    return results
+
+
+def has_datapoint(
+    session: AwsSession, source: MetricSource, start: datetime, end: datetime, period: int
+) -> bool:
+    """True once CloudWatch holds a request-count datapoint (either colour) in [start, end)."""
+    queries = [q for q in _queries(source, period) if q["Id"].endswith("_requests")]
+    results = _fetch(session, queries, start, end)
+    return any(results[q["Id"]] for q in queries)
+
+
+def read_window(
+    session: AwsSession, source: MetricSource, start: datetime, end: datetime
+) -> dict[str, WindowStats]:
+    """Counts and percentiles per colour over [start, end), one CloudWatch period wide."""
+    period = int((end - start).total_seconds())
+    results = _fetch(session, _queries(source, period), start, end)
+    stats = {}
+    for colour in source.dimensions:
+
+        def value(qid: str, colour=colour) -> float | None:
+            return results[f"{colour}_{qid}"].get(start)
+
+        p50, p99 = value("p50"), value("p99")
+        stats[colour] = WindowStats(
+            colour=colour,
+            start=start,
+            end=end,
+            requests=int(value("requests") or 0),
+            errors=int(value("errors") or 0),
+            p50_ms=None if p50 is None else p50 * source.latency_to_ms,
+            p99_ms=None if p99 is None else p99 * source.latency_to_ms,
+        )
+    return stats
+
+
+def read_series(
+    session: AwsSession, source: MetricSource, start: datetime, end: datetime, period: int
+) -> pd.DataFrame:
+    """Per-period measurements per colour: requests/s, 5xx rate, p50 and p99 latency (ms)."""
+    start = start.replace(microsecond=0)
+    end = end.replace(microsecond=0) + timedelta(seconds=1)
+    results = _fetch(session, _queries(source, period), start, end)
+    index = pd.date_range(start, end, freq=f"{period}s", inclusive="left")
+    frames = {}
+    for colour in source.dimensions:
+        requests = pd.Series(results[f"{colour}_requests"], dtype=float).reindex(index).fillna(0.0)
+        errors = pd.Series(results[f"{colour}_errors"], dtype=float).reindex(index).fillna(0.0)
+        frame = pd.DataFrame(
+            {
+                "requests": requests,
+                "rps": requests / period,
+                "errors": errors,
+                "error_rate": (errors / requests.where(requests > 0)),
+            },
+            index=index,
+        )
+        for p in PERCENTILES:
+            series = pd.Series(results[f"{colour}_{p}"], dtype=float).reindex(index)
+            frame[f"{p}_ms"] = series * source.latency_to_ms
+        frames[colour] = frame
+    return pd.concat(frames, axis=1)
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), 3)

@@ -1,0 +1,208 @@
+"""Release parameters: read from a runbook's parameters cell, validated before any AWS call.
+
+Every refusal is a `ParameterError` that names the parameter and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import plans
+from .errors import ParameterError
+
+TARGETS = ("sandbox", "aws")
+METRIC_PERIODS = (1, 5, 10, 30, 60)  # CloudWatch high-resolution periods, and one minute
+_RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+_SECRET_NAME = re.compile(r"(token|secret|password|passwd|webhook|api_?key|credential)", re.I)
+REDACTED = "***redacted***"
+
+
+@dataclass(frozen=True)
+class ReleaseParams:
+    runbook: str
+    target: str = "sandbox"
+    region: str = "us-east-1"
+    release: str = ""
+    plan: str = "linear"
+    step_percent: int = 25
+    canary_percent: int = 10
+    bake_seconds: float = 10.0
+    smoke_url: str = ""
+    smoke_requests: int = 10
+    min_requests: int = 20
+    max_error_rate_increase: float = 0.02
+    max_p99_increase: float = 0.5
+    p99_floor_ms: float = 25.0
+    max_holds: int = 3
+    metric_period_seconds: int = 1
+    metric_lag_seconds: float = 1.5
+    green_error_rate: float = 0.0
+    green_added_latency_ms: float = 0.0
+    sandbox_request_rate: float = 50.0
+    resources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def traffic_plan(self) -> plans.Plan:
+        return plans.from_parameters(
+            self.plan,
+            step_percent=self.step_percent,
+            canary_percent=self.canary_percent,
+            bake_seconds=self.bake_seconds,
+        )
+
+    def with_resources(self, **resources: str) -> ReleaseParams:
+        merged = {**self.resources, **{k: v for k, v in resources.items() if v}}
+        return replace(self, resources=merged)
+
+    def as_record(self) -> dict[str, Any]:
+        """The parameters as the record shows them: secrets redacted by name."""
+        values = asdict(self)
+        values.update(values.pop("resources"))
+        return redact(values)
+
+
+def redact(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (REDACTED if _SECRET_NAME.search(k) and v else v) for k, v in values.items()}
+
+
+def default_release_id(now: datetime | None = None) -> str:
+    return "rel-" + (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def validate(
+    runbook: str, namespace: Mapping[str, Any], resource_checks: Mapping[str, Any]
+) -> ReleaseParams:
+    """Validate the runbook's parameters. `resource_checks` maps pattern parameter → checker.
+
+    Only names declared by ReleaseParams or the pattern are read from `namespace`.
+    """
+    defaults = ReleaseParams(runbook=runbook)
+    got = {name: namespace.get(name, getattr(defaults, name)) for name in _COMMON}
+
+    _choice("target", got["target"], TARGETS)
+    if not isinstance(got["region"], str) or not _REGION.match(got["region"]):
+        raise ParameterError(
+            "region", "must be an AWS region name such as us-east-1", got["region"]
+        )
+    release = got["release"] or default_release_id()
+    if not isinstance(release, str) or not _RELEASE_ID.match(release):
+        raise ParameterError(
+            "release",
+            "must be 1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit",
+            release,
+        )
+    got["release"] = release
+    _integer("step_percent", got["step_percent"], 1, 99)
+    _integer("canary_percent", got["canary_percent"], 1, 99)
+    _number("bake_seconds", got["bake_seconds"], plans.MIN_BAKE_SECONDS, plans.MAX_BAKE_SECONDS)
+    if not isinstance(got["plan"], str):
+        raise ParameterError("plan", "must be a string", got["plan"])
+    plans.from_parameters(
+        got["plan"],
+        step_percent=got["step_percent"],
+        canary_percent=got["canary_percent"],
+        bake_seconds=got["bake_seconds"],
+    )
+    _url("smoke_url", got["smoke_url"])
+    _integer("smoke_requests", got["smoke_requests"], 1, 1000)
+    _integer("min_requests", got["min_requests"], 1, 1_000_000)
+    _number("max_error_rate_increase", got["max_error_rate_increase"], 0.0, 1.0, low_open=True)
+    _number("max_p99_increase", got["max_p99_increase"], 0.0, 10.0, low_open=True)
+    _number("p99_floor_ms", got["p99_floor_ms"], 0.0, 60_000.0)
+    _integer("max_holds", got["max_holds"], 0, 100)
+    if got["metric_period_seconds"] not in METRIC_PERIODS or isinstance(
+        got["metric_period_seconds"], bool
+    ):
+        raise ParameterError(
+            "metric_period_seconds",
+            f"must be one of {', '.join(map(str, METRIC_PERIODS))}",
+            got["metric_period_seconds"],
+        )
+    if not is_cloudwatch_period(got["bake_seconds"], got["metric_period_seconds"]):
+        raise ParameterError(
+            "bake_seconds",
+            "must be a CloudWatch period, so that the whole bake is judged as one window: "
+            f"1, 5, 10, 30 or a multiple of 60 seconds, and a multiple of metric_period_seconds "
+            f"({got['metric_period_seconds']})",
+            got["bake_seconds"],
+        )
+    _number("metric_lag_seconds", got["metric_lag_seconds"], 0.0, 600.0)
+    _number("green_error_rate", got["green_error_rate"], 0.0, 1.0)
+    _number("green_added_latency_ms", got["green_added_latency_ms"], 0.0, 60_000.0)
+    _number("sandbox_request_rate", got["sandbox_request_rate"], 1.0, 1000.0)
+
+    resources: dict[str, str] = {}
+    for name, check in resource_checks.items():
+        value = namespace.get(name, "")
+        if not isinstance(value, str):
+            raise ParameterError(name, "must be a string", value)
+        if value:
+            check(name, value)
+        elif got["target"] == "aws":
+            raise ParameterError(name, "is required when target is 'aws'", value)
+        resources[name] = value
+    return ReleaseParams(runbook=runbook, resources=resources, **got)
+
+
+_COMMON = [
+    name for name in ReleaseParams.__dataclass_fields__ if name not in ("runbook", "resources")
+]
+
+
+def is_cloudwatch_period(seconds: float, metric_period: int) -> bool:
+    """CloudWatch accepts periods of 1, 5, 10, 30 or a multiple of 60 s for high-resolution metrics."""
+    if seconds != int(seconds):
+        return False
+    whole = int(seconds)
+    return (whole in (1, 5, 10, 30) or whole % 60 == 0) and whole % metric_period == 0
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ParameterError(name, "must be one of " + ", ".join(repr(a) for a in allowed), value)
+
+
+def _integer(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ParameterError(name, f"must be an integer from {low} to {high}", value)
+
+
+def _number(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        bound = f"greater than {low:g}" if low_open else f"from {low:g}"
+        raise ParameterError(name, f"must be a number {bound} up to {high:g}", value)
+
+
+def _url(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise ParameterError(name, "must be a string URL", value)
+    if value:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ParameterError(name, "must be an http:// or https:// URL, or empty", value)
+
+
+def arn_checker(service: str, resource_pattern: str, example: str):
+    """A checker for a pattern parameter holding an ARN of `service` matching `resource_pattern`."""
+    regex = re.compile(
+        rf"^arn:aws[a-z-]*:{re.escape(service)}:[a-z0-9-]+:\d{{12}}:{resource_pattern}$"
+    )
+
+    def check(name: str, value: str) -> None:
+        if not regex.match(value):
+            raise ParameterError(name, f"must be an ARN like {example}", value)
+
+    return check
+
+
+__all__ = ["ReleaseParams", "arn_checker", "default_release_id", "redact", "validate"]

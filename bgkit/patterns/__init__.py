@@ -1,0 +1,32 @@
+"""The pattern registry: runbooks, the CLI and tests find patterns here by name."""
+
+from __future__ import annotations
+
+from .base import Pattern, Split
+
+_REGISTRY: dict[str, type[Pattern]] = {}
+
+
+def register(cls: type[Pattern]) -> type[Pattern]:
+    """Class decorator: make a pattern available by its `name`."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"pattern {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get(name: str) -> type[Pattern]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise KeyError(f"no pattern named {name!r}; known patterns: {known}") from None
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+from . import alb_weighted  # noqa: E402,F401  (registers itself)
+
+__all__ = ["Pattern", "Split", "get", "names", "register"]

@@ -1,0 +1,68 @@
+"""Plots of measured blue/green traffic, latency and errors, with shifts and the decision marked."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from typing import Any
+
+import matplotlib.dates as mdates
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+COLOURS = {"blue": "#1f5fbf", "green": "#2a9d3c"}
+
+
+def release_figure(series: pd.DataFrame, events: list[dict[str, Any]], title: str) -> Figure:
+    """Three panels from CloudWatch datapoints: requests/s, p50/p99 latency, 5xx rate.
+
+    Uses matplotlib's object API only: no pyplot state, no backend switch in the user's kernel.
+    """
+    fig = Figure(figsize=(9, 7.5), dpi=72)
+    axes = fig.subplots(3, 1, sharex=True)
+    rps_ax, lat_ax, err_ax = axes
+    for colour in ("blue", "green"):
+        if colour not in series.columns.get_level_values(0):
+            continue
+        data = series[colour]
+        c = COLOURS[colour]
+        rps_ax.plot(data.index, data["rps"], color=c, label=colour, drawstyle="steps-post")
+        lat_ax.plot(data.index, data["p50_ms"], color=c, linestyle="--", label=f"{colour} p50")
+        lat_ax.plot(data.index, data["p99_ms"], color=c, label=f"{colour} p99")
+        err_ax.plot(
+            data.index, 100 * data["error_rate"], color=c, marker=".", linestyle="-", label=colour
+        )
+    rps_ax.set_ylabel("requests / s")
+    lat_ax.set_ylabel("latency (ms)")
+    err_ax.set_ylabel("5xx rate (%)")
+    err_ax.set_xlabel("time (UTC)")
+    for ax in axes:
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        _mark_events(ax, events)
+    rps_ax.legend(loc="upper left", fontsize=8)
+    lat_ax.legend(loc="upper left", fontsize=8, ncol=2)
+    err_ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
+    rps_ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _mark_events(ax: Axes, events: list[dict[str, Any]]) -> None:
+    top = ax.get_ylim()[1]
+    for event in events:
+        at = pd.Timestamp(datetime.fromisoformat(event["at"]))
+        if event["kind"] == "shift":
+            ax.axvline(at, color="grey", linestyle=":", linewidth=1)
+            ax.text(at, top, f" {event['green_percent']}%", fontsize=7, va="top", color="grey")
+        elif event["kind"] in ("promote", "rollback"):
+            colour = "#2a9d3c" if event["kind"] == "promote" else "#c0392b"
+            ax.axvline(at, color=colour, linewidth=1.5)
+            ax.text(at, top, f" {event['kind']}", fontsize=8, va="top", color=colour)
+
+
+def png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

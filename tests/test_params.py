@@ -1,0 +1,84 @@
+import pytest
+
+import bgkit
+from bgkit import ParameterError
+from bgkit.params import REDACTED
+
+LISTENER = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/prod/50dc6c495c0c9188/f2f7dc8efc522ab2"
+BLUE = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/prod-blue/73e2d6bc24d8a067"
+GREEN = (
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/prod-green/83e2d6bc24d8a067"
+)
+
+
+def validate(**values):
+    return bgkit.validate_parameters("alb_weighted", values)
+
+
+def test_defaults_are_valid_for_the_sandbox():
+    params = validate()
+    assert params.target == "sandbox"
+    assert params.release.startswith("rel-")
+    assert params.traffic_plan.percentages == [25, 50, 75]
+
+
+def test_aws_target_requires_the_resources():
+    with pytest.raises(ParameterError, match="^listener_arn: is required when target is 'aws'"):
+        validate(target="aws")
+    params = validate(
+        target="aws",
+        listener_arn=LISTENER,
+        blue_target_group_arn=BLUE,
+        green_target_group_arn=GREEN,
+    )
+    assert params.resources["listener_arn"] == LISTENER
+
+
+@pytest.mark.parametrize(
+    ("values", "parameter", "allowed"),
+    [
+        ({"target": "prod"}, "target", "must be one of 'sandbox', 'aws'"),
+        ({"canary_percent": 150, "plan": "canary"}, "canary_percent", "integer from 1 to 99"),
+        ({"step_percent": 0}, "step_percent", "integer from 1 to 99"),
+        ({"plan": "yolo"}, "plan", "must be linear, canary, all_at_once"),
+        ({"bake_seconds": -5}, "bake_seconds", "from 1"),
+        ({"bake_seconds": 7}, "bake_seconds", "1, 5, 10, 30 or a multiple of 60"),
+        ({"bake_seconds": 1e9}, "bake_seconds", "up to 3600"),
+        ({"bake_seconds": float("nan")}, "bake_seconds", "must be a number"),
+        ({"release": "../../etc/passwd"}, "release", "letters, digits"),
+        ({"release": "x" * 65}, "release", "1-64 characters"),
+        ({"release": "rélease"}, "release", "letters, digits"),
+        ({"region": "moon-1"}, "region", "AWS region"),
+        ({"smoke_url": "file:///etc/passwd"}, "smoke_url", "http:// or https://"),
+        ({"green_error_rate": 1.5}, "green_error_rate", "up to 1"),
+        ({"min_requests": 0}, "min_requests", "integer from 1"),
+        ({"metric_period_seconds": 2}, "metric_period_seconds", "one of 1, 5, 10, 30, 60"),
+        ({"max_error_rate_increase": 0}, "max_error_rate_increase", "greater than 0"),
+        (
+            {"listener_arn": "arn:aws:elasticloadbalancing:us-east-1:123:listener/x"},
+            "listener_arn",
+            "must be an ARN",
+        ),
+        (
+            {"blue_target_group_arn": BLUE, "green_target_group_arn": BLUE},
+            "green_target_group_arn",
+            "must differ",
+        ),
+        ({"smoke_requests": "10"}, "smoke_requests", "integer"),
+    ],
+)
+def test_bad_parameters_are_refused_naming_the_parameter(values, parameter, allowed):
+    with pytest.raises(ParameterError) as caught:
+        validate(**values)
+    assert caught.value.name == parameter
+    assert str(caught.value).startswith(f"{parameter}: ")
+    assert allowed in str(caught.value)
+
+
+def test_secret_like_parameters_are_redacted_in_the_record():
+    from bgkit.params import redact
+
+    shown = redact(
+        {"webhook_url": "https://hooks.example/T0/B0/xyz", "api_token": "s3cr3t", "plan": "linear"}
+    )
+    assert shown == {"webhook_url": REDACTED, "api_token": REDACTED, "plan": "linear"}

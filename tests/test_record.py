@@ -1,0 +1,56 @@
+from datetime import UTC, datetime
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from bgkit.engine import attach_record
+from bgkit.record import RECORD_MIME, Record, from_notebook
+
+
+def make_record(**kw) -> Record:
+    record = Record(
+        runbook="alb_weighted",
+        release="rel-1",
+        target="sandbox",
+        parameters={"plan": "linear"},
+        plan="linear: 25% → promote",
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        **kw,
+    )
+    record.add_event(
+        datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC), "shift", "step 1: green 25%", green_percent=25
+    )
+    record.outcome, record.reason = "promoted", "all steps passed"
+    record.finished_at = datetime(2026, 1, 1, 0, 1, 0, tzinfo=UTC)
+    record.final_split = {"blue": 0, "green": 100}
+    return record
+
+
+def test_record_fields_and_duration():
+    data = make_record(operator="arn:aws:sts::123456789012:user/alice").to_dict()
+    assert data["duration_seconds"] == 60.0
+    assert data["finished_at"] == "2026-01-01T00:01:00+00:00"
+    assert data["events"][0]["green_percent"] == 25
+    summary = make_record(operator="me").summary_markdown()
+    assert "✅ promoted" in summary and "blue 0%, green 100%" in summary
+
+
+def test_engine_copies_the_last_record_output_into_metadata():
+    first, last = make_record().to_dict(), {**make_record().to_dict(), "outcome": "rolled_back"}
+    cell = new_code_cell("release.finish()")
+    cell.outputs = [
+        new_output("display_data", data={RECORD_MIME: first}),
+        new_output("display_data", data={RECORD_MIME: last}),
+    ]
+    nb = new_notebook(cells=[cell])
+    assert attach_record(nb) is True
+    assert nb.metadata["bgkit"]["outcome"] == "rolled_back"
+    assert (
+        from_notebook(nbformat.reads(nbformat.writes(nb), as_version=4))["outcome"] == "rolled_back"
+    )
+
+
+def test_no_record_output_means_no_metadata():
+    nb = new_notebook(cells=[new_code_cell("1/0")])
+    assert attach_record(nb) is False
+    assert "bgkit" not in nb.metadata

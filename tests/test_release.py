@@ -1,0 +1,217 @@
+"""The release loop with a fake pattern, a fake CloudWatch and a fake clock: bakes take no time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import bgkit
+from bgkit import FakeClock, Release
+from bgkit.metrics import MetricSource
+
+
+class FakePattern:
+    name = "alb_weighted"
+    title = "fake"
+    parameters: dict = {}
+
+    def __init__(self, fail_at: int | None = None, start_green: int = 0) -> None:
+        self.green = start_green
+        self.writes: list[int] = []
+        self.fail_at = fail_at
+
+    def target_id(self) -> str:
+        return "fake-listener"
+
+    def preflight(self):
+        return self.read_split()
+
+    def read_split(self):
+        return {"blue": 100 - self.green, "green": self.green}
+
+    def set_split(self, green_percent: int):
+        if self.fail_at is not None and green_percent == self.fail_at:
+            raise RuntimeError("AWS said no")
+        self.writes.append(green_percent)
+        self.green = green_percent
+        return self.read_split()
+
+    def metric_source(self) -> MetricSource:
+        dims = {"blue": {"TargetGroup": "b"}, "green": {"TargetGroup": "g"}}
+        return MetricSource("NS", "Requests", "Errors", "Latency", 1000.0, dims)
+
+    def describe(self) -> dict[str, Any]:
+        return {"split": self.read_split()}
+
+
+class FakeCloudWatch:
+    """Answers GetMetricData from a function (colour, green_percent) -> (requests, errors, p99 seconds)."""
+
+    def __init__(self, pattern: FakePattern, traffic) -> None:
+        self.pattern = pattern
+        self.traffic = traffic
+        self.calls = 0
+
+    def get_paginator(self, name):
+        assert name == "get_metric_data"
+        return self
+
+    def paginate(self, MetricDataQueries, StartTime, EndTime, ScanBy):
+        self.calls += 1
+        results = []
+        for query in MetricDataQueries:
+            colour, what = query["Id"].split("_", 1)
+            requests, errors, p99 = self.traffic(colour, self.pattern.green)
+            value = {"requests": requests, "errors": errors, "p50": p99 / 2, "p99": p99}[what]
+            present = not (what == "errors" and value == 0) and not (
+                what != "requests" and requests == 0
+            )
+            results.append(
+                {
+                    "Id": query["Id"],
+                    "Timestamps": [StartTime] if present else [],
+                    "Values": [value] if present else [],
+                }
+            )
+        return [{"MetricDataResults": results}]
+
+
+class FakeSession:
+    region = "us-east-1"
+
+    def __init__(self, cloudwatch) -> None:
+        self._cloudwatch = cloudwatch
+
+    def client(self, name):
+        assert name == "cloudwatch"
+        return self._cloudwatch
+
+    def caller_arn(self):
+        return "arn:aws:sts::123456789012:assumed-role/release/alice"
+
+
+class Quiet:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def make_release(traffic, pattern=None, **values) -> tuple[Release, FakePattern, FakeClock]:
+    pattern = pattern or FakePattern()
+    params = bgkit.validate_parameters(
+        "alb_weighted", {"bake_seconds": 60, "smoke_url": "", **values}
+    )
+    clock = FakeClock()
+    release = Release(
+        params,
+        FakeSession(FakeCloudWatch(pattern, traffic)),
+        clock=clock,
+        pattern=pattern,
+        display=Quiet(),
+    )
+    return release, pattern, clock
+
+
+def healthy(colour, green_percent):
+    share = green_percent if colour == "green" else 100 - green_percent
+    return (share * 10, 0, 0.010)
+
+
+def run(release: Release) -> dict:
+    release.preflight()
+    release.smoke_test()
+    release.shift()
+    release.promote()
+    return release.finish(plot=False)
+
+
+def test_healthy_release_promotes_through_every_step():
+    release, pattern, clock = make_release(healthy)
+    record = run(release)
+    assert record["outcome"] == "promoted"
+    assert pattern.writes == [25, 50, 75, 100]
+    assert record["final_split"] == {"blue": 0, "green": 100}
+    assert [v["decision"] for v in record["verdicts"]] == ["PASS"] * 3
+    assert record["operator"].endswith("/alice")
+    # three bakes of 60 s, measured on the injected clock: no real time passed
+    assert sum(clock.slept) >= 180
+
+
+def test_error_regression_rolls_back_to_blue_with_the_evidence():
+    def bad_green(colour, green_percent):
+        requests = green_percent * 10 if colour == "green" else (100 - green_percent) * 10
+        return (requests, requests // 5 if colour == "green" else 0, 0.010)
+
+    release, pattern, _ = make_release(bad_green)
+    record = run(release)
+    assert record["outcome"] == "rolled_back"
+    assert pattern.writes == [25, 0]
+    assert record["final_split"] == {"blue": 100, "green": 0}
+    verdict = record["verdicts"][0]
+    assert verdict["decision"] == "ROLLBACK"
+    assert verdict["green"]["errors"] == 50 and verdict["green"]["requests"] == 250
+    assert "step 1 at 25%" in record["reason"]
+
+
+def test_no_data_holds_then_rolls_back_never_promotes():
+    release, pattern, _ = make_release(lambda colour, g: (5, 0, 0.01), max_holds=2)
+    record = run(release)
+    assert record["outcome"] == "rolled_back"
+    assert [v["decision"] for v in record["verdicts"]] == ["NO_DATA"] * 3
+    assert "no verdict after 2 holds" in record["reason"]
+    assert pattern.green == 0
+
+
+def test_exception_after_first_mutation_returns_traffic_to_blue_and_records_it():
+    pattern = FakePattern(fail_at=50)
+    release, _, _ = make_release(healthy, pattern=pattern)
+    release.preflight()
+    release.smoke_test()
+    with pytest.raises(RuntimeError, match="AWS said no"):
+        release.shift()
+    assert pattern.green == 0
+    assert release.record.outcome == "failed"
+    assert "shift failed: RuntimeError: AWS said no" in release.record.reason
+    assert [e["kind"] for e in release.record.events][-1] == "rollback"
+
+
+def test_preflight_refuses_a_half_shifted_target_without_writing():
+    pattern = FakePattern(start_green=30)
+    release, _, _ = make_release(healthy, pattern=pattern)
+    with pytest.raises(bgkit.PreflightError, match="not 100% blue"):
+        release.preflight()
+    assert pattern.writes == []
+
+
+def test_steps_are_safe_to_rerun_and_finish_never_leaves_traffic_between():
+    release, pattern, _ = make_release(healthy)
+    release.preflight()
+    release.preflight()  # a re-run cell reads state and does nothing
+    release.smoke_test()
+    release.shift()
+    assert pattern.green == 75
+    record = release.finish(plot=False)  # promote was skipped
+    assert record["outcome"] == "rolled_back"
+    assert pattern.green == 0
+    assert release.promote() == "rolled_back"  # nothing happens after the end
+    assert pattern.writes == [25, 50, 75, 0]
+
+
+def test_all_at_once_promotes_after_the_smoke_test_and_records_no_analysis():
+    release, pattern, _ = make_release(healthy, plan="all_at_once")
+    record = run(release)
+    assert record["outcome"] == "promoted"
+    assert pattern.writes == [100]
+    assert record["verdicts"] == []
+    assert "no canary analysis" in record["reason"]
+
+
+def test_bake_windows_start_after_the_shift():
+    release, _, clock = make_release(healthy, bake_seconds=5, step_percent=50)
+    record = run(release)
+    shift_at = next(e["at"] for e in record["events"] if e["kind"] == "shift")
+    window_start = record["verdicts"][0]["blue"]["start"]
+    assert window_start >= shift_at
+    assert record["verdicts"][0]["blue"]["end"] <= (clock.now()).isoformat()
+    assert timedelta(seconds=5) <= clock.now() - release.record.started_at
