@@ -1,0 +1,102 @@
+"""The embedded sandbox: AWS's control plane (moto, gaps filled) and a real data plane on loopback.
+
+    sandbox = Sandbox().start()
+    scenario = sandbox.provision("alb_weighted", green_error_rate=0.2)
+    ... boto3 clients with sandbox.session() see the scenario's resources ...
+    sandbox.stop()          # every thread, server and port it started is gone
+
+A sandbox can also serve a small admin API (`serve_admin()`), so that a runbook's kernel
+uses a sandbox that lives in another process (tests, a shared sandbox) through
+``BGKIT_SANDBOX_URL``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..aws import AwsSession
+from ..errors import SandboxError
+from .control import ControlPlane
+from .scenarios import SCENARIOS, Scenario
+
+# Throwaway credentials: moto accepts any; they are not secrets and reach no AWS account.
+SANDBOX_ACCESS_KEY_ID = "sandbox"
+SANDBOX_SECRET_ACCESS_KEY = "sandbox"
+SANDBOX_REGION = "us-east-1"
+
+
+class Sandbox:
+    def __init__(self, region: str = SANDBOX_REGION) -> None:
+        self.region = region
+        self._control = ControlPlane()
+        self._scenarios: dict[str, Scenario] = {}
+        self._lock = threading.Lock()
+        self._admin: Any = None
+
+    def start(self) -> Sandbox:
+        self._control.start()
+        return self
+
+    @property
+    def endpoint_url(self) -> str:
+        return self._control.endpoint_url
+
+    def session(self) -> AwsSession:
+        return AwsSession(
+            self.region,
+            endpoint_url=self.endpoint_url,
+            access_key_id=SANDBOX_ACCESS_KEY_ID,
+            secret_access_key=SANDBOX_SECRET_ACCESS_KEY,
+        )
+
+    def provision(self, pattern: str, **options: Any) -> Scenario:
+        try:
+            scenario_class = SCENARIOS[pattern]
+        except KeyError:
+            raise SandboxError(f"the sandbox has no scenario for pattern {pattern!r}") from None
+        scenario = scenario_class(self.session(), **options)
+        try:
+            scenario.start()
+        except Exception:
+            scenario.stop()
+            raise
+        with self._lock:
+            self._scenarios[scenario.id] = scenario
+        return scenario
+
+    def release_scenario(self, scenario_id: str) -> bool:
+        with self._lock:
+            scenario = self._scenarios.pop(scenario_id, None)
+        if scenario is not None:
+            scenario.stop()
+        return scenario is not None
+
+    def serve_admin(self) -> str:
+        from .admin import AdminServer
+
+        self._admin = AdminServer(self).start()
+        return self._admin.url
+
+    def stop(self) -> None:
+        if self._admin is not None:
+            self._admin.stop()
+            self._admin = None
+        for scenario_id in list(self._scenarios):
+            self.release_scenario(scenario_id)
+        self._control.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__ = [
+    "SANDBOX_ACCESS_KEY_ID",
+    "SANDBOX_REGION",
+    "SANDBOX_SECRET_ACCESS_KEY",
+    "Sandbox",
+    "Scenario",
+]

@@ -1,0 +1,73 @@
+"""A small JSON API over a running sandbox, so runbook kernels can share one sandbox.
+
+POST   /scenarios        {"pattern": ..., "green_error_rate": ..., ...} -> scenario parameters
+DELETE /scenarios/<id>   stop that scenario's data plane (its AWS resources stay for inspection)
+GET    /health
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import BgkitError
+from .http import KeepAliveHandler, LoopbackServer
+
+_OPTIONS = ("green_error_rate", "green_added_latency_ms", "request_rate")
+
+
+class AdminServer:
+    def __init__(self, sandbox) -> None:  # type: ignore[no-untyped-def]
+        self._sandbox = sandbox
+        self._server = LoopbackServer(self._handler(), name="bgkit-sandbox-admin")
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    def start(self) -> AdminServer:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def _handler(self) -> type[KeepAliveHandler]:
+        sandbox = self._sandbox
+
+        class Handler(KeepAliveHandler):
+            def _json(self, status: int, body: object) -> None:
+                self.reply(status, json.dumps(body).encode())
+
+            def do_GET(self) -> None:
+                if self.path == "/health":
+                    self._json(
+                        200, {"endpoint_url": sandbox.endpoint_url, "region": sandbox.region}
+                    )
+                else:
+                    self._json(404, {"error": f"no such path {self.path}"})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                    options = {k: body[k] for k in _OPTIONS if k in body}
+                    scenario = sandbox.provision(body["pattern"], **options)
+                except (KeyError, ValueError, BgkitError) as error:
+                    self._json(400, {"error": f"{type(error).__name__}: {error}"})
+                    return
+                self._json(
+                    200,
+                    {
+                        "scenario_id": scenario.id,
+                        "endpoint_url": sandbox.endpoint_url,
+                        "region": sandbox.region,
+                        "parameters": scenario.parameters,
+                    },
+                )
+
+            def do_DELETE(self) -> None:
+                scenario_id = self.path.rsplit("/", 1)[-1]
+                found = sandbox.release_scenario(scenario_id)
+                self._json(200 if found else 404, {"released": found})
+
+        return Handler

@@ -1,0 +1,68 @@
+"""A load generator: a steady rate of real HTTP requests for the whole release."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections import Counter
+from urllib.parse import urlsplit
+
+
+class LoadGenerator:
+    """Open-loop load: request i is due at start + i / rate, whatever the latency of others."""
+
+    def __init__(self, url: str, rate: float, *, workers: int = 16, path: str = "/") -> None:
+        parts = urlsplit(url)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.rate = rate
+        self.path = path
+        self.statuses: Counter[int] = Counter()
+        self._lock = threading.Lock()
+        self._next = 0
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"bgkit-load-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        self._started = 0.0
+
+    def start(self) -> LoadGenerator:
+        self._started = time.monotonic()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _work(self) -> None:
+        connection: http.client.HTTPConnection | None = None
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    due = self._started + self._next / self.rate
+                    self._next += 1
+                if self._stop.wait(max(0.0, due - time.monotonic())):
+                    break
+                if connection is None:
+                    connection = http.client.HTTPConnection(self._host, self._port, timeout=10)
+                try:
+                    connection.request("GET", self.path)
+                    response = connection.getresponse()
+                    response.read()
+                    status = response.status
+                    if response.will_close:
+                        connection.close()
+                        connection = None
+                except (OSError, http.client.HTTPException):
+                    status = 0  # connection-level failure, counted apart from HTTP statuses
+                    connection.close()
+                    connection = None
+                with self._lock:
+                    self.statuses[status] += 1
+        finally:
+            if connection is not None:
+                connection.close()

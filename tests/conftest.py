@@ -1,0 +1,73 @@
+"""Shared fixtures: one sandbox per test session, and running a runbook through papermill."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from bgkit.connect import SANDBOX_URL_ENV
+from bgkit.sandbox import Sandbox
+
+RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """A sandbox in this process; runbook kernels reach it through BGKIT_SANDBOX_URL."""
+    box = Sandbox().start()
+    box.admin_url = box.serve_admin()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def shared_sandbox(sandbox, monkeypatch):
+    monkeypatch.setenv(SANDBOX_URL_ENV, sandbox.admin_url)
+    return sandbox
+
+
+class Run:
+    def __init__(self, path: Path, nb: Any, error: PapermillExecutionError | None) -> None:
+        self.path = path
+        self.nb = nb
+        self.error = error
+        self.record = nb.metadata.get("bgkit")
+
+    def outputs_text(self) -> str:
+        return nbformat.writes(self.nb)
+
+
+def run_runbook(tmp_path: Path, name: str, **parameters: Any) -> Run:
+    out = tmp_path / f"{name}-out.ipynb"
+    error = None
+    try:
+        papermill.execute_notebook(
+            str(RUNBOOKS / f"{name}.ipynb"),
+            str(out),
+            parameters=parameters,
+            engine_name="bgkit",
+            progress_bar=False,
+            cwd=str(RUNBOOKS),
+        )
+    except PapermillExecutionError as exc:
+        error = exc
+    return Run(out, nbformat.read(str(out), as_version=4), error)
+
+
+@pytest.fixture
+def no_leaked_threads():
+    """Fails a test that leaves a thread of its own running."""
+    before = set(threading.enumerate())
+    yield
+    for _ in range(50):
+        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not extra:
+            return
+        threading.Event().wait(0.1)
+    pytest.fail(f"threads left running: {[t.name for t in extra]}")

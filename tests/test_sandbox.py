@@ -1,0 +1,170 @@
+"""The sandbox, tested directly with boto3 as a user of AWS would see it."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bgkit.sandbox import Sandbox
+
+
+def get(url: str, headers: dict | None = None) -> tuple[int, dict]:
+    import json
+    import urllib.error
+
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+
+
+def set_weights(elb, listener, blue, green, blue_weight, green_weight):
+    elb.modify_listener(
+        ListenerArn=listener,
+        DefaultActions=[
+            {
+                "Type": "forward",
+                "ForwardConfig": {
+                    "TargetGroups": [
+                        {"TargetGroupArn": blue, "Weight": blue_weight},
+                        {"TargetGroupArn": green, "Weight": green_weight},
+                    ]
+                },
+            }
+        ],
+    )
+
+
+@pytest.fixture
+def scenario(sandbox):
+    scenario = sandbox.provision("alb_weighted", request_rate=20)
+    yield scenario
+    sandbox.release_scenario(scenario.id)
+
+
+def test_scenario_is_production_with_all_traffic_on_blue(sandbox, scenario):
+    elb = sandbox.session().client("elbv2")
+    listener = elb.describe_listeners(ListenerArns=[scenario.parameters["listener_arn"]])[
+        "Listeners"
+    ][0]
+    weights = {
+        g["TargetGroupArn"]: g["Weight"]
+        for g in listener["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
+    }
+    assert weights == {
+        scenario.parameters["blue_target_group_arn"]: 100,
+        scenario.parameters["green_target_group_arn"]: 0,
+    }
+    production = scenario.parameters["production_url"]
+    assert {get(production)[1]["colour"] for _ in range(10)} == {"blue"}
+    # the test listener reaches green only
+    assert get(scenario.parameters["smoke_url"])[0] == 200
+    test_root = scenario.parameters["smoke_url"].rsplit("/", 1)[0] + "/"
+    assert {get(test_root)[1]["colour"] for _ in range(5)} == {"green"}
+
+
+def test_router_follows_listener_weights_read_through_boto3(sandbox, scenario):
+    elb = sandbox.session().client("elbv2")
+    p = scenario.parameters
+    set_weights(
+        elb, p["listener_arn"], p["blue_target_group_arn"], p["green_target_group_arn"], 0, 100
+    )
+    time.sleep(0.5)  # the router re-reads the listener at least every 250 ms
+    assert {get(p["production_url"])[1]["colour"] for _ in range(10)} == {"green"}
+    set_weights(
+        elb, p["listener_arn"], p["blue_target_group_arn"], p["green_target_group_arn"], 50, 50
+    )
+    time.sleep(0.5)
+    seen = Counter(get(p["production_url"])[1]["colour"] for _ in range(200))
+    assert 60 < seen["green"] < 140, seen
+
+
+def test_router_honours_http_header_rules(sandbox, scenario):
+    elb = sandbox.session().client("elbv2")
+    p = scenario.parameters
+    elb.create_rule(
+        ListenerArn=p["listener_arn"],
+        Priority=5,
+        Conditions=[
+            {
+                "Field": "http-header",
+                "HttpHeaderConfig": {"HttpHeaderName": "X-Canary", "Values": ["yes"]},
+            }
+        ],
+        Actions=[{"Type": "forward", "TargetGroupArn": p["green_target_group_arn"]}],
+    )
+    time.sleep(0.5)
+    assert get(p["production_url"], {"X-Canary": "yes"})[1]["colour"] == "green"
+    assert get(p["production_url"])[1]["colour"] == "blue"
+
+
+def test_alb_metrics_with_percentiles_come_back_through_cloudwatch(sandbox, scenario):
+    p = scenario.parameters
+    start = datetime.now(UTC).replace(microsecond=0)
+    time.sleep(3.2)
+    end = start + timedelta(seconds=2)
+    lb = p["load_balancer_arn"].split(":loadbalancer/", 1)[1]
+    tg = p["blue_target_group_arn"].split(":", 5)[5]
+    dims = [{"Name": "LoadBalancer", "Value": lb}, {"Name": "TargetGroup", "Value": tg}]
+
+    def query(qid, name, stat):
+        metric = {"Namespace": "AWS/ApplicationELB", "MetricName": name, "Dimensions": dims}
+        return {"Id": qid, "MetricStat": {"Metric": metric, "Period": 2, "Stat": stat}}
+
+    cloudwatch = sandbox.session().client("cloudwatch")
+    result = cloudwatch.get_metric_data(
+        MetricDataQueries=[
+            query("n", "RequestCount", "Sum"),
+            query("p50", "TargetResponseTime", "p50"),
+            query("p99", "TargetResponseTime", "p99"),
+        ],
+        StartTime=start,
+        EndTime=end,
+    )["MetricDataResults"]
+    values = {r["Id"]: r["Values"] for r in result}
+    requests = values["n"][0]
+    assert 20 <= requests <= 60  # 20 requests/s for 2 s, measured by the router
+    p50, p99 = values["p50"][0], values["p99"][0]
+    assert 0.001 < p50 <= p99 < 1.0  # seconds, as ALB reports TargetResponseTime
+
+
+def test_green_fault_knobs_are_real_http_errors_and_latency():
+    with Sandbox() as box:
+        scenario = box.provision(
+            "alb_weighted", green_error_rate=0.5, green_added_latency_ms=40, request_rate=5
+        )
+        root = scenario.parameters["smoke_url"].rsplit("/", 1)[0] + "/"
+        started = time.perf_counter()
+        statuses = Counter(get(root)[0] for _ in range(40))
+        per_request_ms = 1000 * (time.perf_counter() - started) / 40
+        assert 8 <= statuses[500] <= 32 and statuses[500] + statuses[200] == 40
+        assert per_request_ms >= 40
+        assert (
+            get(scenario.parameters["smoke_url"])[0] == 200
+        )  # health stays up: faults hit real traffic
+
+
+def test_stop_leaves_no_thread_or_port(no_leaked_threads):
+    box = Sandbox().start()
+    scenario = box.provision("alb_weighted", request_rate=50)
+    ports = [
+        int(url.rsplit(":", 1)[1].split("/")[0])
+        for url in (
+            scenario.parameters["production_url"],
+            scenario.parameters["smoke_url"],
+            box.endpoint_url,
+        )
+    ]
+    time.sleep(0.5)
+    box.stop()
+    for port in ports:
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, (
+                f"port {port} still accepts connections"
+            )
