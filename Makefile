@@ -1,0 +1,37 @@
+# Each target creates or updates the project's virtual environment itself (.venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.bgkit-installed
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bgkit needs Python 3.11 or newer; run make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[sandbox,dev]'
+	touch $(STAMP)
+
+## demo: run a release of the ALB weighted runbook in the embedded sandbox
+demo: $(STAMP)
+	$(BIN)/bgkit run alb_weighted
+
+## test: lint, format check, unit and integration tests, and every runbook through nbval
+test: $(STAMP) lint
+	$(BIN)/pytest --nbval-lax tests runbooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## bench: performance measurements (not tests)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/release_wall_time.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

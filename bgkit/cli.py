@@ -1,0 +1,175 @@
+"""The `bgkit` command.
+
+    bgkit run <runbook name or path> [-p NAME VALUE]... [--output PATH]
+    bgkit runbooks
+
+`run` exits 0 when the release was promoted, 3 when it was rolled back, 4 when it failed,
+and 2 when the command line itself is wrong (nothing was run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import patterns
+from .params import default_release_id
+
+EXIT_PROMOTED, EXIT_USAGE, EXIT_ROLLED_BACK, EXIT_FAILED = 0, 2, 3, 4
+_EXIT = {"promoted": EXIT_PROMOTED, "rolled_back": EXIT_ROLLED_BACK, "failed": EXIT_FAILED}
+REPO_RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
+
+
+class UsageError(Exception):
+    pass
+
+
+def runbook_path(name_or_path: str) -> Path:
+    """A runbook by file path, or by name in ./runbooks or the runbooks shipped beside bgkit."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".ipynb":
+        if candidate.is_file():
+            return candidate
+        raise UsageError(f"runbook: no notebook at {candidate}")
+    for folder in (Path.cwd() / "runbooks", REPO_RUNBOOKS):
+        path = folder / f"{name_or_path}.ipynb"
+        if path.is_file():
+            return path
+    known = ", ".join(p.stem for p in sorted(REPO_RUNBOOKS.glob("*.ipynb")))
+    raise UsageError(f"runbook: no runbook named {name_or_path!r}; known runbooks: {known}")
+
+
+def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
+    import papermill
+
+    return papermill.inspect_notebook(str(path))
+
+
+def coerce_parameters(path: Path, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Turn -p NAME VALUE text into the type the runbook's parameters cell declares."""
+    declared = notebook_parameters(path)
+    values: dict[str, Any] = {}
+    for name, text in pairs:
+        if name not in declared:
+            allowed = ", ".join(declared)
+            raise UsageError(
+                f"-p {name}: {path.stem} has no parameter {name!r}; its parameters: {allowed}"
+            )
+        kind = declared[name]["inferred_type_name"]
+        try:
+            if kind == "int":
+                values[name] = int(text)
+            elif kind == "float":
+                values[name] = float(text)
+            elif kind == "bool":
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                values[name] = text.lower() in ("true", "1", "yes")
+            else:
+                values[name] = text
+        except ValueError:
+            raise UsageError(f"-p {name}: expected {kind}, got {text!r}") from None
+    return values
+
+
+def output_path(runbook: str, release: str, folder: Path, now: datetime | None = None) -> Path:
+    """outputs/<UTC date>/<runbook>-<release>-<UTC time>.ipynb, never an existing file."""
+    now = now or datetime.now(UTC)
+    day = folder / now.strftime("%Y-%m-%d")
+    day.mkdir(parents=True, exist_ok=True)
+    stem = f"{runbook}-{release}-{now.strftime('%H%M%S')}"
+    path, n = day / f"{stem}.ipynb", 1
+    while path.exists():
+        n += 1
+        path = day / f"{stem}-{n}.ipynb"
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from .record import load
+
+    path = runbook_path(args.runbook)
+    parameters = coerce_parameters(path, args.parameter)
+    parameters.setdefault("release", default_release_id())
+    out = (
+        Path(args.output)
+        if args.output
+        else output_path(path.stem, str(parameters["release"]), Path("outputs"))
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"bgkit: running {path.stem} release {parameters['release']} -> {out}", file=sys.stderr)
+    error = None
+    try:
+        papermill.execute_notebook(
+            str(path),
+            str(out),
+            parameters=parameters,
+            engine_name="bgkit",
+            progress_bar=not args.quiet,
+            log_output=args.log_output,
+            cwd=str(path.parent),
+        )
+    except PapermillExecutionError as exc:
+        error = f"{exc.ename}: {exc.evalue}"
+    record = load(out) or {}
+    outcome = record.get("outcome") or "failed"
+    print(f"outcome: {outcome}")
+    if record.get("reason"):
+        print(f"reason: {record['reason']}")
+    if error:
+        print(f"error: {error}")
+    print(f"record: {out}")
+    return _EXIT[outcome]
+
+
+def list_runbooks(args: argparse.Namespace) -> int:
+    for name in patterns.names():
+        pattern = patterns.get(name)
+        try:
+            path = runbook_path(name)
+        except UsageError:
+            print(f"{name}: {pattern.title} (no runbook notebook found)")
+            continue
+        print(f"{name}: {pattern.title}  [{path}]")
+        for pname, spec in notebook_parameters(path).items():
+            print(
+                f"    {pname} ({spec['inferred_type_name']}, default {spec['default']}): {spec['help']}"
+            )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bgkit", description="Blue/green and canary release runbooks for AWS."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run a release runbook headlessly")
+    run_parser.add_argument("runbook", help="runbook name (e.g. alb_weighted) or path to a .ipynb")
+    run_parser.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
+    )
+    run_parser.add_argument("--output", help="executed notebook path (default: outputs/<date>/...)")
+    run_parser.add_argument(
+        "--log-output", action="store_true", help="stream cell output to the terminal"
+    )
+    run_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    run_parser.set_defaults(handler=run)
+    commands.add_parser("runbooks", help="list runbooks and their parameters").set_defaults(
+        handler=list_runbooks
+    )
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"bgkit: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

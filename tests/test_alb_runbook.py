@@ -1,0 +1,151 @@
+"""The ALB runbook executed by papermill in the sandbox; assertions on what AWS (the sandbox) says."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_runbook
+
+FAST = {"bake_seconds": 5, "plan": "30,60"}
+
+
+def listener_weights(sandbox, listener_arn: str) -> dict[str, int]:
+    elb = sandbox.session().client("elbv2")
+    action = elb.describe_listeners(ListenerArns=[listener_arn])["Listeners"][0]["DefaultActions"][
+        0
+    ]
+    return {g["TargetGroupArn"]: g["Weight"] for g in action["ForwardConfig"]["TargetGroups"]}
+
+
+def control_plane_state(sandbox) -> str:
+    elb = sandbox.session().client("elbv2")
+    state = {
+        "target_groups": sorted(
+            g["TargetGroupArn"] for g in elb.describe_target_groups()["TargetGroups"]
+        )
+    }
+    for lb in elb.describe_load_balancers()["LoadBalancers"]:
+        for listener in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]:
+            rules = elb.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]
+            state[listener["ListenerArn"]] = {"actions": listener["DefaultActions"], "rules": rules}
+    return json.dumps(state, sort_keys=True, default=str)
+
+
+def test_healthy_green_is_promoted_and_the_listener_sends_everything_to_green(
+    shared_sandbox, tmp_path
+):
+    run = run_runbook(tmp_path, "alb_weighted", **FAST)
+    assert run.error is None
+    record = run.record
+    assert record["outcome"] == "promoted"
+    for field in (
+        "runbook",
+        "release",
+        "target",
+        "started_at",
+        "finished_at",
+        "operator",
+        "events",
+        "verdicts",
+    ):
+        assert record[field], field
+    assert record["operator"].startswith("arn:aws:sts::")
+    assert record["final_split"] == {"blue": 0, "green": 100}
+    resources = record["parameters"]
+    weights = listener_weights(shared_sandbox, resources["listener_arn"])
+    assert weights == {
+        resources["blue_target_group_arn"]: 0,
+        resources["green_target_group_arn"]: 100,
+    }
+    assert [v["green_percent"] for v in record["verdicts"]] == [30, 60]
+    assert all(v["decision"] == "PASS" and v["green"]["requests"] >= 20 for v in record["verdicts"])
+    text = run.outputs_text()
+    assert "image/png" in text and "Release summary" in text
+    assert run.path.stat().st_size < 1_000_000
+
+
+def test_green_with_errors_is_rolled_back_on_evidence(shared_sandbox, tmp_path):
+    run = run_runbook(tmp_path, "alb_weighted", green_error_rate=0.2, **FAST)
+    assert run.error is None  # a rollback is a completed release, not a crashed notebook
+    record = run.record
+    assert record["outcome"] == "rolled_back"
+    assert record["final_split"] == {"blue": 100, "green": 0}
+    resources = record["parameters"]
+    weights = listener_weights(shared_sandbox, resources["listener_arn"])
+    assert weights == {
+        resources["blue_target_group_arn"]: 100,
+        resources["green_target_group_arn"]: 0,
+    }
+    verdict = record["verdicts"][-1]
+    assert verdict["decision"] == "ROLLBACK"
+    assert verdict["green"]["errors"] > 0 and verdict["blue"]["errors"] == 0
+    assert "5xx" in record["reason"]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "name"),
+    [
+        ({"plan": "canary", "canary_percent": 150}, "canary_percent"),
+        ({"plan": "big-bang"}, "plan"),
+        (
+            {
+                "blue_target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/x-blue/73e2d6bc24d8a067",
+                "green_target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/x-blue/73e2d6bc24d8a067",
+            },
+            "green_target_group_arn",
+        ),
+    ],
+)
+def test_invalid_parameters_fail_before_any_mutation(shared_sandbox, tmp_path, parameters, name):
+    before = control_plane_state(shared_sandbox)
+    run = run_runbook(tmp_path, "alb_weighted", **parameters)
+    assert run.error is not None
+    assert run.error.ename == "ParameterError"
+    assert run.error.evalue.startswith(f"{name}: ")
+    assert control_plane_state(shared_sandbox) == before
+
+
+@pytest.fixture
+def aws_env_on_sandbox(sandbox, monkeypatch):
+    """target='aws' with the standard credential chain, pointed at the sandbox by environment only."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", sandbox.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sandbox")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sandbox")
+    scenario = sandbox.provision("alb_weighted")
+    yield scenario
+    sandbox.release_scenario(scenario.id)
+
+
+def aws_parameters(scenario) -> dict:
+    p = scenario.parameters
+    return {
+        "target": "aws",
+        "listener_arn": p["listener_arn"],
+        "blue_target_group_arn": p["blue_target_group_arn"],
+        "green_target_group_arn": p["green_target_group_arn"],
+        "smoke_url": p["smoke_url"],
+    }
+
+
+def test_aws_target_runs_the_same_code_path_by_endpoint_only(sandbox, aws_env_on_sandbox, tmp_path):
+    run = run_runbook(tmp_path, "alb_weighted", **aws_parameters(aws_env_on_sandbox), **FAST)
+    assert run.error is None
+    assert run.record["outcome"] == "promoted"
+    assert run.record["target"] == "aws"
+    p = aws_env_on_sandbox.parameters
+    assert listener_weights(sandbox, p["listener_arn"])[p["green_target_group_arn"]] == 100
+
+
+def test_missing_listener_is_refused_in_preflight_naming_it(sandbox, aws_env_on_sandbox, tmp_path):
+    parameters = aws_parameters(aws_env_on_sandbox)
+    real = parameters["listener_arn"]
+    parameters["listener_arn"] = real[:-16] + "0123456789abcdef"
+    before = control_plane_state(sandbox)
+    run = run_runbook(tmp_path, "alb_weighted", **parameters, **FAST)
+    assert run.error.ename == "PreflightError"
+    assert (
+        run.error.evalue.startswith("listener_arn: listener ")
+        and "does not exist" in run.error.evalue
+    )
+    assert control_plane_state(sandbox) == before

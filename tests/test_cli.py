@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bgkit import cli, patterns
+
+
+def test_runbooks_lists_every_registered_pattern_with_its_parameters(capsys):
+    assert cli.main(["runbooks"]) == 0
+    out = capsys.readouterr().out
+    for name in patterns.names():
+        assert f"{name}: " in out
+    assert "bake_seconds (float, default 10.0): seconds at each step before judging" in out
+
+
+def test_every_registered_pattern_has_a_runbook():
+    for name in patterns.names():
+        assert cli.runbook_path(name).name == f"{name}.ipynb"
+
+
+def test_unknown_parameter_is_a_usage_error_naming_it(capsys):
+    assert cli.main(["run", "alb_weighted", "-p", "bake_secs", "5"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert (
+        "-p bake_secs: alb_weighted has no parameter 'bake_secs'" in err and "bake_seconds" in err
+    )
+
+
+def test_parameter_of_the_wrong_type_is_a_usage_error(capsys):
+    assert cli.main(["run", "alb_weighted", "-p", "step_percent", "lots"]) == cli.EXIT_USAGE
+    assert "-p step_percent: expected int, got 'lots'" in capsys.readouterr().err
+
+
+def test_unknown_runbook_is_a_usage_error(capsys):
+    assert cli.main(["run", "no_such_pattern"]) == cli.EXIT_USAGE
+    assert "known runbooks: alb_weighted" in capsys.readouterr().err
+
+
+def test_parameters_take_the_declared_types():
+    path = cli.runbook_path("alb_weighted")
+    values = cli.coerce_parameters(
+        path, [("step_percent", "30"), ("bake_seconds", "5"), ("plan", "canary")]
+    )
+    assert values == {"step_percent": 30, "bake_seconds": 5.0, "plan": "canary"}
+
+
+def test_output_paths_never_overwrite(tmp_path: Path):
+    now = datetime(2026, 11, 27, 14, 0, 5, tzinfo=UTC)
+    first = cli.output_path("alb_weighted", "rel-1", tmp_path, now)
+    first.write_text("{}")
+    second = cli.output_path("alb_weighted", "rel-1", tmp_path, now)
+    assert first == tmp_path / "2026-11-27" / "alb_weighted-rel-1-140005.ipynb"
+    assert second != first and not second.exists()
+
+
+@pytest.mark.parametrize(
+    ("error_rate", "code", "outcome"),
+    [(0.0, cli.EXIT_PROMOTED, "promoted"), (0.3, cli.EXIT_ROLLED_BACK, "rolled_back")],
+)
+def test_run_exits_by_outcome_and_prints_the_record_path(
+    shared_sandbox, tmp_path, monkeypatch, capsys, error_rate, code, outcome
+):
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        "run",
+        "alb_weighted",
+        "-p",
+        "bake_seconds",
+        "5",
+        "-p",
+        "plan",
+        "canary",
+        "-p",
+        "canary_percent",
+        "50",
+        "-p",
+        "green_error_rate",
+        str(error_rate),
+        "--quiet",
+    ]
+    assert cli.main(argv) == code
+    out = capsys.readouterr().out
+    assert f"outcome: {outcome}" in out
+    record_path = Path(out.split("record: ", 1)[1].strip())
+    assert record_path.is_file() and record_path.parts[0] == "outputs"
+    from bgkit.record import load
+
+    assert load(record_path)["outcome"] == outcome
+
+
+def test_run_exits_failed_when_the_runbook_raises(shared_sandbox, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert (
+        cli.main(["run", "alb_weighted", "-p", "bake_seconds", "7", "--quiet"]) == cli.EXIT_FAILED
+    )
+    out = capsys.readouterr().out
+    assert "outcome: failed" in out and "error: ParameterError: bake_seconds:" in out
