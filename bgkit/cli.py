@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         if args.output
         else output_path(path.stem, str(parameters["release"]), Path("outputs"))
     )
+    if args.output and out.exists():
+        raise UsageError(f"--output: {out} exists; a record is never overwritten")
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"bgkit: running {path.stem} release {parameters['release']} -> {out}", file=sys.stderr)
     error = None

@@ -43,6 +43,7 @@ def connect(params: ReleaseParams) -> Connection:
         "green_error_rate": params.green_error_rate,
         "green_added_latency_ms": params.green_added_latency_ms,
         "request_rate": params.sandbox_request_rate,
+        "minute_seconds": params.sandbox_minute_seconds,
     }
     shared = os.environ.get(SANDBOX_URL_ENV)
     if shared:
@@ -78,10 +79,14 @@ def _attach(
         info = json.loads(response.read())
 
     def close() -> None:
+        atexit.unregister(close)
         delete = urllib.request.Request(f"{url}/scenarios/{info['scenario_id']}", method="DELETE")
         with urllib.request.urlopen(delete, timeout=60) as response:
             response.read()
 
+    atexit.register(
+        close
+    )  # a failed cell must not leave the scenario's load running in the sandbox
     return info, close
 
 

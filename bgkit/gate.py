@@ -2,8 +2,8 @@
 
 A first, deliberately simple rule (issue 5 replaces it with a sequential test):
 
-* NO_DATA  when either colour has fewer than `min_requests` in the window. The release holds;
-           NO_DATA never counts as a pass.
+* NO_DATA  when either colour has fewer than `min_requests` in the window, or no latency
+           datapoint. The release holds; NO_DATA never counts as a pass.
 * ROLLBACK when green's 5xx rate exceeds blue's by more than `max_error_rate_increase`
            (absolute), or green's p99 exceeds blue's p99 · (1 + `max_p99_increase`) plus
            `p99_floor_ms` (the floor keeps millisecond jitter from deciding anything).
@@ -78,15 +78,20 @@ class HealthGate:
                 f"{blue_rate:.1%} ({blue.errors}/{blue.requests}) by more than "
                 f"{self.max_error_rate_increase:.1%}",
             )
-        if green.p99_ms is not None and blue.p99_ms is not None:
-            limit = blue.p99_ms * (1 + self.max_p99_increase) + self.p99_floor_ms
-            if green.p99_ms > limit:
+        for stats in (green, blue):
+            if stats.p99_ms is None:
                 return verdict(
-                    Decision.ROLLBACK,
-                    f"green p99 {green.p99_ms:.1f} ms exceeds the limit {limit:.1f} ms "
-                    f"(blue p99 {blue.p99_ms:.1f} ms × {1 + self.max_p99_increase:g} "
-                    f"+ {self.p99_floor_ms:g} ms)",
+                    Decision.NO_DATA,
+                    f"{stats.colour} has requests but no latency datapoint: latency not measured",
                 )
+        limit = blue.p99_ms * (1 + self.max_p99_increase) + self.p99_floor_ms
+        if green.p99_ms > limit:
+            return verdict(
+                Decision.ROLLBACK,
+                f"green p99 {green.p99_ms:.1f} ms exceeds the limit {limit:.1f} ms "
+                f"(blue p99 {blue.p99_ms:.1f} ms × {1 + self.max_p99_increase:g} "
+                f"+ {self.p99_floor_ms:g} ms)",
+            )
         return verdict(
             Decision.PASS,
             f"green 5xx {green_rate:.1%} vs blue {blue_rate:.1%}; green p99 "

@@ -17,7 +17,7 @@ from . import plans
 from .errors import ParameterError
 
 TARGETS = ("sandbox", "aws")
-METRIC_PERIODS = (1, 5, 10, 30, 60)  # CloudWatch high-resolution periods, and one minute
+METRIC_PERIODS = (1, 5, 10, 20, 30, 60)  # CloudWatch high-resolution periods, and one minute
 _RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _SECRET_NAME = re.compile(r"(token|secret|password|passwd|webhook|api_?key|credential)", re.I)
@@ -46,6 +46,7 @@ class ReleaseParams:
     green_error_rate: float = 0.0
     green_added_latency_ms: float = 0.0
     sandbox_request_rate: float = 50.0
+    sandbox_minute_seconds: float = 4.0
     resources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -129,7 +130,7 @@ def validate(
         raise ParameterError(
             "bake_seconds",
             "must be a CloudWatch period, so that the whole bake is judged as one window: "
-            f"1, 5, 10, 30 or a multiple of 60 seconds, and a multiple of metric_period_seconds "
+            f"1, 5, 10, 20, 30 or a multiple of 60 seconds, and a multiple of metric_period_seconds "
             f"({got['metric_period_seconds']})",
             got["bake_seconds"],
         )
@@ -137,6 +138,7 @@ def validate(
     _number("green_error_rate", got["green_error_rate"], 0.0, 1.0)
     _number("green_added_latency_ms", got["green_added_latency_ms"], 0.0, 60_000.0)
     _number("sandbox_request_rate", got["sandbox_request_rate"], 1.0, 1000.0)
+    _number("sandbox_minute_seconds", got["sandbox_minute_seconds"], 0.1, 60.0)
 
     resources: dict[str, str] = {}
     for name, check in resource_checks.items():
@@ -157,11 +159,12 @@ _COMMON = [
 
 
 def is_cloudwatch_period(seconds: float, metric_period: int) -> bool:
-    """CloudWatch accepts periods of 1, 5, 10, 30 or a multiple of 60 s for high-resolution metrics."""
+    """CloudWatch accepts periods of 1, 5, 10, 20, 30 or a multiple of 60 s for high-resolution
+    metrics (API Reference, MetricStat.Period)."""
     if seconds != int(seconds):
         return False
     whole = int(seconds)
-    return (whole in (1, 5, 10, 30) or whole % 60 == 0) and whole % metric_period == 0
+    return (whole in (1, 5, 10, 20, 30) or whole % 60 == 0) and whole % metric_period == 0
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -53,7 +53,7 @@ def _mark_events(ax: Axes, events: list[dict[str, Any]]) -> None:
     top = ax.get_ylim()[1]
     for event in events:
         at = pd.Timestamp(datetime.fromisoformat(event["at"]))
-        if event["kind"] == "shift":
+        if event["kind"] == "shift" and "green_percent" in event:
             ax.axvline(at, color="grey", linestyle=":", linewidth=1)
             ax.text(at, top, f" {event['green_percent']}%", fontsize=7, va="top", color="grey")
         elif event["kind"] in ("promote", "rollback"):

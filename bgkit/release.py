@@ -1,13 +1,18 @@
 """The release loop, the same for every pattern.
 
-    preflight ─► smoke test ─► for each plan step: shift ─► bake ─► judge
-                                   ROLLBACK ─► roll back, stop
-                                   NO_DATA  ─► hold another window (never a pass)
+    preflight ─► deploy ─► smoke test ─► shift: for each step, bake and judge blue vs green
+                                            ROLLBACK ─► roll back, stop
+                                            NO_DATA  ─► hold another window (never a pass)
               ─► promote ─► finish: read back the final state, record, plot
 
-Each step method is safe to call again (a notebook cell re-run): it does nothing once the
-release has ended. Any exception after the first traffic change returns all traffic to
-blue before it propagates, and the record says why.
+Two kinds of pattern share it. A *self-driven* pattern (ALB weights, DNS weights) lets
+bgkit set each step's weights. A *managed* pattern (CodeDeploy, ECS, App Runner) shifts
+traffic by its own configuration: bgkit starts it, smoke-tests green while it waits,
+lets it continue, judges while it shifts, and stops it with rollback on a bad verdict.
+
+Each step is safe to call again (a re-run notebook cell): it does nothing once the release
+has moved past it. Any exception after the first change returns all traffic to blue before
+it propagates, and the record says why.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ from . import metrics as _metrics
 from . import patterns
 from .aws import AwsSession
 from .clock import Clock, SystemClock
-from .errors import BgkitError, RollbackFailed
+from .errors import PreflightError, RollbackFailed, TrafficError
 from .gate import Decision, HealthGate
 from .params import ReleaseParams
 from .record import RECORD_MIME, Record
 
 _TERMINAL = ("promoted", "rolled_back", "failed")
+MANAGED_WAIT_SECONDS = 900.0  # longest wait for a managed deployment to reach its next phase
 
 
 class Release:
@@ -47,6 +53,7 @@ class Release:
         self.session = session
         self.clock = clock or SystemClock()
         self.pattern = pattern or patterns.get(params.runbook)(session, params.resources)
+        self.managed = bool(getattr(self.pattern, "managed", False))
         self.plan = params.traffic_plan
         self.gate = HealthGate(
             min_requests=params.min_requests,
@@ -58,12 +65,13 @@ class Release:
         self.state = "new"
         self.split: dict[str, int] | None = None
         self.mutated = False
+        plan = self.pattern.plan_description() if self.managed else self.plan.describe()
         self.record = Record(
             runbook=params.runbook,
             release=params.release,
             target=params.target,
             parameters=params.as_record(),
-            plan=self.plan.describe(),
+            plan=plan,
             started_at=self.clock.now(),
         )
 
@@ -73,120 +81,111 @@ class Release:
         """Read the current state; refuse (changing nothing) unless blue has all traffic."""
         if self.state != "new":
             return self._note(f"preflight already done (state: {self.state})")
-        self.record.operator = self.session.caller_arn()
-        self.record.target_id = self.pattern.target_id()
-        split = self.pattern.preflight()
-        self.split = split
-        if split.get("green", 0) != 0 or split.get("blue", 0) != 100:
-            from .errors import PreflightError
-
-            raise PreflightError(
-                f"traffic is {split}, not 100% blue: another release may be in flight or was left "
-                "half-shifted; roll it back before starting a new one"
+        with self._guard("preflight"):
+            self.record.operator = self.session.caller_arn()
+            self.record.target_id = self.pattern.target_id()
+            split = self.pattern.preflight()
+            self.split = split
+            if self.managed:
+                self.record.plan = self.pattern.plan_description()
+            if split.get("green", 0) != 0 or split.get("blue", 0) != 100:
+                raise PreflightError(
+                    f"traffic is {split}, not 100% blue: another release may be in flight or was "
+                    "left half-shifted; roll it back before starting a new one"
+                )
+            self._event(
+                "preflight",
+                f"{self.pattern.title}: all traffic on blue; operator {self.record.operator}",
             )
-        self._event(
-            "preflight",
-            f"{self.pattern.title}: all traffic on blue; operator {self.record.operator}",
-        )
-        self.state = "ready"
+            self.state = "ready"
         return split
 
-    def smoke_test(self) -> dict[str, Any]:
-        """Requests to green on the test route, before green gets any real traffic."""
+    def deploy(self) -> str:
+        """Managed patterns: start the deployment and wait until green waits for its smoke test."""
         if self.state != "ready":
-            return self._note(f"smoke test not run (state: {self.state})")
-        url, count = self.params.smoke_url, self.params.smoke_requests
-        if not url:
-            self.record.smoke = {"skipped": True, "reason": "no smoke_url given"}
-            self._event("smoke", "smoke test skipped: no smoke_url given")
-            self.state = "smoked"
-            return self.record.smoke
-        results = [_probe(url) for _ in range(count)]
-        failures = [r for r in results if not 200 <= r["status"] < 300]
-        latencies = sorted(r["ms"] for r in results)
-        self.record.smoke = {
-            "url": url,
-            "requests": count,
-            "failures": len(failures),
-            "statuses": sorted({r["status"] for r in results}),
-            "p50_ms": round(latencies[len(latencies) // 2], 2),
-            "max_ms": round(latencies[-1], 2),
-            "errors": sorted({r["error"] for r in failures if r["error"]})[:3],
-        }
-        if failures:
-            reason = f"smoke test failed: {len(failures)}/{count} requests to {url} were not 2xx"
-            self._event("smoke", reason)
-            self._end("rolled_back", reason + "; green never received production traffic")
-        else:
-            self._event(
-                "smoke", f"smoke test passed: {count}/{count} requests to green returned 2xx"
+            return self._note(f"deploy not run (state: {self.state})")
+        if not self.managed:
+            self._event("deploy", "green is already deployed in its own target group")
+            self.state = "deployed"
+            return self.state
+        with self._guard("deploy"):
+            self.mutated = (
+                True  # set before the call: a failure after AWS accepted it still rolls back
             )
+            deployment_id = self.pattern.start_deployment(self.params.release)
+            self._event("deploy", f"deployment {deployment_id} created")
+            info = self._wait_phase(("ready", "shifting", "shifted", "succeeded", "stopped"))
+            phase = self.pattern.phase(info)
+            if phase == "stopped":
+                self._managed_stopped(info, "before its smoke test")
+                return self.state
+            if phase != "ready":
+                raise TrafficError(
+                    f"deployment {deployment_id} moved past READY_WAIT without bgkit's smoke test (phase {phase})"
+                )
+            self._event(
+                "deploy",
+                f"deployment {deployment_id}: green installed and on the test route; waiting",
+            )
+            self.state = "deployed"
+        return self.state
+
+    def smoke_test(self) -> dict[str, Any] | str:
+        """Requests to green on the test route, before green gets any production traffic."""
+        if self.state not in ("deployed",) and not (self.state == "ready" and not self.managed):
+            return self._note(f"smoke test not run (state: {self.state})")
+        with self._guard("smoke test"):
+            url, count = self.params.smoke_url, self.params.smoke_requests
+            if not url:
+                self.record.smoke = {"skipped": True, "reason": "no smoke_url given"}
+                self._event("smoke", "smoke test skipped: no smoke_url given")
+            else:
+                results = [_probe(url) for _ in range(count)]
+                failures = [r for r in results if not 200 <= r["status"] < 300]
+                latencies = sorted(r["ms"] for r in results)
+                self.record.smoke = {
+                    "url": url,
+                    "requests": count,
+                    "failures": len(failures),
+                    "statuses": sorted({r["status"] for r in results}),
+                    "p50_ms": round(latencies[len(latencies) // 2], 2),
+                    "max_ms": round(latencies[-1], 2),
+                    "errors": sorted({r["error"] for r in failures if r["error"]})[:3],
+                }
+                if failures:
+                    reason = (
+                        f"smoke test failed: {len(failures)}/{count} requests to {url} were not 2xx"
+                    )
+                    self._event("smoke", reason)
+                    if self.mutated:
+                        self.rollback(
+                            reason + "; stopped before any production traffic reached green"
+                        )
+                    else:
+                        self._end(
+                            "rolled_back", reason + "; green never received production traffic"
+                        )
+                    return self.record.smoke
+                self._event(
+                    "smoke", f"smoke test passed: {count}/{count} requests to green returned 2xx"
+                )
+            if self.managed:
+                self.pattern.deployment.continue_ready()
+                self._event(
+                    "deploy", "continued the deployment (READY_WAIT): production traffic may shift"
+                )
             self.state = "smoked"
         return self.record.smoke
 
     def shift(self) -> str:
-        """Step through the plan, judging green against blue after each bake."""
+        """Move traffic to green step by step, judging green against blue after each bake."""
         if self.state != "smoked":
             return self._note(f"shift not run (state: {self.state})")
-        if not self.plan.steps:
-            self._event(
-                "shift", "all_at_once plan: no canary steps, promoting after the smoke test"
-            )
-            self.state = "shifted"
-            return self.state
-        self.state = "shifting"
         with self._guard("shift"):
-            source = self.pattern.metric_source()
-            for number, step in enumerate(self.plan.steps, start=1):
-                self.split = self.pattern.set_split(step.green_percent)
-                self.mutated = True
-                shifted_at = self.clock.now()
-                self._event(
-                    "shift",
-                    f"step {number}: green {step.green_percent}%",
-                    step=number,
-                    green_percent=step.green_percent,
-                    split=self.split,
-                )
-                window = int(step.bake_seconds)  # validated to be a CloudWatch period
-                end = _ceil_seconds(
-                    shifted_at + timedelta(seconds=window), self.params.metric_period_seconds
-                )
-                for hold in range(self.params.max_holds + 1):
-                    self._await_metrics(source, end)
-                    stats = _metrics.read_window(
-                        self.session, source, end - timedelta(seconds=window), end
-                    )
-                    verdict = self.gate.evaluate(stats["blue"], stats["green"])
-                    self.record.verdicts.append(
-                        {
-                            "step": number,
-                            "green_percent": step.green_percent,
-                            "hold": hold,
-                            "at": self.clock.now().isoformat(),
-                            **verdict.as_dict(),
-                        }
-                    )
-                    self._event(
-                        "verdict",
-                        f"step {number} ({step.green_percent}%): {verdict.decision}: "
-                        f"{verdict.reason}",
-                        step=number,
-                        decision=str(verdict.decision),
-                    )
-                    if verdict.decision is Decision.PASS:
-                        break
-                    if verdict.decision is Decision.ROLLBACK:
-                        self.rollback(f"step {number} at {step.green_percent}%: {verdict.reason}")
-                        return self.state
-                    end += timedelta(seconds=window)  # NO_DATA: hold for one more window
-                else:
-                    self.rollback(
-                        f"step {number} at {step.green_percent}%: no verdict after "
-                        f"{self.params.max_holds} holds (too little traffic to judge)"
-                    )
-                    return self.state
-        self.state = "shifted"
+            if self.managed:
+                self._watch_managed_shift()
+            else:
+                self._shift_steps()
         return self.state
 
     def promote(self) -> str:
@@ -194,13 +193,18 @@ class Release:
         if self.state != "shifted":
             return self._note(f"promote not run (state: {self.state})")
         with self._guard("promote"):
-            self.split = self.pattern.set_split(100)
-            self.mutated = True
-            reason = (
-                f"all {len(self.plan.steps)} steps passed the health gate"
-                if self.plan.steps
-                else "smoke test passed (all_at_once: no canary analysis)"
-            )
+            if self.managed:
+                self.pattern.deployment.continue_termination()
+                info = self._wait_phase(("succeeded", "stopped"))
+                if self.pattern.phase(info) == "stopped":
+                    self._managed_stopped(info, "while finishing")
+                    return self.state
+                self.split = self.pattern.read_split()
+                reason = self._promotion_reason()
+            else:
+                self.mutated = True
+                self.split = self.pattern.set_split(100)
+                reason = self._promotion_reason()
             self._event(
                 "promote", f"promoted: green 100% ({reason})", green_percent=100, split=self.split
             )
@@ -210,12 +214,16 @@ class Release:
     def rollback(self, reason: str) -> str:
         """Return all traffic to blue. Raises RollbackFailed, naming where traffic is, if it cannot."""
         try:
-            self.split = self.pattern.set_split(0)
+            if self.managed:
+                self.split = self._stop_managed()
+            else:
+                self.split = self.pattern.set_split(0)
         except Exception as error:
             where = self._where_is_traffic()
             raise RollbackFailed(
                 f"rollback of release {self.params.release} failed ({type(error).__name__}: {error}); "
-                f"re-run the runbook's rollback step or set the weights by hand on {self.pattern.target_id()}",
+                f"send all traffic back to blue on {self.pattern.target_id()} by hand "
+                "(see the runbook's first cell, 'Rollback')",
                 split=where,
             ) from error
         self._event(
@@ -227,13 +235,185 @@ class Release:
     def finish(self, *, plot: bool = True) -> dict[str, Any]:
         """Read back the final state, then show and emit the record."""
         if self.state not in _TERMINAL:
-            if self.mutated:
-                self.rollback(f"finished in state {self.state!r} without a promotion")
-            else:
-                self._end(
-                    "rolled_back", f"finished in state {self.state!r} before any traffic change"
-                )
+            with self._guard("finish"):
+                if self.mutated:
+                    self.rollback(f"finished in state {self.state!r} without a promotion")
+                else:
+                    self._end(
+                        "rolled_back", f"finished in state {self.state!r} before any traffic change"
+                    )
         return self._publish(plot=plot)
+
+    # -- self-driven shifting -----------------------------------------------------------
+
+    def _shift_steps(self) -> None:
+        if not self.plan.steps:
+            self._event(
+                "shift", "all_at_once plan: no canary steps, promoting after the smoke test"
+            )
+            self.state = "shifted"
+            return
+        self.state = "shifting"
+        source = self.pattern.metric_source()
+        for number, step in enumerate(self.plan.steps, start=1):
+            self.mutated = True
+            self.split = self.pattern.set_split(step.green_percent)
+            shifted_at = self.clock.now()
+            self._event(
+                "shift",
+                f"step {number}: green {step.green_percent}%",
+                step=number,
+                green_percent=step.green_percent,
+                split=self.split,
+            )
+            window = int(step.bake_seconds)  # validated to be a CloudWatch period
+            end = _ceil_seconds(shifted_at + timedelta(seconds=window), window)
+            for hold in range(self.params.max_holds + 1):
+                verdict = self._judge(
+                    source, end, window, step=number, green_percent=step.green_percent, hold=hold
+                )
+                if verdict.decision is Decision.PASS:
+                    break
+                if verdict.decision is Decision.ROLLBACK:
+                    self.rollback(f"step {number} at {step.green_percent}%: {verdict.reason}")
+                    return
+                end += timedelta(seconds=window)  # NO_DATA: hold for one more window
+            else:
+                self.rollback(
+                    f"step {number} at {step.green_percent}%: no verdict after "
+                    f"{self.params.max_holds} holds (too little traffic to judge)"
+                )
+                return
+        self.state = "shifted"
+
+    def _judge(self, source, end: datetime, window: int, **where: Any):
+        self._await_metrics(source, end)
+        stats = _metrics.read_window(self.session, source, end - timedelta(seconds=window), end)
+        verdict = self.gate.evaluate(stats["blue"], stats["green"])
+        self.record.verdicts.append(
+            {**where, "at": self.clock.now().isoformat(), **verdict.as_dict()}
+        )
+        label = (
+            f"step {where['step']} ({where['green_percent']}%)"
+            if "step" in where
+            else f"at {where['green_percent']}%"
+        )
+        self._event(
+            "verdict",
+            f"{label}: {verdict.decision}: {verdict.reason}",
+            decision=str(verdict.decision),
+        )
+        return verdict
+
+    # -- managed shifting ---------------------------------------------------------------
+
+    def _watch_managed_shift(self) -> None:
+        """Judge every bake window while the service shifts; stop it with rollback on ROLLBACK."""
+        self.state = "shifting"
+        source = self.pattern.metric_source()
+        window = int(self.params.bake_seconds)
+        end = _ceil_seconds(self.clock.now() + timedelta(seconds=window), window)
+        deadline = self.clock.now() + timedelta(
+            seconds=self.pattern.max_shift_seconds() + MANAGED_WAIT_SECONDS
+        )
+        self._seen_split: dict[str, int] | None = None
+        passes = holds = 0
+        while True:
+            self._watch_split_until(end)
+            info = self.pattern.deployment.info()
+            phase = self.pattern.phase(info)
+            split = self._note_split()
+            if phase == "stopped":
+                self._managed_stopped(info, "while shifting")
+                return
+            if 0 < split["green"] < 100 or (passes == 0 and split["green"] == 100 and holds == 0):
+                verdict = self._judge(source, end, window, green_percent=split["green"], hold=holds)
+                if verdict.decision is Decision.ROLLBACK:
+                    self.rollback(f"at {split['green']}% green: {verdict.reason}")
+                    return
+                if verdict.decision is Decision.PASS:
+                    passes += 1
+                else:
+                    holds += 1
+            if phase in ("shifted", "succeeded"):
+                break
+            if self.clock.now() > deadline:
+                raise TrafficError(
+                    f"deployment {info['deploymentId']} did not finish shifting in time",
+                    split=split,
+                )
+            end += timedelta(seconds=window)
+        self.split = self.pattern.read_split()
+        if passes == 0 and not self.pattern.all_at_once():
+            self.rollback(
+                "no verdict while traffic shifted (too little traffic to compare green with blue)"
+            )
+            return
+        self.state = "shifted"
+
+    def _note_split(self) -> dict[str, int]:
+        """Read the split; record a shift event when the service has moved traffic since the last read."""
+        split = self.pattern.read_split()
+        if split != self._seen_split:
+            self._event(
+                "shift",
+                f"{self.pattern.deployment.deployment_id} shifted green to {split['green']}%",
+                green_percent=split["green"],
+                split=split,
+            )
+            self._seen_split = split
+        return split
+
+    def _watch_split_until(self, when: datetime) -> None:
+        """Sleep until `when`, reading the split every second so shifts are recorded when they happen."""
+        while (remaining := (when - self.clock.now()).total_seconds()) > 0:
+            self.clock.sleep(min(1.0, remaining))
+            self._note_split()
+
+    def _wait_phase(self, phases: tuple[str, ...]) -> dict[str, Any]:
+        deadline = self.clock.now() + timedelta(seconds=MANAGED_WAIT_SECONDS)
+        while True:
+            info = self.pattern.deployment.info()
+            if self.pattern.phase(info) in phases:
+                return info
+            if self.clock.now() > deadline:
+                raise TrafficError(
+                    f"deployment {info['deploymentId']} stayed {info['status']} too long"
+                )
+            self.clock.sleep(0.5)
+
+    def _stop_managed(self) -> dict[str, int]:
+        rollback_id = self.pattern.deployment.stop_with_rollback()
+        if rollback_id:
+            self._event(
+                "rollback",
+                f"stopped {self.pattern.deployment.deployment_id}; "
+                f"CodeDeploy rollback deployment {rollback_id} started",
+            )
+            deadline = self.clock.now() + timedelta(seconds=MANAGED_WAIT_SECONDS)
+            while True:
+                info = self.pattern.deployment.info(rollback_id)
+                if info["status"] == "Succeeded":
+                    break
+                if info["status"] in ("Failed", "Stopped") or self.clock.now() > deadline:
+                    raise TrafficError(f"rollback deployment {rollback_id} ended {info['status']}")
+                self.clock.sleep(0.5)
+        split = self.pattern.read_split()
+        if split.get("green", 0) != 0:
+            raise TrafficError("after the rollback, green still has traffic", split=split)
+        return split
+
+    def _managed_stopped(self, info: dict[str, Any], when: str) -> None:
+        """The service stopped the deployment by itself (alarm, timeout, failure)."""
+        error = info.get("errorInformation") or {}
+        reason = f"deployment {info['deploymentId']} {info['status']} {when}: {error.get('code', '')} {error.get('message', '')}".strip()
+        self.rollback(reason)
+
+    def _promotion_reason(self) -> str:
+        passes = sum(1 for v in self.record.verdicts if v["decision"] == "PASS")
+        if passes:
+            return f"{passes} health-gate verdict(s) passed and none failed"
+        return "smoke test passed (all at once: no canary analysis)"
 
     # -- internals ----------------------------------------------------------------------
 
@@ -243,13 +423,18 @@ class Release:
             yield
         except BaseException as error:
             reason = f"{step} failed: {type(error).__name__}: {error}"
-            if self.mutated and self.state not in _TERMINAL:
-                try:
-                    self.rollback(reason)
-                except RollbackFailed as failed:
-                    self._event("error", str(failed))
-            self._end("failed", reason)
-            self._publish(plot=not isinstance(error, KeyboardInterrupt))
+            try:
+                if self.mutated and self.state not in _TERMINAL:
+                    try:
+                        self.rollback(reason)
+                    except RollbackFailed as failed:
+                        self._event("error", str(failed))
+                self._end("failed", reason)
+                self._publish(plot=not isinstance(error, KeyboardInterrupt))
+            except Exception as secondary:  # never hide the original error behind a recording error
+                error.add_note(
+                    f"bgkit could not complete the record: {type(secondary).__name__}: {secondary}"
+                )
             raise
 
     def _end(self, outcome: str, reason: str) -> None:
@@ -270,7 +455,7 @@ class Release:
         try:
             record.final_split = self.pattern.read_split()
             record.final_state = self.pattern.describe()
-        except Exception as error:
+        except Exception as error:  # recorded: the record says it could not read the state back
             self._event(
                 "error", f"could not read the final state back: {type(error).__name__}: {error}"
             )
@@ -278,8 +463,8 @@ class Release:
         if plot and record.events:
             try:
                 figure = self._figure()
-            except BgkitError as error:
-                self._event("error", f"no plot: {error}")
+            except Exception as error:  # recorded: a missing plot must never lose the record
+                self._event("error", f"no plot: {type(error).__name__}: {error}")
         self._show(record, figure)
         return record.to_dict()
 
@@ -360,7 +545,7 @@ def _verdict_row(v: dict[str, Any]) -> dict[str, Any]:
         return "" if x is None else f"{x:.1f}"
 
     return {
-        "step": v["step"],
+        "step": v.get("step", ""),
         "green %": v["green_percent"],
         "window (UTC)": f"{b['start'][11:19]}–{b['end'][11:19]}",
         "decision": v["decision"],

@@ -65,7 +65,7 @@ def test_healthy_green_is_promoted_and_the_listener_sends_everything_to_green(
     assert run.path.stat().st_size < 1_000_000
 
 
-def test_green_with_errors_is_rolled_back_on_evidence(shared_sandbox, tmp_path):
+def test_green_with_errors_is_rolled_back_and_traffic_is_on_blue(shared_sandbox, tmp_path):
     run = run_runbook(tmp_path, "alb_weighted", green_error_rate=0.2, **FAST)
     assert run.error is None  # a rollback is a completed release, not a crashed notebook
     record = run.record
@@ -77,10 +77,30 @@ def test_green_with_errors_is_rolled_back_on_evidence(shared_sandbox, tmp_path):
         resources["blue_target_group_arn"]: 100,
         resources["green_target_group_arn"]: 0,
     }
-    verdict = record["verdicts"][-1]
-    assert verdict["decision"] == "ROLLBACK"
-    assert verdict["green"]["errors"] > 0 and verdict["blue"]["errors"] == 0
-    assert "5xx" in record["reason"]
+    if record["smoke"][
+        "failures"
+    ]:  # the smoke test on the test route caught it before real traffic
+        assert "smoke test failed" in record["reason"] and record["verdicts"] == []
+    else:  # the health gate caught it with production traffic
+        verdict = record["verdicts"][-1]
+        assert verdict["decision"] == "ROLLBACK" and verdict["green"]["errors"] > 0
+        assert "5xx" in record["reason"]
+
+
+def test_slow_green_is_rolled_back_by_the_health_gate_on_measured_latency(shared_sandbox, tmp_path):
+    run = run_runbook(tmp_path, "alb_weighted", green_added_latency_ms=150, **FAST)
+    record = run.record
+    assert record["outcome"] == "rolled_back"
+    verdict = record["verdicts"][0]
+    assert verdict["decision"] == "ROLLBACK" and "p99" in verdict["reason"]
+    assert verdict["green"]["p99_ms"] > 150 > verdict["blue"]["p99_ms"]
+    resources = record["parameters"]
+    assert (
+        listener_weights(shared_sandbox, resources["listener_arn"])[
+            resources["green_target_group_arn"]
+        ]
+        == 0
+    )
 
 
 @pytest.mark.parametrize(

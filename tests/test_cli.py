@@ -13,7 +13,10 @@ def test_runbooks_lists_every_registered_pattern_with_its_parameters(capsys):
     out = capsys.readouterr().out
     for name in patterns.names():
         assert f"{name}: " in out
-    assert "bake_seconds (float, default 10.0): seconds at each step before judging" in out
+    assert (
+        "bake_seconds (float, default 10.0): seconds at each step before judging: 1, 5, 10, 20, 30"
+        in out
+    )
 
 
 def test_every_registered_pattern_has_a_runbook():
@@ -98,3 +101,11 @@ def test_run_exits_failed_when_the_runbook_raises(shared_sandbox, tmp_path, monk
     )
     out = capsys.readouterr().out
     assert "outcome: failed" in out and "error: ParameterError: bake_seconds:" in out
+
+
+def test_output_that_exists_is_refused(tmp_path, capsys):
+    existing = tmp_path / "record.ipynb"
+    existing.write_text("{}")
+    assert cli.main(["run", "alb_weighted", "--output", str(existing)]) == cli.EXIT_USAGE
+    assert "a record is never overwritten" in capsys.readouterr().err
+    assert existing.read_text() == "{}"

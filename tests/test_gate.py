@@ -52,6 +52,12 @@ def test_too_few_requests_is_no_data_never_a_pass():
     assert GATE.evaluate(stats("blue", 0), stats("green", 100)).decision is Decision.NO_DATA
 
 
-def test_no_latency_datapoint_does_not_fail_the_gate_on_latency():
+def test_no_latency_datapoint_is_no_data_not_a_pass():
     blue = WindowStats("blue", T0, T1, 100, 0, None, None)
-    assert GATE.evaluate(blue, stats("green", 100)).decision is Decision.PASS
+    assert GATE.evaluate(blue, stats("green", 100)).decision is Decision.NO_DATA
+    assert (
+        GATE.evaluate(
+            WindowStats("blue", T0, T1, 100, 0, None, None), stats("green", 100, 50)
+        ).decision
+        is Decision.ROLLBACK
+    )

@@ -42,7 +42,7 @@ def test_aws_target_requires_the_resources():
         ({"step_percent": 0}, "step_percent", "integer from 1 to 99"),
         ({"plan": "yolo"}, "plan", "must be linear, canary, all_at_once"),
         ({"bake_seconds": -5}, "bake_seconds", "from 1"),
-        ({"bake_seconds": 7}, "bake_seconds", "1, 5, 10, 30 or a multiple of 60"),
+        ({"bake_seconds": 7}, "bake_seconds", "1, 5, 10, 20, 30 or a multiple of 60"),
         ({"bake_seconds": 1e9}, "bake_seconds", "up to 3600"),
         ({"bake_seconds": float("nan")}, "bake_seconds", "must be a number"),
         ({"release": "../../etc/passwd"}, "release", "letters, digits"),
@@ -52,7 +52,7 @@ def test_aws_target_requires_the_resources():
         ({"smoke_url": "file:///etc/passwd"}, "smoke_url", "http:// or https://"),
         ({"green_error_rate": 1.5}, "green_error_rate", "up to 1"),
         ({"min_requests": 0}, "min_requests", "integer from 1"),
-        ({"metric_period_seconds": 2}, "metric_period_seconds", "one of 1, 5, 10, 30, 60"),
+        ({"metric_period_seconds": 2}, "metric_period_seconds", "one of 1, 5, 10, 20, 30, 60"),
         ({"max_error_rate_increase": 0}, "max_error_rate_increase", "greater than 0"),
         (
             {"listener_arn": "arn:aws:elasticloadbalancing:us-east-1:123:listener/x"},

@@ -21,6 +21,7 @@ class FakePattern:
         self.green = start_green
         self.writes: list[int] = []
         self.fail_at = fail_at
+        self.fail_read_back_at: int | None = None
 
     def target_id(self) -> str:
         return "fake-listener"
@@ -36,6 +37,8 @@ class FakePattern:
             raise RuntimeError("AWS said no")
         self.writes.append(green_percent)
         self.green = green_percent
+        if self.fail_read_back_at is not None and green_percent == self.fail_read_back_at:
+            raise RuntimeError("throttled while reading the listener back")
         return self.read_split()
 
     def metric_source(self) -> MetricSource:
@@ -215,3 +218,64 @@ def test_bake_windows_start_after_the_shift():
     assert window_start >= shift_at
     assert record["verdicts"][0]["blue"]["end"] <= (clock.now()).isoformat()
     assert timedelta(seconds=5) <= clock.now() - release.record.started_at
+
+
+def test_a_write_whose_read_back_fails_is_still_rolled_back():
+    pattern = FakePattern()
+    pattern.fail_read_back_at = 25  # AWS applied the weights, then the read-back failed
+    release, _, _ = make_release(healthy, pattern=pattern)
+    release.preflight()
+    release.smoke_test()
+    with pytest.raises(RuntimeError, match="throttled"):
+        release.shift()
+    assert pattern.green == 0
+    assert pattern.writes == [25, 0]
+    assert release.record.outcome == "failed"
+
+
+def test_all_at_once_record_is_published_with_its_plot_attempt():
+    shown = []
+
+    class Capture(Quiet):
+        def record(self, record, to_json):
+            shown.append(record)
+
+    pattern = FakePattern()
+    params = bgkit.validate_parameters("alb_weighted", {"plan": "all_at_once", "smoke_url": ""})
+    release = Release(
+        params,
+        FakeSession(FakeCloudWatch(pattern, healthy)),
+        clock=FakeClock(),
+        pattern=pattern,
+        display=Capture(),
+    )
+    release.preflight()
+    release.smoke_test()
+    release.shift()
+    release.promote()
+    record = release.finish(plot=True)
+    assert record["outcome"] == "promoted"
+    assert shown and shown[-1]["outcome"] == "promoted"
+    assert not [e for e in record["events"] if e["kind"] == "error"], record["events"]
+
+
+def test_a_failure_before_any_change_is_recorded_as_failed_without_rollback():
+    shown = []
+
+    class Capture(Quiet):
+        def record(self, record, to_json):
+            shown.append(record)
+
+    pattern = FakePattern(start_green=40)
+    params = bgkit.validate_parameters("alb_weighted", {"smoke_url": ""})
+    release = Release(
+        params,
+        FakeSession(FakeCloudWatch(pattern, healthy)),
+        clock=FakeClock(),
+        pattern=pattern,
+        display=Capture(),
+    )
+    with pytest.raises(bgkit.PreflightError):
+        release.preflight()
+    assert shown[-1]["outcome"] == "failed" and "preflight failed" in shown[-1]["reason"]
+    assert pattern.writes == []

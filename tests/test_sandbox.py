@@ -64,9 +64,7 @@ def test_scenario_is_production_with_all_traffic_on_blue(sandbox, scenario):
     production = scenario.parameters["production_url"]
     assert {get(production)[1]["colour"] for _ in range(10)} == {"blue"}
     # the test listener reaches green only
-    assert get(scenario.parameters["smoke_url"])[0] == 200
-    test_root = scenario.parameters["smoke_url"].rsplit("/", 1)[0] + "/"
-    assert {get(test_root)[1]["colour"] for _ in range(5)} == {"green"}
+    assert {get(scenario.parameters["smoke_url"])[1]["colour"] for _ in range(5)} == {"green"}
 
 
 def test_router_follows_listener_weights_read_through_boto3(sandbox, scenario):
@@ -139,15 +137,13 @@ def test_green_fault_knobs_are_real_http_errors_and_latency():
         scenario = box.provision(
             "alb_weighted", green_error_rate=0.5, green_added_latency_ms=40, request_rate=5
         )
-        root = scenario.parameters["smoke_url"].rsplit("/", 1)[0] + "/"
+        root = scenario.parameters["smoke_url"]
         started = time.perf_counter()
         statuses = Counter(get(root)[0] for _ in range(40))
         per_request_ms = 1000 * (time.perf_counter() - started) / 40
         assert 8 <= statuses[500] <= 32 and statuses[500] + statuses[200] == 40
         assert per_request_ms >= 40
-        assert (
-            get(scenario.parameters["smoke_url"])[0] == 200
-        )  # health stays up: faults hit real traffic
+        assert get(root + "health")[0] == 200  # health checks stay up: faults hit real traffic
 
 
 def test_stop_leaves_no_thread_or_port(no_leaked_threads):
@@ -168,3 +164,15 @@ def test_stop_leaves_no_thread_or_port(no_leaked_threads):
             assert probe.connect_ex(("127.0.0.1", port)) != 0, (
                 f"port {port} still accepts connections"
             )
+
+
+def test_cloudwatch_rounds_the_start_of_a_query_as_aws_does():
+    from datetime import datetime
+
+    from bgkit.sandbox.control import round_start_time
+
+    at = datetime(2026, 1, 1, 12, 32, 34, 500000, tzinfo=UTC)
+    assert round_start_time(at, 1) == datetime(2026, 1, 1, 12, 32, 34, tzinfo=UTC)
+    assert round_start_time(at, 10) == datetime(2026, 1, 1, 12, 32, 30, tzinfo=UTC)
+    assert round_start_time(at, 5) == datetime(2026, 1, 1, 12, 32, 30, tzinfo=UTC)
+    assert round_start_time(at, 60) == datetime(2026, 1, 1, 12, 32, 0, tzinfo=UTC)

@@ -60,6 +60,7 @@ class AlbWeighted:
         self.green = resources["green_target_group_arn"]
         self._load_balancer_arn: str | None = None
         self._stickiness: dict[str, Any] | None = None
+        self._actions: list[dict[str, Any]] = []
 
     def target_id(self) -> str:
         return self.listener_arn
@@ -77,7 +78,8 @@ class AlbWeighted:
             raise
 
     def _forward_weights(self, listener: dict[str, Any]) -> dict[str, int]:
-        forwards = [a for a in listener["DefaultActions"] if a["Type"] == "forward"]
+        self._actions = listener["DefaultActions"]
+        forwards = [a for a in self._actions if a["Type"] == "forward"]
         if not forwards:
             raise PreflightError(
                 "the listener's default action is not a forward action; bgkit shifts traffic "
@@ -140,6 +142,21 @@ class AlbWeighted:
                 f"green has no healthy targets ({', '.join(states)}); deploy green before releasing",
                 parameter="green_target_group_arn",
             )
+        for rule in self._elb.describe_rules(ListenerArn=self.listener_arn)["Rules"]:
+            if rule["IsDefault"]:
+                continue
+            forwarded = {a.get("TargetGroupArn") for a in rule["Actions"]} | {
+                g["TargetGroupArn"]
+                for a in rule["Actions"]
+                for g in a.get("ForwardConfig", {}).get("TargetGroups", [])
+            }
+            if forwarded & {self.blue, self.green}:
+                # Shifting only the default action would leave this rule's traffic behind.
+                raise PreflightError(
+                    f"listener rule {rule['RuleArn']} (priority {rule['Priority']}) also forwards to "
+                    "blue or green; bgkit shifts only the default action, so that traffic would not move",
+                    parameter="listener_arn",
+                )
         weights = self._forward_weights(listener)
         if self.blue not in weights:
             raise PreflightError(
@@ -183,10 +200,16 @@ class AlbWeighted:
         }
         if self._stickiness is not None:
             forward["TargetGroupStickinessConfig"] = self._stickiness
-        self._elb.modify_listener(
-            ListenerArn=self.listener_arn,
-            DefaultActions=[{"Type": "forward", "ForwardConfig": forward}],
-        )
+        if not self._actions:
+            self._forward_weights(self._listener())
+        # Only the forward action changes; authenticate-* and other actions keep their Order.
+        actions = []
+        for action in self._actions:
+            if action["Type"] == "forward":
+                kept = {k: v for k, v in action.items() if k in ("Order",)}
+                action = {**kept, "Type": "forward", "ForwardConfig": forward}
+            actions.append(action)
+        self._elb.modify_listener(ListenerArn=self.listener_arn, DefaultActions=actions)
         split = self.read_split()
         if split["green"] != green_percent:
             raise TrafficError(

@@ -35,7 +35,11 @@ class Sandbox:
         self._admin: Any = None
 
     def start(self) -> Sandbox:
+        from .codedeploy import CodeDeploy
+
         self._control.start()
+        self.codedeploy = CodeDeploy(self.session()).start()
+        self._control.extensions.append(self.codedeploy)
         return self
 
     @property
@@ -55,7 +59,7 @@ class Sandbox:
             scenario_class = SCENARIOS[pattern]
         except KeyError:
             raise SandboxError(f"the sandbox has no scenario for pattern {pattern!r}") from None
-        scenario = scenario_class(self.session(), **options)
+        scenario = scenario_class(self.session(), sandbox=self, **options)
         try:
             scenario.start()
         except Exception:
@@ -84,6 +88,8 @@ class Sandbox:
             self._admin = None
         for scenario_id in list(self._scenarios):
             self.release_scenario(scenario_id)
+        if getattr(self, "codedeploy", None) is not None:
+            self.codedeploy.stop()
         self._control.stop()
 
     def __enter__(self) -> Sandbox:

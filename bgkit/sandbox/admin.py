@@ -12,7 +12,7 @@ import json
 from ..errors import BgkitError
 from .http import KeepAliveHandler, LoopbackServer
 
-_OPTIONS = ("green_error_rate", "green_added_latency_ms", "request_rate")
+_OPTIONS = ("green_error_rate", "green_added_latency_ms", "request_rate", "minute_seconds")
 
 
 class AdminServer:

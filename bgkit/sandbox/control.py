@@ -7,6 +7,10 @@ Gaps filled here, behind the same HTTP API that boto3 calls:
   Minimum, Maximum and SampleCount. CloudWatch computes percentiles over the raw values
   of the period ("CloudWatch statistics definitions", Percentile); this uses the
   nearest-rank percentile of the stored values.
+* GetMetricData start-time rounding (API Reference, GetMetricData.StartTime): with a period of
+  5, 10, 20 or 30 s the start is rounded down to that division of the minute, with 60 s or
+  more to the whole minute. moto uses the start as given; misaligned windows would then
+  look right in the sandbox and wrong on AWS.
 """
 
 from __future__ import annotations
@@ -36,6 +40,16 @@ def _percentile(values: list[float], stat: str) -> float | None:
     return ordered[rank - 1]
 
 
+def round_start_time(start, period: int):  # type: ignore[no-untyped-def]
+    """Round a GetMetricData start down as CloudWatch does for recent data."""
+    start = start.replace(microsecond=0)
+    if period >= 60:
+        return start.replace(second=0)
+    if period in (5, 10, 20, 30):
+        return start.replace(second=start.second - start.second % period)
+    return start
+
+
 def install_gap_fills() -> None:
     global _installed
     with _install_lock:
@@ -49,6 +63,16 @@ def install_gap_fills() -> None:
             return original(self, stat)
 
         cloudwatch_models.Statistics.get_statistics_for_type = get_statistics_for_type
+
+        original_get_metric_data = cloudwatch_models.CloudWatchBackend.get_metric_data
+
+        def get_metric_data(self, queries, start_time, end_time, scan_by="TimestampAscending"):  # type: ignore[no-untyped-def]
+            periods = [int(q["MetricStat"]["Period"]) for q in queries if "MetricStat" in q]
+            if periods:
+                start_time = round_start_time(start_time, min(periods))
+            return original_get_metric_data(self, queries, start_time, end_time, scan_by)
+
+        cloudwatch_models.CloudWatchBackend.get_metric_data = get_metric_data
         _installed = True
 
 
@@ -63,16 +87,20 @@ class ControlPlane:
     def __init__(self) -> None:
         self._server = None
         self._thread: threading.Thread | None = None
+        self.extensions: list = []  # JsonService instances served before moto (see extensions.py)
 
     def start(self) -> ControlPlane:
+        from .extensions import middleware
+
         install_gap_fills()
-        app = DomainDispatcherApplication(create_backend_app)
+        app = middleware(DomainDispatcherApplication(create_backend_app), self.extensions)
         self._server = make_server(
             "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler
         )
         self._server.daemon_threads = True
+        # A short poll interval: stop() returns at once instead of waiting up to 0.5 s.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="bgkit-moto", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="bgkit-moto", daemon=True
         )
         self._thread.start()
         return self

@@ -20,6 +20,7 @@ import fnmatch
 import http.client
 import itertools
 import random
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -47,7 +48,7 @@ class AlbRouter:
         load_balancer_arn: str,
         *,
         refresh_seconds: float = 0.2,
-        target_refresh_seconds: float = 1.0,
+        target_refresh_seconds: float = 0.2,
     ) -> None:
         self._elb = session.client("elbv2")
         self._cloudwatch = session.client("cloudwatch")
@@ -67,6 +68,7 @@ class AlbRouter:
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []
         self.refreshes = 0
+        self.errors: dict[str, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -134,12 +136,18 @@ class AlbRouter:
             self._targets = targets
 
     def _refresh_loop(self) -> None:
-        last_targets = time.monotonic()
-        while not self._stop.wait(self.refresh_seconds):
-            self._refresh_rules()
-            if time.monotonic() - last_targets >= self.target_refresh_seconds:
-                self._refresh_targets()
-                last_targets = time.monotonic()
+        # Scheduled by deadline, so the data plane never lags the control plane by more than
+        # refresh_seconds plus one read, whatever the reads cost.
+        next_rules = next_targets = time.monotonic()
+        while not self._stop.wait(max(0.0, next_rules - time.monotonic())):
+            next_rules += self.refresh_seconds
+            try:
+                self._refresh_rules()
+                if time.monotonic() >= next_targets:
+                    next_targets += self.target_refresh_seconds
+                    self._refresh_targets()
+            except Exception as error:  # keep routing on the last table; count and show the failure
+                self._loop_error("refresh", error)
 
     # -- routing -----------------------------------------------------------------------
 
@@ -252,7 +260,21 @@ class AlbRouter:
 
     def _publish_loop(self) -> None:
         while not self._stop.wait(1.0 - (time.time() % 1.0) + 0.05):
-            self._publish()
+            try:
+                self._publish()
+            except (
+                Exception
+            ) as error:  # the next second's publish retries; count and show the failure
+                self._loop_error("metrics", error)
+
+    def _loop_error(self, loop: str, error: Exception) -> None:
+        self.errors[loop] = self.errors.get(loop, 0) + 1
+        if self.errors[loop] in (1, 10, 100):
+            print(
+                f"bgkit sandbox router: {loop} failed ({self.errors[loop]}x): {type(error).__name__}: {error}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _publish(self, flush_all: bool = False) -> None:
         now = int(time.time())

@@ -33,11 +33,15 @@ class Scenario:
         self,
         session: AwsSession,
         *,
+        sandbox: Any = None,
         green_error_rate: float = 0.0,
         green_added_latency_ms: float = 0.0,
         request_rate: float = 50.0,
+        minute_seconds: float = 60.0,
     ) -> None:
         self.session = session
+        self.sandbox = sandbox
+        self.minute_seconds = minute_seconds
         self.id = uuid.uuid4().hex[:8]
         self.green_error_rate = green_error_rate
         self.green_added_latency_ms = green_added_latency_ms
@@ -58,6 +62,32 @@ class Scenario:
         return thing.start()
 
 
+def _network(session: AwsSession, name: str) -> tuple[str, str]:
+    """A VPC with two subnets and an internal ALB. Returns (vpc id, load balancer ARN)."""
+    ec2, elb = session.client("ec2"), session.client("elbv2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnets = [
+        ec2.create_subnet(
+            VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{session.region}{zone}"
+        )["Subnet"]["SubnetId"]
+        for i, zone in enumerate("ab")
+    ]
+    lb = elb.create_load_balancer(Name=name, Subnets=subnets, Type="application", Scheme="internal")
+    return vpc, lb["LoadBalancers"][0]["LoadBalancerArn"]
+
+
+def _target_group(session: AwsSession, name: str, vpc: str) -> str:
+    return session.client("elbv2").create_target_group(
+        Name=name, Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip", HealthCheckPath="/health"
+    )["TargetGroups"][0]["TargetGroupArn"]
+
+
+def _forward(weights: dict[str, int]) -> list[dict[str, Any]]:
+    groups = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in weights.items()]
+    return [{"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}]
+
+
 @register
 class AlbScenario(Scenario):
     """An ALB whose production listener forwards 100 % to blue; a test listener forwards to green."""
@@ -65,59 +95,24 @@ class AlbScenario(Scenario):
     pattern = "alb_weighted"
 
     def start(self) -> AlbScenario:
-        ec2, elb = self.session.client("ec2"), self.session.client("elbv2")
+        elb = self.session.client("elbv2")
         name = f"bgkit-{self.id}"
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnets = [
-            ec2.create_subnet(
-                VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{self.session.region}{z}"
-            )["Subnet"]["SubnetId"]
-            for i, z in enumerate("ab")
-        ]
-        lb = elb.create_load_balancer(
-            Name=name, Subnets=subnets, Type="application", Scheme="internal"
-        )
-        lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+        vpc, lb_arn = _network(self.session, name)
         # Servers start before anything routes to them; they stop last (registered first).
         blue = self._started(ColourService("blue", "v1"))
-        green = self._started(
-            ColourService(
-                "green",
-                "v2",
-                error_rate=self.green_error_rate,
-                added_latency_ms=self.green_added_latency_ms,
-            )
-        )
+        green = self._started(self._green_service())
         groups = {}
         for colour, service in (("blue", blue), ("green", green)):
-            group = elb.create_target_group(
-                Name=f"{name}-{colour}",
-                Protocol="HTTP",
-                Port=80,
-                VpcId=vpc,
-                TargetType="ip",
-                HealthCheckPath="/health",
-            )["TargetGroups"][0]["TargetGroupArn"]
+            groups[colour] = _target_group(self.session, f"{name}-{colour}", vpc)
             # The target is the service's real loopback address; the router connects to it.
             elb.register_targets(
-                TargetGroupArn=group, Targets=[{"Id": "127.0.0.1", "Port": service.port}]
+                TargetGroupArn=groups[colour], Targets=[{"Id": "127.0.0.1", "Port": service.port}]
             )
-            groups[colour] = group
         production = elb.create_listener(
             LoadBalancerArn=lb_arn,
             Protocol="HTTP",
             Port=PRODUCTION_PORT,
-            DefaultActions=[
-                {
-                    "Type": "forward",
-                    "ForwardConfig": {
-                        "TargetGroups": [
-                            {"TargetGroupArn": groups["blue"], "Weight": 100},
-                            {"TargetGroupArn": groups["green"], "Weight": 0},
-                        ]
-                    },
-                }
-            ],
+            DefaultActions=_forward({groups["blue"]: 100, groups["green"]: 0}),
         )["Listeners"][0]["ListenerArn"]
         elb.create_listener(
             LoadBalancerArn=lb_arn,
@@ -125,15 +120,177 @@ class AlbScenario(Scenario):
             Port=TEST_PORT,
             DefaultActions=[{"Type": "forward", "TargetGroupArn": groups["green"]}],
         )
-        router = self._started(AlbRouter(self.session, lb_arn))
-        self._started(LoadGenerator(router.url(PRODUCTION_PORT), self.request_rate))
-        self.router = router
+        router = self._start_traffic(lb_arn)
         self.parameters = {
             "listener_arn": production,
             "blue_target_group_arn": groups["blue"],
             "green_target_group_arn": groups["green"],
-            "smoke_url": router.url(TEST_PORT) + "/health",
+            "smoke_url": router.url(TEST_PORT) + "/",
             "production_url": router.url(PRODUCTION_PORT) + "/",
             "load_balancer_arn": lb_arn,
+        }
+        return self
+
+    def _green_service(self) -> ColourService:
+        return ColourService(
+            "green",
+            "v2",
+            error_rate=self.green_error_rate,
+            added_latency_ms=self.green_added_latency_ms,
+        )
+
+    def _start_traffic(self, lb_arn: str) -> AlbRouter:
+        router = self._started(AlbRouter(self.session, lb_arn))
+        self._started(LoadGenerator(router.url(PRODUCTION_PORT), self.request_rate))
+        self.router = router
+        return router
+
+
+@register
+class EcsCodeDeployScenario(AlbScenario):
+    """An ECS service (deployment controller CODE_DEPLOY) behind an ALB, with a CodeDeploy
+    application and blue/green deployment group, and a new task definition revision to deploy.
+
+    The service's primary task set (revision 1) runs in blue's target group; the sandbox
+    serves revision 2 from the green process once CodeDeploy starts its task set.
+    """
+
+    pattern = "ecs_codedeploy"
+
+    def start(self) -> EcsCodeDeployScenario:
+        elb, ecs = self.session.client("elbv2"), self.session.client("ecs")
+        codedeploy = self.session.client("codedeploy")
+        name = f"bgkit-{self.id}"
+        vpc, lb_arn = _network(self.session, name)
+        subnets = self.session.client("ec2").describe_subnets(
+            Filters=[{"Name": "vpc-id", "Values": [vpc]}]
+        )
+        group = self.session.client("ec2").create_security_group(
+            GroupName=name, Description="bgkit", VpcId=vpc
+        )
+        self.network_configuration = {
+            "awsvpcConfiguration": {
+                "subnets": [s["SubnetId"] for s in subnets["Subnets"]],
+                "securityGroups": [group["GroupId"]],
+                "assignPublicIp": "DISABLED",
+            }
+        }
+        blue = self._started(ColourService("blue", "v1"))
+        green = self._started(self._green_service())
+        groups = {
+            colour: _target_group(self.session, f"{name}-{colour}", vpc)
+            for colour in ("blue", "green")
+        }
+        elb.register_targets(
+            TargetGroupArn=groups["blue"], Targets=[{"Id": "127.0.0.1", "Port": blue.port}]
+        )
+        production = elb.create_listener(
+            LoadBalancerArn=lb_arn,
+            Protocol="HTTP",
+            Port=PRODUCTION_PORT,
+            DefaultActions=_forward({groups["blue"]: 100, groups["green"]: 0}),
+        )["Listeners"][0]["ListenerArn"]
+        test = elb.create_listener(
+            LoadBalancerArn=lb_arn,
+            Protocol="HTTP",
+            Port=TEST_PORT,
+            DefaultActions=_forward({groups["blue"]: 100}),
+        )["Listeners"][0]["ListenerArn"]
+
+        cluster = ecs.create_cluster(clusterName=name)["cluster"]["clusterName"]
+        revisions = []
+        for image in ("v1", "v2"):
+            definition = ecs.register_task_definition(
+                family=name,
+                networkMode="awsvpc",
+                requiresCompatibilities=["FARGATE"],
+                cpu="256",
+                memory="512",
+                containerDefinitions=[
+                    {
+                        "name": "web",
+                        "image": f"bgkit/web:{image}",
+                        "essential": True,
+                        "memory": 512,
+                        "cpu": 256,
+                        "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
+                    }
+                ],
+            )
+            revisions.append(definition["taskDefinition"]["taskDefinitionArn"])
+        service = ecs.create_service(
+            cluster=cluster,
+            serviceName="web",
+            desiredCount=2,
+            launchType="FARGATE",
+            deploymentController={"type": "CODE_DEPLOY"},
+        )["service"]["serviceName"]
+        task_set = ecs.create_task_set(
+            cluster=cluster,
+            service=service,
+            taskDefinition=revisions[0],
+            launchType="FARGATE",
+            networkConfiguration=self.network_configuration,
+            scale={"unit": "PERCENT", "value": 100.0},
+            loadBalancers=[
+                {"targetGroupArn": groups["blue"], "containerName": "web", "containerPort": 8080}
+            ],
+        )["taskSet"]["taskSetArn"]
+        ecs.update_service_primary_task_set(
+            cluster=cluster, service=service, primaryTaskSet=task_set
+        )
+        # The sandbox's ECS "runs" each revision as a loopback process (no containers here).
+        self.sandbox.codedeploy.task_definition_targets[revisions[0]] = ("127.0.0.1", blue.port)
+        self.sandbox.codedeploy.task_definition_targets[revisions[1]] = ("127.0.0.1", green.port)
+
+        application = codedeploy.create_application(applicationName=name, computePlatform="ECS")
+        del application
+        self.sandbox.codedeploy.minute_seconds[name] = self.minute_seconds
+        codedeploy.create_deployment_group(
+            applicationName=name,
+            deploymentGroupName=f"{name}-dg",
+            serviceRoleArn="arn:aws:iam::123456789012:role/CodeDeployECSRole",
+            deploymentConfigName="CodeDeployDefault.ECSAllAtOnce",
+            deploymentStyle={
+                "deploymentType": "BLUE_GREEN",
+                "deploymentOption": "WITH_TRAFFIC_CONTROL",
+            },
+            blueGreenDeploymentConfiguration={
+                "deploymentReadyOption": {
+                    "actionOnTimeout": "STOP_DEPLOYMENT",
+                    "waitTimeInMinutes": 60,
+                },
+                "terminateBlueInstancesOnDeploymentSuccess": {
+                    "action": "TERMINATE",
+                    "terminationWaitTimeInMinutes": 5,
+                },
+            },
+            loadBalancerInfo={
+                "targetGroupPairInfoList": [
+                    {
+                        "targetGroups": [{"name": f"{name}-blue"}, {"name": f"{name}-green"}],
+                        "prodTrafficRoute": {"listenerArns": [production]},
+                        "testTrafficRoute": {"listenerArns": [test]},
+                    }
+                ]
+            },
+            ecsServices=[{"serviceName": service, "clusterName": cluster}],
+            autoRollbackConfiguration={
+                "enabled": True,
+                "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST"],
+            },
+            alarmConfiguration={"enabled": True, "alarms": [{"name": f"{name}-green-5xx"}]},
+        )
+        router = self._start_traffic(lb_arn)
+        self.parameters = {
+            "application_name": name,
+            "deployment_group_name": f"{name}-dg",
+            "task_definition_arn": revisions[1],
+            "smoke_url": router.url(TEST_PORT) + "/",
+            "production_url": router.url(PRODUCTION_PORT) + "/",
+            "load_balancer_arn": lb_arn,
+            "blue_target_group_arn": groups["blue"],
+            "green_target_group_arn": groups["green"],
+            "listener_arn": production,
         }
         return self

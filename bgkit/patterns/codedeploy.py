@@ -1,0 +1,234 @@
+"""Shared by the CodeDeploy patterns: a deployment that CodeDeploy moves and bgkit watches.
+
+bgkit does not set weights here: CodeDeploy shifts traffic by its deployment configuration.
+bgkit creates the deployment, smoke-tests green while the deployment waits in READY_WAIT,
+continues it, judges green against blue while traffic shifts, and stops it with automatic
+rollback on a bad verdict (CodeDeploy API Reference: CreateDeployment, ContinueDeployment,
+StopDeployment, GetDeployment).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ..errors import ParameterError, PreflightError, TrafficError
+
+ACTIVE = ("Created", "Queued", "InProgress", "Baking", "Ready")
+_NAME = re.compile(r"^[A-Za-z0-9._+=,@-]{1,100}$")
+
+
+def name_checker(what: str):
+    def check(name: str, value: str) -> None:
+        if not _NAME.match(value):
+            raise ParameterError(
+                name,
+                f"must be a CodeDeploy {what} name: 1-100 of letters, digits and ._+=,@-",
+                value,
+            )
+
+    return check
+
+
+def config_checker(platform: str, predefined: tuple[str, ...]):
+    """Predefined names must exist for `platform`; custom names are checked against AWS in preflight."""
+
+    def check(name: str, value: str) -> None:
+        if value.startswith("CodeDeployDefault."):
+            if value not in predefined:
+                raise ParameterError(
+                    name,
+                    f"must be a custom configuration or one of the {platform} ones: {', '.join(predefined)}",
+                    value,
+                )
+        else:
+            name_checker("deployment configuration")(name, value)
+
+    return check
+
+
+class CodeDeployDeployment:
+    """The CodeDeploy side of a managed pattern: one deployment, from creation to its end."""
+
+    def __init__(self, client: Any, application: str, group: str) -> None:
+        self._codedeploy = client
+        self.application = application
+        self.group = group
+        self.deployment_id: str | None = None
+
+    def group_info(self) -> dict[str, Any]:
+        try:
+            return self._codedeploy.get_deployment_group(
+                applicationName=self.application, deploymentGroupName=self.group
+            )["deploymentGroupInfo"]
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            if code == "ApplicationDoesNotExistException":
+                raise PreflightError(
+                    f"CodeDeploy application {self.application!r} does not exist",
+                    parameter="application_name",
+                ) from None
+            if code == "DeploymentGroupDoesNotExistException":
+                raise PreflightError(
+                    f"deployment group {self.group!r} does not exist in {self.application!r}",
+                    parameter="deployment_group_name",
+                ) from None
+            raise
+
+    def check_config(self, name: str, platform: str) -> dict[str, Any]:
+        try:
+            info = self._codedeploy.get_deployment_config(deploymentConfigName=name)[
+                "deploymentConfigInfo"
+            ]
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "DeploymentConfigDoesNotExistException":
+                raise PreflightError(
+                    f"deployment configuration {name!r} does not exist",
+                    parameter="deployment_config_name",
+                ) from None
+            raise
+        if info.get("computePlatform") != platform:
+            raise PreflightError(
+                f"{name!r} is for {info.get('computePlatform')}, not {platform}",
+                parameter="deployment_config_name",
+            )
+        return info
+
+    def active(self) -> list[str]:
+        return self._codedeploy.list_deployments(
+            applicationName=self.application,
+            deploymentGroupName=self.group,
+            includeOnlyStatuses=list(ACTIVE),
+        )["deployments"]
+
+    def create(self, revision: dict[str, Any], config: str, description: str) -> str:
+        self.deployment_id = self._codedeploy.create_deployment(
+            applicationName=self.application,
+            deploymentGroupName=self.group,
+            revision=revision,
+            deploymentConfigName=config,
+            description=description,
+        )["deploymentId"]
+        return self.deployment_id
+
+    def info(self, deployment_id: str | None = None) -> dict[str, Any]:
+        return self._codedeploy.get_deployment(deploymentId=deployment_id or self.deployment_id)[
+            "deploymentInfo"
+        ]
+
+    def lifecycle(self) -> dict[str, str]:
+        """Lifecycle event -> status, from the deployment's target (ECS service or Lambda function)."""
+        targets = self._codedeploy.list_deployment_targets(deploymentId=self.deployment_id)[
+            "targetIds"
+        ]
+        if not targets:
+            return {}
+        target = self._codedeploy.get_deployment_target(
+            deploymentId=self.deployment_id, targetId=targets[0]
+        )["deploymentTarget"]
+        detail = target.get("ecsTarget") or target.get("lambdaTarget") or {}
+        return {e["lifecycleEventName"]: e["status"] for e in detail.get("lifecycleEvents", [])}
+
+    def continue_ready(self) -> None:
+        self._codedeploy.continue_deployment(
+            deploymentId=self.deployment_id, deploymentWaitType="READY_WAIT"
+        )
+
+    def continue_termination(self) -> None:
+        self._codedeploy.continue_deployment(
+            deploymentId=self.deployment_id, deploymentWaitType="TERMINATION_WAIT"
+        )
+
+    def stop_with_rollback(self) -> str | None:
+        """Stop the deployment; CodeDeploy rolls back. Returns the rollback deployment's id."""
+        info = self.info()
+        if info["status"] in ACTIVE:
+            self._codedeploy.stop_deployment(
+                deploymentId=self.deployment_id, autoRollbackEnabled=True
+            )
+            info = self.info()
+        return (info.get("rollbackInfo") or {}).get("rollbackDeploymentId")
+
+
+class ManagedByCodeDeploy:
+    """What the release loop asks of a pattern whose traffic CodeDeploy shifts."""
+
+    managed = True
+    config: str
+    deployment: CodeDeployDeployment
+    _config_info: dict[str, Any]
+
+    def phase(self, info: dict[str, Any]) -> str:
+        current = phase(info)
+        # InProgress covers installing green as well as shifting: the lifecycle events tell which.
+        installing = (
+            current == "shifting"
+            and info["deploymentId"] == self.deployment.deployment_id
+            and self.deployment.lifecycle().get("AllowTraffic", "Pending") == "Pending"
+        )
+        return "deploying" if installing else current
+
+    def routing(self) -> dict[str, Any]:
+        return self._config_info.get("trafficRoutingConfig") or {"type": "AllAtOnce"}
+
+    def all_at_once(self) -> bool:
+        return self.routing().get("type", "AllAtOnce") == "AllAtOnce"
+
+    def max_shift_seconds(self) -> float:
+        """How long CodeDeploy's own schedule takes, in minutes of AWS time."""
+        routing = self.routing()
+        if routing.get("type") == "TimeBasedCanary":
+            return 60.0 * routing["timeBasedCanary"]["canaryInterval"]
+        if routing.get("type") == "TimeBasedLinear":
+            linear = routing["timeBasedLinear"]
+            steps = -(-100 // linear["linearPercentage"])
+            return 60.0 * linear["linearInterval"] * steps
+        return 0.0
+
+    def plan_description(self) -> str:
+        if not self._config_info:
+            return f"CodeDeploy {self.config}"
+        routing = self.routing()
+        if routing.get("type") == "TimeBasedCanary":
+            c = routing["timeBasedCanary"]
+            shape = f"canary {c['canaryPercentage']}%, then 100% after {c['canaryInterval']} min"
+        elif routing.get("type") == "TimeBasedLinear":
+            c = routing["timeBasedLinear"]
+            shape = f"linear {c['linearPercentage']}% every {c['linearInterval']} min"
+        else:
+            shape = "all at once (no canary analysis)"
+        return f"CodeDeploy {self.config}: {shape}; bgkit judges every bake window and stops with rollback"
+
+
+def phase(info: dict[str, Any]) -> str:
+    """Where a deployment is, in bgkit's terms: deploying, ready, shifting, shifted, succeeded, stopped."""
+    status = info["status"]
+    if status in ("Created", "Queued"):
+        return "deploying"
+    if status == "Ready":
+        return "ready"
+    if status == "Succeeded":
+        return "succeeded"
+    if status in ("Failed", "Stopped"):
+        return "stopped"
+    if info.get("instanceTerminationWaitTimeStarted"):
+        return "shifted"
+    return "shifting"
+
+
+def require(condition: bool, message: str, parameter: str | None = None) -> None:
+    if not condition:
+        raise PreflightError(message, parameter=parameter)
+
+
+__all__ = [
+    "ACTIVE",
+    "CodeDeployDeployment",
+    "TrafficError",
+    "config_checker",
+    "name_checker",
+    "phase",
+    "require",
+]

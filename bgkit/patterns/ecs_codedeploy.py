@@ -1,0 +1,225 @@
+"""CodeDeploy blue/green for Amazon ECS: a replacement task set behind the test listener,
+then production traffic shifted by the deployment configuration.
+
+AWS: "Amazon ECS blue/green deployments through CodeDeploy" (deployment group with a
+target-group pair, production and test listeners), AppSpec "Resources" section for ECS
+(TaskDefinition, LoadBalancerInfo.ContainerName/ContainerPort). Evidence: the ALB's
+per-target-group metrics, as for alb_weighted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from botocore.exceptions import ClientError
+
+from ..aws import AwsSession
+from ..errors import PreflightError
+from ..metrics import MetricSource
+from ..params import arn_checker
+from . import register
+from .base import Split
+from .codedeploy import (
+    CodeDeployDeployment,
+    ManagedByCodeDeploy,
+    config_checker,
+    name_checker,
+    require,
+)
+
+ECS_CONFIGS = (
+    "CodeDeployDefault.ECSAllAtOnce",
+    "CodeDeployDefault.ECSLinear10PercentEvery1Minutes",
+    "CodeDeployDefault.ECSLinear10PercentEvery3Minutes",
+    "CodeDeployDefault.ECSCanary10Percent5Minutes",
+    "CodeDeployDefault.ECSCanary10Percent15Minutes",
+)
+_TASK_DEFINITION = arn_checker(
+    "ecs",
+    r"task-definition/[A-Za-z0-9_-]{1,255}:\d+",
+    "arn:aws:ecs:us-east-1:123456789012:task-definition/web:42",
+)
+
+
+@register
+class EcsCodeDeploy(ManagedByCodeDeploy):
+    name: ClassVar[str] = "ecs_codedeploy"
+    title: ClassVar[str] = "CodeDeploy blue/green for Amazon ECS"
+    managed: ClassVar[bool] = True
+    parameters: ClassVar[Mapping[str, Any]] = {
+        "application_name": name_checker("application"),
+        "deployment_group_name": name_checker("deployment group"),
+        "task_definition_arn": _TASK_DEFINITION,
+        "deployment_config_name": config_checker("ECS", ECS_CONFIGS),
+    }
+    check_resources = staticmethod(lambda resources: None)
+
+    def __init__(self, session: AwsSession, resources: Mapping[str, str]) -> None:
+        self._elb = session.client("elbv2")
+        self._ecs = session.client("ecs")
+        self.task_definition = resources["task_definition_arn"]
+        self.config = resources["deployment_config_name"]
+        self.deployment = CodeDeployDeployment(
+            session.client("codedeploy"),
+            resources["application_name"],
+            resources["deployment_group_name"],
+        )
+        self.blue_tg = self.green_tg = self.listener_arn = self.test_listener_arn = None
+        self.service: dict[str, str] = {}
+        self._container: dict[str, Any] = {}
+        self._load_balancer_arn: str | None = None
+        self._config_info: dict[str, Any] = {}
+
+    def target_id(self) -> str:
+        return f"codedeploy:{self.deployment.application}/{self.deployment.group}"
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def preflight(self) -> Split:
+        group = self.deployment.group_info()
+        require(
+            group.get("computePlatform") == "ECS",
+            "the deployment group is not for ECS",
+            "deployment_group_name",
+        )
+        style = group.get("deploymentStyle", {})
+        require(
+            style.get("deploymentType") == "BLUE_GREEN"
+            and style.get("deploymentOption") == "WITH_TRAFFIC_CONTROL",
+            "the deployment group must be BLUE_GREEN WITH_TRAFFIC_CONTROL",
+            "deployment_group_name",
+        )
+        self._config_info = self.deployment.check_config(self.config, "ECS")
+        ready = group.get("blueGreenDeploymentConfiguration", {}).get("deploymentReadyOption", {})
+        require(
+            ready.get("actionOnTimeout") == "STOP_DEPLOYMENT",
+            "the deployment group must wait for bgkit's smoke test before production traffic: set "
+            "blueGreenDeploymentConfiguration.deploymentReadyOption.actionOnTimeout to STOP_DEPLOYMENT",
+            "deployment_group_name",
+        )
+        active = self.deployment.active()
+        require(
+            not active,
+            f"deployment {active[0] if active else ''} is still active in this group; "
+            "wait for it or stop it before starting another",
+        )
+        try:
+            self._ecs.describe_task_definition(taskDefinition=self.task_definition)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("ClientException", "InvalidParameterException"):
+                raise PreflightError(
+                    f"task definition {self.task_definition} does not exist",
+                    parameter="task_definition_arn",
+                ) from None
+            raise
+        pair = group["loadBalancerInfo"]["targetGroupPairInfoList"][0]
+        self.listener_arn = pair["prodTrafficRoute"]["listenerArns"][0]
+        test_routes = pair.get("testTrafficRoute", {}).get("listenerArns", [])
+        self.test_listener_arn = test_routes[0] if test_routes else None
+        names = [tg["name"] for tg in pair["targetGroups"]]
+        arns = {
+            g["TargetGroupName"]: g["TargetGroupArn"]
+            for g in self._elb.describe_target_groups(Names=names)["TargetGroups"]
+        }
+        weights = self._weights()
+        live = [arn for arn in arns.values() if weights.get(arn, 0) > 0]
+        require(
+            len(live) == 1,
+            f"production traffic is split between target groups ({weights}); "
+            "a deployment may have been left half-shifted",
+        )
+        self.blue_tg = live[0]
+        self.green_tg = next(arn for arn in arns.values() if arn != self.blue_tg)
+        self.service = group["ecsServices"][0]
+        described = self._ecs.describe_services(
+            cluster=self.service["clusterName"], services=[self.service["serviceName"]]
+        )["services"][0]
+        primary = [t for t in described.get("taskSets", []) if t["status"] == "PRIMARY"]
+        require(bool(primary), "the ECS service has no primary task set", "deployment_group_name")
+        self._container = primary[0]["loadBalancers"][0]
+        return self.read_split()
+
+    def _weights(self) -> dict[str, int]:
+        listener = self._elb.describe_listeners(ListenerArns=[self.listener_arn])["Listeners"][0]
+        self._load_balancer_arn = listener["LoadBalancerArn"]
+        action = listener["DefaultActions"][0]
+        if "ForwardConfig" in action:
+            return {
+                g["TargetGroupArn"]: g.get("Weight", 1)
+                for g in action["ForwardConfig"]["TargetGroups"]
+            }
+        return {action["TargetGroupArn"]: 1}
+
+    def read_split(self) -> Split:
+        weights = self._weights()
+        blue, green = weights.get(self.blue_tg, 0), weights.get(self.green_tg, 0)
+        if blue + green == 0:
+            return {"blue": 0, "green": 0}
+        green_percent = round(100 * green / (blue + green))
+        return {"blue": 100 - green_percent, "green": green_percent}
+
+    def metric_source(self) -> MetricSource:
+        lb = self._load_balancer_arn.split(":loadbalancer/", 1)[1]
+        return MetricSource(
+            namespace="AWS/ApplicationELB",
+            requests="RequestCount",
+            errors="HTTPCode_Target_5XX_Count",
+            latency="TargetResponseTime",
+            latency_to_ms=1000.0,
+            dimensions={
+                colour: {"LoadBalancer": lb, "TargetGroup": arn.split(":", 5)[5]}
+                for colour, arn in (("blue", self.blue_tg), ("green", self.green_tg))
+            },
+        )
+
+    def describe(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"split": self.read_split()}
+        if self.deployment.deployment_id:
+            info = self.deployment.info()
+            state["deployment"] = {
+                k: info.get(k)
+                for k in (
+                    "deploymentId",
+                    "status",
+                    "deploymentConfigName",
+                    "errorInformation",
+                    "rollbackInfo",
+                )
+            }
+        if self.service:
+            described = self._ecs.describe_services(
+                cluster=self.service["clusterName"], services=[self.service["serviceName"]]
+            )["services"][0]
+            state["task_sets"] = [
+                {"status": t["status"], "taskDefinition": t["taskDefinition"]}
+                for t in described.get("taskSets", [])
+            ]
+        return state
+
+    # -- the deployment ------------------------------------------------------------------
+
+    def start_deployment(self, release: str) -> str:
+        appspec = {
+            "version": 0.0,
+            "Resources": [
+                {
+                    "TargetService": {
+                        "Type": "AWS::ECS::Service",
+                        "Properties": {
+                            "TaskDefinition": self.task_definition,
+                            "LoadBalancerInfo": {
+                                "ContainerName": self._container["containerName"],
+                                "ContainerPort": self._container["containerPort"],
+                            },
+                        },
+                    }
+                }
+            ],
+        }
+        revision = {
+            "revisionType": "AppSpecContent",
+            "appSpecContent": {"content": json.dumps(appspec)},
+        }
+        return self.deployment.create(revision, self.config, f"bgkit release {release}")

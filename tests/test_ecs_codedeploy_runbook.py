@@ -1,0 +1,127 @@
+"""The ECS CodeDeploy runbook executed by papermill in the sandbox; assertions through boto3."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_runbook
+
+FAST = {"sandbox_minute_seconds": 2.0, "bake_seconds": 5}
+
+
+def state(sandbox, record):
+    p = record["parameters"]
+    session = sandbox.session()
+    codedeploy, elb, ecs = (
+        session.client("codedeploy"),
+        session.client("elbv2"),
+        session.client("ecs"),
+    )
+    deployments = codedeploy.list_deployments(
+        applicationName=p["application_name"], deploymentGroupName=p["deployment_group_name"]
+    )["deployments"]
+    infos = [codedeploy.get_deployment(deploymentId=d)["deploymentInfo"] for d in deployments]
+    group = codedeploy.get_deployment_group(
+        applicationName=p["application_name"], deploymentGroupName=p["deployment_group_name"]
+    )["deploymentGroupInfo"]
+    listener = group["loadBalancerInfo"]["targetGroupPairInfoList"][0]["prodTrafficRoute"][
+        "listenerArns"
+    ][0]
+    action = elb.describe_listeners(ListenerArns=[listener])["Listeners"][0]["DefaultActions"][0]
+    weights = {
+        g["TargetGroupArn"].split("/")[-2]: g["Weight"]
+        for g in action["ForwardConfig"]["TargetGroups"]
+    }
+    service = ecs.describe_services(
+        cluster=group["ecsServices"][0]["clusterName"], services=["web"]
+    )["services"][0]
+    primary = [t["taskDefinition"] for t in service["taskSets"] if t["status"] == "PRIMARY"]
+    return infos, weights, primary
+
+
+def test_healthy_green_is_promoted_by_codedeploy(shared_sandbox, tmp_path):
+    run = run_runbook(tmp_path, "ecs_codedeploy", **FAST)
+    assert run.error is None
+    record = run.record
+    assert record["outcome"] == "promoted", record["reason"]
+    assert record["final_split"] == {"blue": 0, "green": 100}
+    infos, weights, primary = state(shared_sandbox, record)
+    assert [i["status"] for i in infos] == ["Succeeded"]
+    assert {name.rsplit("-", 1)[1]: w for name, w in weights.items()} == {"blue": 0, "green": 100}
+    assert primary == [record["parameters"]["task_definition_arn"]]
+    assert any(v["decision"] == "PASS" and v["green_percent"] == 10 for v in record["verdicts"])
+    assert "image/png" in run.outputs_text()
+
+
+def test_green_with_errors_is_stopped_and_rolled_back(shared_sandbox, tmp_path):
+    run = run_runbook(tmp_path, "ecs_codedeploy", green_error_rate=0.2, **FAST)
+    assert run.error is None
+    record = run.record
+    assert record["outcome"] == "rolled_back"
+    infos, weights, primary = state(shared_sandbox, record)
+    statuses = sorted(i["status"] for i in infos)
+    assert statuses == ["Stopped", "Succeeded"]  # the release, and CodeDeploy's rollback deployment
+    assert {name.rsplit("-", 1)[1]: w for name, w in weights.items()}["green"] == 0
+    assert primary != [record["parameters"]["task_definition_arn"]]
+
+
+def test_failing_smoke_test_stops_before_any_production_traffic(shared_sandbox, tmp_path):
+    run = run_runbook(tmp_path, "ecs_codedeploy", green_error_rate=1.0, **FAST)
+    record = run.record
+    assert record["outcome"] == "rolled_back"
+    assert "smoke test failed: 10/10" in record["reason"]
+    assert not [e for e in record["events"] if e["kind"] == "shift"]
+    assert record["verdicts"] == []
+    infos, weights, _ = state(shared_sandbox, record)
+    stopped = next(i for i in infos if i["status"] == "Stopped")
+    assert stopped["rollbackInfo"]["rollbackDeploymentId"]
+    assert {name.rsplit("-", 1)[1]: w for name, w in weights.items()} == {"blue": 100, "green": 0}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "error", "name"),
+    [
+        (
+            {"deployment_config_name": "CodeDeployDefault.ECSCanary50Percent1Minutes"},
+            "ParameterError",
+            "deployment_config_name",
+        ),
+        (
+            {"deployment_config_name": "my-custom-config"},
+            "PreflightError",
+            "deployment_config_name",
+        ),
+        (
+            {"task_definition_arn": "arn:aws:ecs:us-east-1:123456789012:task-definition/missing:7"},
+            "PreflightError",
+            "task_definition_arn",
+        ),
+        ({"task_definition_arn": "web:7"}, "ParameterError", "task_definition_arn"),
+        ({"deployment_group_name": "no-such-group"}, "PreflightError", "deployment_group_name"),
+    ],
+)
+def test_bad_parameters_are_refused_before_any_deployment(
+    shared_sandbox, tmp_path, parameters, error, name
+):
+    run = run_runbook(tmp_path, "ecs_codedeploy", **parameters, **FAST)
+    assert run.error is not None
+    assert run.error.ename == error
+    assert run.error.evalue.startswith(f"{name}: ")
+    if run.record:  # preflight failures are recorded; nothing was deployed
+        assert run.record["outcome"] == "failed"
+        assert not [e for e in run.record["events"] if e["kind"] == "deploy"]
+    codedeploy = shared_sandbox.session().client("codedeploy")
+    for application in codedeploy.list_applications()["applications"]:
+        for group in codedeploy.list_deployment_groups(applicationName=application)[
+            "deploymentGroups"
+        ]:
+            if group == parameters.get("deployment_group_name"):
+                pytest.fail("the bad group name must not exist")
+    if run.record:
+        p = run.record["parameters"]
+        assert (
+            codedeploy.list_deployments(
+                applicationName=p["application_name"],
+                deploymentGroupName=p["deployment_group_name"],
+            )["deployments"]
+            == []
+        )

@@ -1,0 +1,208 @@
+"""The sandbox's CodeDeploy, tested directly with boto3 as against AWS."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+
+@pytest.fixture
+def ecs(sandbox):
+    scenario = sandbox.provision("ecs_codedeploy", minute_seconds=0.5, request_rate=10)
+    session = sandbox.session()
+    yield scenario, session.client("codedeploy"), session.client("elbv2"), session.client("ecs")
+    sandbox.release_scenario(scenario.id)
+
+
+def appspec(task_definition: str, hooks: list | None = None) -> dict:
+    spec = {
+        "version": 0.0,
+        "Resources": [
+            {
+                "TargetService": {
+                    "Type": "AWS::ECS::Service",
+                    "Properties": {
+                        "TaskDefinition": task_definition,
+                        "LoadBalancerInfo": {"ContainerName": "web", "ContainerPort": 8080},
+                    },
+                }
+            }
+        ],
+    }
+    if hooks:
+        spec["Hooks"] = hooks
+    return {"revisionType": "AppSpecContent", "appSpecContent": {"content": json.dumps(spec)}}
+
+
+def deploy(scenario, codedeploy, config="CodeDeployDefault.ECSAllAtOnce") -> str:
+    p = scenario.parameters
+    return codedeploy.create_deployment(
+        applicationName=p["application_name"],
+        deploymentGroupName=p["deployment_group_name"],
+        deploymentConfigName=config,
+        revision=appspec(p["task_definition_arn"]),
+    )["deploymentId"]
+
+
+def wait_for(codedeploy, deployment_id, statuses, timeout=20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+        if info["status"] in statuses:
+            return info
+        time.sleep(0.1)
+    raise AssertionError(f"{deployment_id} stayed {info['status']}")
+
+
+def weights(elb, listener_arn, scenario) -> tuple[int, int]:
+    action = elb.describe_listeners(ListenerArns=[listener_arn])["Listeners"][0]["DefaultActions"][
+        0
+    ]
+    by_arn = {g["TargetGroupArn"]: g["Weight"] for g in action["ForwardConfig"]["TargetGroups"]}
+    p = scenario.parameters
+    return by_arn.get(p["blue_target_group_arn"], 0), by_arn.get(p["green_target_group_arn"], 0)
+
+
+def test_predefined_configurations_are_listed_and_described(ecs):
+    _, codedeploy, _, _ = ecs
+    names = codedeploy.list_deployment_configs()["deploymentConfigsList"]
+    for name in (
+        "CodeDeployDefault.ECSAllAtOnce",
+        "CodeDeployDefault.ECSLinear10PercentEvery1Minutes",
+        "CodeDeployDefault.ECSLinear10PercentEvery3Minutes",
+        "CodeDeployDefault.ECSCanary10Percent5Minutes",
+        "CodeDeployDefault.ECSCanary10Percent15Minutes",
+        "CodeDeployDefault.LambdaCanary10Percent5Minutes",
+        "CodeDeployDefault.LambdaLinear10PercentEvery1Minute",
+        "CodeDeployDefault.LambdaAllAtOnce",
+    ):
+        assert name in names
+    info = codedeploy.get_deployment_config(
+        deploymentConfigName="CodeDeployDefault.ECSCanary10Percent15Minutes"
+    )
+    routing = info["deploymentConfigInfo"]["trafficRoutingConfig"]
+    assert routing == {
+        "type": "TimeBasedCanary",
+        "timeBasedCanary": {"canaryPercentage": 10, "canaryInterval": 15},
+    }
+    with pytest.raises(ClientError, match="DeploymentConfigDoesNotExistException"):
+        codedeploy.get_deployment_config(deploymentConfigName="nope")
+
+
+def test_deployment_group_keeps_its_alarm_and_rollback_configuration(ecs):
+    scenario, codedeploy, _, _ = ecs
+    p = scenario.parameters
+    group = codedeploy.get_deployment_group(
+        applicationName=p["application_name"], deploymentGroupName=p["deployment_group_name"]
+    )["deploymentGroupInfo"]
+    assert group["alarmConfiguration"]["alarms"] == [{"name": f"{p['application_name']}-green-5xx"}]
+    assert group["autoRollbackConfiguration"]["enabled"] is True
+
+
+def test_ready_wait_then_canary_then_termination_wait(ecs):
+    scenario, codedeploy, elb, ecs_client = ecs
+    p = scenario.parameters
+    deployment = deploy(scenario, codedeploy, "CodeDeployDefault.ECSCanary10Percent5Minutes")
+    info = wait_for(codedeploy, deployment, ("Ready",))
+    assert weights(elb, p["listener_arn"], scenario) == (
+        100,
+        0,
+    )  # no production traffic before continue
+    with pytest.raises(ClientError, match="DeploymentLimitExceededException"):
+        deploy(scenario, codedeploy)
+    codedeploy.continue_deployment(deploymentId=deployment, deploymentWaitType="READY_WAIT")
+    deadline = time.monotonic() + 5
+    while weights(elb, p["listener_arn"], scenario) != (90, 10):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    info = codedeploy.get_deployment(deploymentId=deployment)["deploymentInfo"]
+    assert info["status"] == "InProgress" and not info["instanceTerminationWaitTimeStarted"]
+    deadline = time.monotonic() + 10  # 5 CodeDeploy minutes of 0.5 s
+    while not codedeploy.get_deployment(deploymentId=deployment)["deploymentInfo"][
+        "instanceTerminationWaitTimeStarted"
+    ]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert weights(elb, p["listener_arn"], scenario) == (0, 100)
+    codedeploy.continue_deployment(deploymentId=deployment, deploymentWaitType="TERMINATION_WAIT")
+    wait_for(codedeploy, deployment, ("Succeeded",))
+    service = ecs_client.describe_services(cluster=p["application_name"], services=["web"])[
+        "services"
+    ][0]
+    assert [(t["status"], t["taskDefinition"]) for t in service["taskSets"]] == [
+        ("PRIMARY", p["task_definition_arn"])
+    ]
+
+
+def test_stop_with_rollback_returns_traffic_to_the_original_task_set(ecs):
+    scenario, codedeploy, elb, ecs_client = ecs
+    p = scenario.parameters
+    deployment = deploy(scenario, codedeploy, "CodeDeployDefault.ECSLinear10PercentEvery1Minutes")
+    wait_for(codedeploy, deployment, ("Ready",))
+    codedeploy.continue_deployment(deploymentId=deployment, deploymentWaitType="READY_WAIT")
+    time.sleep(1.2)  # a few linear steps of 10 %
+    assert weights(elb, p["listener_arn"], scenario)[1] >= 10
+    answer = codedeploy.stop_deployment(deploymentId=deployment, autoRollbackEnabled=True)
+    assert answer["status"] == "Pending"
+    info = codedeploy.get_deployment(deploymentId=deployment)["deploymentInfo"]
+    assert info["status"] == "Stopped" and info["errorInformation"]["code"] == "MANUAL_STOP"
+    rollback = info["rollbackInfo"]["rollbackDeploymentId"]
+    rolled = wait_for(codedeploy, rollback, ("Succeeded",))
+    assert rolled["creator"] == "codeDeployRollback"
+    assert weights(elb, p["listener_arn"], scenario) == (100, 0)
+    service = ecs_client.describe_services(cluster=p["application_name"], services=["web"])[
+        "services"
+    ][0]
+    assert [t["status"] for t in service["taskSets"]] == ["PRIMARY"]
+    assert service["taskSets"][0]["taskDefinition"] != p["task_definition_arn"]
+
+
+def test_ready_wait_times_out_into_a_stopped_deployment(sandbox):
+    scenario = sandbox.provision("ecs_codedeploy", minute_seconds=0.01, request_rate=5)
+    try:
+        codedeploy = sandbox.session().client("codedeploy")
+        deployment = deploy(scenario, codedeploy)  # waitTimeInMinutes 60 → 0.6 s here
+        info = wait_for(codedeploy, deployment, ("Stopped",), timeout=10)
+        assert info["errorInformation"]["code"] == "TIMEOUT"
+    finally:
+        sandbox.release_scenario(scenario.id)
+
+
+def test_custom_time_based_configuration(ecs):
+    _, codedeploy, _, _ = ecs
+    codedeploy.create_deployment_config(
+        deploymentConfigName="canary-25-2",
+        computePlatform="ECS",
+        trafficRoutingConfig={
+            "type": "TimeBasedCanary",
+            "timeBasedCanary": {"canaryPercentage": 25, "canaryInterval": 2},
+        },
+    )
+    info = codedeploy.get_deployment_config(deploymentConfigName="canary-25-2")[
+        "deploymentConfigInfo"
+    ]
+    assert info["trafficRoutingConfig"]["timeBasedCanary"]["canaryPercentage"] == 25
+    with pytest.raises(ClientError, match="InvalidTrafficRoutingConfigurationException"):
+        codedeploy.create_deployment_config(
+            deploymentConfigName="bad",
+            computePlatform="ECS",
+            trafficRoutingConfig={
+                "type": "TimeBasedLinear",
+                "timeBasedLinear": {"linearPercentage": 0, "linearInterval": 1},
+            },
+        )
+    codedeploy.delete_deployment_config(deploymentConfigName="canary-25-2")
+
+
+def test_hooks_are_refused_rather_than_pretended(ecs):
+    scenario, codedeploy, _, _ = ecs
+    p = scenario.parameters
+    with pytest.raises(ClientError, match="InvalidRevisionException"):
+        codedeploy.create_deployment(
+            applicationName=p["application_name"],
+            deploymentGroupName=p["deployment_group_name"],
+            revision=appspec(p["task_definition_arn"], hooks=[{"BeforeAllowTraffic": "validate"}]),
+        )
