@@ -74,7 +74,7 @@ class HealthGate:
         if green_rate - blue_rate > self.max_error_rate_increase:
             return verdict(
                 Decision.ROLLBACK,
-                f"green 5xx rate {green_rate:.1%} ({green.errors}/{green.requests}) exceeds blue "
+                f"green error rate {green_rate:.1%} ({green.errors}/{green.requests}) exceeds blue "
                 f"{blue_rate:.1%} ({blue.errors}/{blue.requests}) by more than "
                 f"{self.max_error_rate_increase:.1%}",
             )
@@ -94,7 +94,7 @@ class HealthGate:
             )
         return verdict(
             Decision.PASS,
-            f"green 5xx {green_rate:.1%} vs blue {blue_rate:.1%}; green p99 "
+            f"green errors {green_rate:.1%} vs blue {blue_rate:.1%}; green p99 "
             f"{_ms(green.p99_ms)} vs blue {_ms(blue.p99_ms)}: within limits",
         )
 

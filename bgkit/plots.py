@@ -35,7 +35,7 @@ def release_figure(series: pd.DataFrame, events: list[dict[str, Any]], title: st
         )
     rps_ax.set_ylabel("requests / s")
     lat_ax.set_ylabel("latency (ms)")
-    err_ax.set_ylabel("5xx rate (%)")
+    err_ax.set_ylabel("error rate (%)")
     err_ax.set_xlabel("time (UTC)")
     for ax in axes:
         ax.set_ylim(bottom=0)

@@ -108,6 +108,14 @@ class Release:
             self._event("deploy", "green is already deployed in its own target group")
             self.state = "deployed"
             return self.state
+        if not self.pattern.ready_wait:
+            self._event(
+                "deploy",
+                "green is published; the deployment starts after the smoke test, "
+                "since this service has no test route to hold green on",
+            )
+            self.state = "deployed"
+            return self.state
         with self._guard("deploy"):
             self.mutated = (
                 True  # set before the call: a failure after AWS accepted it still rolls back
@@ -131,16 +139,19 @@ class Release:
         return self.state
 
     def smoke_test(self) -> dict[str, Any] | str:
-        """Requests to green on the test route, before green gets any production traffic."""
+        """Requests to green on its test route, before green gets any production traffic."""
         if self.state not in ("deployed",) and not (self.state == "ready" and not self.managed):
             return self._note(f"smoke test not run (state: {self.state})")
         with self._guard("smoke test"):
+            probe = getattr(self.pattern, "smoke_probe", None)
             url, count = self.params.smoke_url, self.params.smoke_requests
-            if not url:
+            if probe is not None:
+                url = self.pattern.smoke_target()
+            if probe is None and not url:
                 self.record.smoke = {"skipped": True, "reason": "no smoke_url given"}
                 self._event("smoke", "smoke test skipped: no smoke_url given")
             else:
-                results = [_probe(url) for _ in range(count)]
+                results = [(probe or (lambda: _probe(url)))() for _ in range(count)]
                 failures = [r for r in results if not 200 <= r["status"] < 300]
                 latencies = sorted(r["ms"] for r in results)
                 self.record.smoke = {
@@ -169,11 +180,23 @@ class Release:
                 self._event(
                     "smoke", f"smoke test passed: {count}/{count} requests to green returned 2xx"
                 )
-            if self.managed:
+            if self.managed and self.pattern.ready_wait:
                 self.pattern.deployment.continue_ready()
                 self._event(
                     "deploy", "continued the deployment (READY_WAIT): production traffic may shift"
                 )
+            elif self.managed:
+                self.mutated = (
+                    True  # set before the call: a failure after AWS accepted it still rolls back
+                )
+                deployment_id = self.pattern.start_deployment(self.params.release)
+                self._event(
+                    "deploy", f"deployment {deployment_id} created: production traffic may shift"
+                )
+                info = self._wait_phase(("shifting", "shifted", "succeeded", "stopped"))
+                if self.pattern.phase(info) == "stopped":
+                    self._managed_stopped(info, "before shifting")
+                    return self.record.smoke
             self.state = "smoked"
         return self.record.smoke
 
@@ -194,7 +217,8 @@ class Release:
             return self._note(f"promote not run (state: {self.state})")
         with self._guard("promote"):
             if self.managed:
-                self.pattern.deployment.continue_termination()
+                if self.pattern.phase(self.pattern.deployment.info()) == "shifted":
+                    self.pattern.deployment.continue_termination()
                 info = self._wait_phase(("succeeded", "stopped"))
                 if self.pattern.phase(info) == "stopped":
                     self._managed_stopped(info, "while finishing")
@@ -383,16 +407,28 @@ class Release:
             self.clock.sleep(0.5)
 
     def _stop_managed(self) -> dict[str, int]:
-        rollback_id = self.pattern.deployment.stop_with_rollback()
+        deployment = self.pattern.deployment
+        rollback_id = deployment.stop_with_rollback()
         if rollback_id:
             self._event(
                 "rollback",
-                f"stopped {self.pattern.deployment.deployment_id}; "
-                f"CodeDeploy rollback deployment {rollback_id} started",
+                f"stopped {deployment.deployment_id}; CodeDeploy rollback deployment "
+                f"{rollback_id} started",
             )
+        elif deployment.info()["status"] == "Succeeded" and hasattr(
+            self.pattern, "revert_completed"
+        ):
+            # CodeDeploy finished shifting before the verdict: a completed deployment cannot be stopped.
+            rollback_id = self.pattern.revert_completed(self.params.release)
+            self._event(
+                "rollback",
+                f"{deployment.deployment_id} had already succeeded; deployment "
+                f"{rollback_id} moves traffic back to blue all at once",
+            )
+        if rollback_id:
             deadline = self.clock.now() + timedelta(seconds=MANAGED_WAIT_SECONDS)
             while True:
-                info = self.pattern.deployment.info(rollback_id)
+                info = deployment.info(rollback_id)
                 if info["status"] == "Succeeded":
                     break
                 if info["status"] in ("Failed", "Stopped") or self.clock.now() > deadline:

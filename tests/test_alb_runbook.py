@@ -84,7 +84,7 @@ def test_green_with_errors_is_rolled_back_and_traffic_is_on_blue(shared_sandbox,
     else:  # the health gate caught it with production traffic
         verdict = record["verdicts"][-1]
         assert verdict["decision"] == "ROLLBACK" and verdict["green"]["errors"] > 0
-        assert "5xx" in record["reason"]
+        assert "error rate" in record["reason"]
 
 
 def test_slow_green_is_rolled_back_by_the_health_gate_on_measured_latency(shared_sandbox, tmp_path):

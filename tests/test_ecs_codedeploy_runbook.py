@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import run_runbook
 
-FAST = {"sandbox_minute_seconds": 2.0, "bake_seconds": 5}
+FAST = {"sandbox_minute_seconds": 4.0, "bake_seconds": 5}
 
 
 def state(sandbox, record):

@@ -27,6 +27,6 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-from . import alb_weighted, ecs_codedeploy  # noqa: E402,F401  (each registers itself)
+from . import alb_weighted, ecs_codedeploy, lambda_codedeploy  # noqa: E402,F401  (each registers itself)
 
 __all__ = ["Pattern", "Split", "get", "names", "register"]

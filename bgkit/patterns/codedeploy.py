@@ -113,6 +113,16 @@ class CodeDeployDeployment:
         )["deploymentId"]
         return self.deployment_id
 
+    def create_other(self, revision: dict[str, Any], config: str, description: str) -> str:
+        """A deployment that is not the release's own (a revert); returns its id."""
+        return self._codedeploy.create_deployment(
+            applicationName=self.application,
+            deploymentGroupName=self.group,
+            revision=revision,
+            deploymentConfigName=config,
+            description=description,
+        )["deploymentId"]
+
     def info(self, deployment_id: str | None = None) -> dict[str, Any]:
         return self._codedeploy.get_deployment(deploymentId=deployment_id or self.deployment_id)[
             "deploymentInfo"
@@ -156,6 +166,7 @@ class ManagedByCodeDeploy:
     """What the release loop asks of a pattern whose traffic CodeDeploy shifts."""
 
     managed = True
+    ready_wait = True  # ECS: green waits on the test route until ContinueDeployment(READY_WAIT)
     config: str
     deployment: CodeDeployDeployment
     _config_info: dict[str, Any]

@@ -36,10 +36,12 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         from .codedeploy import CodeDeploy
+        from .lambda_runtime import LambdaInvoke, LocalLambda
 
         self._control.start()
         self.codedeploy = CodeDeploy(self.session()).start()
-        self._control.extensions.append(self.codedeploy)
+        self.lambda_runtime = LocalLambda(self.session()).start()
+        self._control.extensions.extend([self.codedeploy, LambdaInvoke(self.lambda_runtime)])
         return self
 
     @property
@@ -90,6 +92,7 @@ class Sandbox:
             self.release_scenario(scenario_id)
         if getattr(self, "codedeploy", None) is not None:
             self.codedeploy.stop()
+            self.lambda_runtime.stop()
         self._control.stop()
 
     def __enter__(self) -> Sandbox:

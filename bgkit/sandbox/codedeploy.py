@@ -18,6 +18,9 @@ CodeDeploy API itself (same endpoint, same JSON protocol). What it follows:
 * StopDeployment(autoRollbackEnabled=True): the deployment is Stopped and a rollback
   deployment (creator codeDeployRollback) reroutes traffic to the original task set and
   removes the replacement ("Redeploy and roll back a deployment with CodeDeploy").
+* AWS Lambda: "What happens during an AWS Lambda deployment": BeforeAllowTraffic,
+  AllowTraffic (the alias's AdditionalVersionWeights move per the configuration; at 100 % the
+  alias points to the target version), AfterAllowTraffic. Rollback points the alias back.
 * One active deployment per group: CreateDeployment raises DeploymentLimitExceededException.
 * The deployment group keeps its alarm and auto-rollback configuration (moto drops alarms).
 
@@ -75,6 +78,7 @@ PREDEFINED: dict[str, tuple[str, dict[str, Any]]] = {
     "CodeDeployDefault.LambdaLinear10PercentEvery3Minutes": ("Lambda", _linear(10, 3)),
     "CodeDeployDefault.LambdaLinear10PercentEvery10Minutes": ("Lambda", _linear(10, 10)),
 }
+LAMBDA_EVENTS = ["BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic"]
 ECS_EVENTS = ["BeforeInstall", "Install", "AfterInstall", "AllowTestTraffic", "AfterAllowTestTraffic",
               "BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic"]  # fmt: skip
 
@@ -104,11 +108,12 @@ class Deployment:
     config: str
     revision: dict[str, Any]
     creator: str = "user"
+    platform: str = "ECS"
     status: str = "Created"
     created: float = field(default_factory=time.time)
     started: float | None = None
     completed: float | None = None
-    events: dict[str, str] = field(default_factory=lambda: {e: "Pending" for e in ECS_EVENTS})
+    events: dict[str, str] = field(default_factory=dict)
     phase: str = "start"
     deadline: float | None = None
     shift_started: float | None = None
@@ -123,6 +128,13 @@ class Deployment:
     replacement_task_set: str | None = None
     original_task_set: str | None = None
     auto_rollback: dict[str, Any] | None = None
+    lambda_target: dict[str, str] | None = None  # Name, Alias, CurrentVersion, TargetVersion
+
+    def __post_init__(self) -> None:
+        if not self.events:
+            self.events = {
+                e: "Pending" for e in (LAMBDA_EVENTS if self.platform == "Lambda" else ECS_EVENTS)
+            }
 
     def info(self) -> dict[str, Any]:
         done = sum(1 for s in self.events.values() if s == "Succeeded")
@@ -135,7 +147,7 @@ class Deployment:
             "status": self.status,
             "createTime": self.created,
             "creator": self.creator,
-            "computePlatform": "ECS",
+            "computePlatform": self.platform,
             "deploymentStyle": {
                 "deploymentType": "BLUE_GREEN",
                 "deploymentOption": "WITH_TRAFFIC_CONTROL",
@@ -295,7 +307,7 @@ class CodeDeploy(JsonService):
         group = self._group(body["applicationName"], body["deploymentGroupName"])
         config = body.get("deploymentConfigName") or group["deploymentConfigName"]
         self._config(config)
-        appspec = self._appspec(body.get("revision", {}))
+        appspec = self._appspec(body.get("revision", {}), group["computePlatform"])
         if appspec.get("Hooks"):
             raise AwsError(
                 "InvalidRevisionException",
@@ -323,7 +335,12 @@ class CodeDeploy(JsonService):
                 auto_rollback=body.get(
                     "autoRollbackConfiguration", group.get("autoRollbackConfiguration")
                 ),
+                platform=group["computePlatform"],
             )
+            if deployment.platform == "Lambda":
+                deployment.lambda_target = next(iter(appspec["Resources"][0].values()))[
+                    "Properties"
+                ]
             self.deployments[deployment.id] = deployment
         return {"deploymentId": deployment.id}
 
@@ -398,6 +415,8 @@ class CodeDeploy(JsonService):
 
     def list_deployment_targets(self, body: dict[str, Any]) -> dict[str, Any]:
         d = self._deployment(body["deploymentId"])
+        if d.platform == "Lambda":
+            return {"targetIds": [f"{d.lambda_target['Name']}:{d.lambda_target['Alias']}"]}
         group = self._group(d.application, d.group)
         return {
             "targetIds": [
@@ -408,6 +427,27 @@ class CodeDeploy(JsonService):
     def get_deployment_target(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             d = self._deployment(body["deploymentId"])
+            if d.platform == "Lambda":
+                t = d.lambda_target
+                events = [{"lifecycleEventName": n, "status": st} for n, st in d.events.items()]
+                return {
+                    "deploymentTarget": {
+                        "deploymentTargetType": "LambdaTarget",
+                        "lambdaTarget": {
+                            "deploymentId": d.id,
+                            "targetId": body.get("targetId", ""),
+                            "lifecycleEvents": events,
+                            "status": {"Created": "Pending"}.get(d.status, d.status),
+                            "lambdaFunctionInfo": {
+                                "functionName": t["Name"],
+                                "functionAlias": t["Alias"],
+                                "currentVersion": str(t["CurrentVersion"]),
+                                "targetVersion": str(t["TargetVersion"]),
+                                "targetVersionWeight": d.green_percent / 100,
+                            },
+                        },
+                    }
+                }
             events = [
                 {"lifecycleEventName": name, "status": status} for name, status in d.events.items()
             ]
@@ -463,6 +503,9 @@ class CodeDeploy(JsonService):
                             self._start_rollback(d, "Deployment failed")
 
     def _advance(self, d: Deployment) -> None:
+        if d.platform == "Lambda":
+            self._advance_lambda(d)
+            return
         now = time.time()
         minute = self.minute_seconds.get(d.application, 60.0)
         group = self._group(d.application, d.group)
@@ -532,6 +575,68 @@ class CodeDeploy(JsonService):
         elif d.phase == "termination_wait" and (d.continue_termination or now >= d.deadline):
             self._delete_task_set(group, d.original_task_set, d.original_tg)
             self._finish(d, "Succeeded", None)
+
+    def _advance_lambda(self, d: Deployment) -> None:
+        """AWS Lambda deployments ("What happens during an AWS Lambda deployment"): BeforeAllowTraffic,
+        AllowTraffic (the alias's AdditionalVersionWeights per the configuration), AfterAllowTraffic.
+        No test route and no termination wait."""
+        now = time.time()
+        minute = self.minute_seconds.get(d.application, 60.0)
+        target = d.lambda_target or {}
+        if d.phase == "start":
+            d.status, d.started = "InProgress", now
+            if d.creator == "codeDeployRollback":
+                original = self.deployments[d.rollback_info["rollbackTriggeringDeploymentId"]]
+                self._alias(original.lambda_target, original.lambda_target["CurrentVersion"], 0)
+                original.green_percent = 0
+                for event in LAMBDA_EVENTS:
+                    d.events[event] = "Succeeded"
+                self._finish(d, "Succeeded", None)
+                return
+            alias = self._session.client("lambda").get_alias(
+                FunctionName=target["Name"], Name=target["Alias"]
+            )
+            if str(alias["FunctionVersion"]) != str(target["CurrentVersion"]):
+                self._finish(
+                    d,
+                    "Failed",
+                    {
+                        "code": "INVALID_LAMBDA_CONFIGURATION",
+                        "message": f"alias {target['Alias']} points to version {alias['FunctionVersion']}, "
+                        f"not CurrentVersion {target['CurrentVersion']}",
+                    },
+                )
+                return
+            d.events["BeforeAllowTraffic"] = "Succeeded"
+            d.events["AllowTraffic"] = "InProgress"
+            d.phase, d.shift_started = "allow_traffic", now
+        elif d.phase == "allow_traffic":
+            schedule = traffic_schedule(self._config(d.config)[1])
+            percent = max(p for at, p in schedule if at <= (now - d.shift_started) / minute)
+            if percent != d.green_percent:
+                self._alias(
+                    target,
+                    target["TargetVersion"] if percent == 100 else target["CurrentVersion"],
+                    percent,
+                )
+                d.green_percent = percent
+                d.messages.append(
+                    f"Traffic shifted: {percent}% to version {target['TargetVersion']}"
+                )
+            if percent == 100:
+                d.events["AllowTraffic"] = d.events["AfterAllowTraffic"] = "Succeeded"
+                self._finish(d, "Succeeded", None)
+
+    def _alias(self, target: dict[str, str], version: str, green_percent: int) -> None:
+        weights = (
+            {} if green_percent in (0, 100) else {str(target["TargetVersion"]): green_percent / 100}
+        )
+        self._session.client("lambda").update_alias(
+            FunctionName=target["Name"],
+            Name=target["Alias"],
+            FunctionVersion=str(version),
+            RoutingConfig={"AdditionalVersionWeights": weights},
+        )
 
     def _install(self, d: Deployment, group: dict[str, Any]) -> None:
         appspec = self._appspec(d.revision)
@@ -651,6 +756,8 @@ class CodeDeploy(JsonService):
             config=d.config,
             revision=d.revision,
             creator="codeDeployRollback",
+            platform=d.platform,
+            lambda_target=d.lambda_target,
         )
         rollback.rollback_info = {
             "rollbackTriggeringDeploymentId": d.id,
@@ -686,22 +793,31 @@ class CodeDeploy(JsonService):
             DefaultActions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}],
         )
 
-    def _appspec(self, revision: dict[str, Any]) -> dict[str, Any]:
+    def _appspec(self, revision: dict[str, Any], platform: str = "ECS") -> dict[str, Any]:
+        """The AppSpec of a revision ("AppSpec 'resources' section" for ECS and for Lambda)."""
         if revision.get("revisionType") != "AppSpecContent":
             raise AwsError(
                 "InvalidRevisionException", "the sandbox supports revisionType AppSpecContent"
             )
+        required = (
+            ("Name", "Alias", "CurrentVersion", "TargetVersion")
+            if platform == "Lambda"
+            else ("TaskDefinition",)
+        )
         content = revision.get("appSpecContent", {}).get("content", "")
         try:
             appspec = json.loads(
                 content
             )  # YAML is a superset of JSON; the sandbox reads the JSON form
-            next(iter(appspec["Resources"][0].values()))["Properties"]["TaskDefinition"]
-        except (ValueError, KeyError, IndexError, StopIteration, TypeError):
+            properties = next(iter(appspec["Resources"][0].values()))["Properties"]
+            missing = [key for key in required if not properties.get(key)]
+        except (ValueError, KeyError, IndexError, StopIteration, TypeError, AttributeError):
+            missing = list(required)
+        if missing:
             raise AwsError(
                 "InvalidRevisionException",
-                "appSpecContent must be a JSON AppSpec with Resources[0].<name>.Properties.TaskDefinition",
-            ) from None
+                f"appSpecContent must be a JSON AppSpec whose Resources[0].<name>.Properties has {', '.join(required)}",
+            )
         return appspec
 
     def _application(self, name: str) -> dict[str, Any]:

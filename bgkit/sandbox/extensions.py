@@ -41,6 +41,15 @@ def middleware(app: Callable, services: list[JsonService]) -> Callable:
     def dispatch(environ: dict[str, Any], start_response: Callable) -> Any:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         for service in services:
+            if hasattr(service, "matches"):  # a REST-protocol operation, matched by method and path
+                if service.matches(environ):
+                    status, headers, data = service.respond(environ)
+                    start_response(
+                        f"{status} {'OK' if status == 200 else 'Error'}",
+                        [*headers, ("Content-Length", str(len(data)))],
+                    )
+                    return [data]
+                continue
             if target.startswith(service.target_prefix):
                 length = int(environ.get("CONTENT_LENGTH") or 0)
                 body = json.loads(environ["wsgi.input"].read(length) or b"{}")

@@ -294,3 +294,104 @@ class EcsCodeDeployScenario(AlbScenario):
             "listener_arn": production,
         }
         return self
+
+
+_APP_CODE = """\
+import json
+import random
+import time
+
+VERSION = {version!r}
+COLOUR = {colour!r}
+ERROR_RATE = {error_rate!r}
+ADDED_LATENCY_MS = {added_latency_ms!r}
+
+
+def handler(event, context):
+    time.sleep((random.uniform(2.0, 6.0) + ADDED_LATENCY_MS) / 1000)
+    if random.random() < ERROR_RATE:
+        raise RuntimeError("injected fault")
+    return {{"statusCode": 200, "body": json.dumps({{"colour": COLOUR, "version": VERSION}})}}
+"""
+
+
+def _zip(source: str) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", source)
+    return buffer.getvalue()
+
+
+@register
+class LambdaCodeDeployScenario(Scenario):
+    """A function with two published versions and an alias on the first; CodeDeploy (Lambda)
+    application and deployment group; a function URL on the alias taking the load."""
+
+    pattern = "lambda_codedeploy"
+
+    def start(self) -> LambdaCodeDeployScenario:
+        from .lambda_runtime import FunctionUrl
+
+        iam, lam = self.session.client("iam"), self.session.client("lambda")
+        codedeploy = self.session.client("codedeploy")
+        name = f"bgkit-{self.id}"
+        role = iam.create_role(
+            RoleName=f"{name}-exec",
+            AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
+            '"Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}',
+        )["Role"]["Arn"]
+        versions = []
+        for colour, version, error_rate, latency in (
+            ("blue", "v1", 0.0, 0.0),
+            ("green", "v2", self.green_error_rate, self.green_added_latency_ms),
+        ):
+            code = _zip(
+                _APP_CODE.format(
+                    version=version, colour=colour, error_rate=error_rate, added_latency_ms=latency
+                )
+            )
+            if not versions:
+                lam.create_function(
+                    FunctionName=name,
+                    Runtime="python3.11",
+                    Role=role,
+                    Handler="app.handler",
+                    Code={"ZipFile": code},
+                    Publish=False,
+                )
+            else:
+                lam.update_function_code(FunctionName=name, ZipFile=code)
+            versions.append(lam.publish_version(FunctionName=name)["Version"])
+        lam.create_alias(FunctionName=name, Name="live", FunctionVersion=versions[0])
+        codedeploy.create_application(applicationName=name, computePlatform="Lambda")
+        self.sandbox.codedeploy.minute_seconds[name] = self.minute_seconds
+        codedeploy.create_deployment_group(
+            applicationName=name,
+            deploymentGroupName=f"{name}-dg",
+            serviceRoleArn="arn:aws:iam::123456789012:role/CodeDeployLambdaRole",
+            deploymentConfigName="CodeDeployDefault.LambdaAllAtOnce",
+            deploymentStyle={
+                "deploymentType": "BLUE_GREEN",
+                "deploymentOption": "WITH_TRAFFIC_CONTROL",
+            },
+            autoRollbackConfiguration={
+                "enabled": True,
+                "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST"],
+            },
+            alarmConfiguration={"enabled": True, "alarms": [{"name": f"{name}-errors"}]},
+        )
+        front = self._started(FunctionUrl(self.sandbox.lambda_runtime, name, "live"))
+        self._started(LoadGenerator(front.url, self.request_rate))
+        self.parameters = {
+            "function_name": name,
+            "alias_name": "live",
+            "target_version": versions[1],
+            "application_name": name,
+            "deployment_group_name": f"{name}-dg",
+            "smoke_url": "",
+            "production_url": front.url,
+        }
+        return self
