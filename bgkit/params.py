@@ -103,6 +103,10 @@ def validate(
     _integer("step_percent", got["step_percent"], 1, 99)
     _integer("canary_percent", got["canary_percent"], 1, 99)
     _number("bake_seconds", got["bake_seconds"], plans.MIN_BAKE_SECONDS, plans.MAX_BAKE_SECONDS)
+    if isinstance(got["plan"], int) and not isinstance(got["plan"], bool):
+        got["plan"] = str(
+            got["plan"]
+        )  # papermill's -p turns a one-step plan such as 50 into an int
     if not isinstance(got["plan"], str):
         raise ParameterError("plan", "must be a string", got["plan"])
     plans.from_parameters(

@@ -43,7 +43,9 @@ class Run:
         return nbformat.writes(self.nb)
 
 
-def run_runbook(tmp_path: Path, name: str, **parameters: Any) -> Run:
+def run_runbook(
+    tmp_path: Path, name: str, *, engine: str | None = "bgkit", **parameters: Any
+) -> Run:
     out = tmp_path / f"{name}-out.ipynb"
     error = None
     try:
@@ -51,7 +53,7 @@ def run_runbook(tmp_path: Path, name: str, **parameters: Any) -> Run:
             str(RUNBOOKS / f"{name}.ipynb"),
             str(out),
             parameters=parameters,
-            engine_name="bgkit",
+            engine_name=engine,
             progress_bar=False,
             cwd=str(RUNBOOKS),
         )

@@ -82,3 +82,8 @@ def test_secret_like_parameters_are_redacted_in_the_record():
         {"webhook_url": "https://hooks.example/T0/B0/xyz", "api_token": "s3cr3t", "plan": "linear"}
     )
     assert shown == {"webhook_url": REDACTED, "api_token": REDACTED, "plan": "linear"}
+
+
+def test_a_one_step_plan_given_as_a_number_is_accepted():
+    # papermill's -p plan 50 passes an int
+    assert validate(plan=50).traffic_plan.percentages == [50]

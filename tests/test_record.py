@@ -54,3 +54,11 @@ def test_no_record_output_means_no_metadata():
     nb = new_notebook(cells=[new_code_cell("1/0")])
     assert attach_record(nb) is False
     assert "bgkit" not in nb.metadata
+
+
+def test_runs_through_the_bgkit_engine_use_an_ipc_kernel(tmp_path):
+    from bgkit.engine import _ipc_kernel_manager
+
+    manager = _ipc_kernel_manager("python3", str(tmp_path))
+    assert manager.transport == "ipc"
+    assert manager.ip.startswith(str(tmp_path))
