@@ -32,6 +32,23 @@ class MetricSource:
     dimensions: Mapping[str, Mapping[str, str]]  # colour -> {dimension name: value}
 
 
+def alb_source(load_balancer_arn: str, target_groups: Mapping[str, str]) -> MetricSource:
+    """An Application Load Balancer's per-target-group metrics ("CloudWatch metrics for your
+    Application Load Balancer"): colour -> target group ARN."""
+    lb = load_balancer_arn.split(":loadbalancer/", 1)[1]
+    return MetricSource(
+        namespace="AWS/ApplicationELB",
+        requests="RequestCount",
+        errors="HTTPCode_Target_5XX_Count",
+        latency="TargetResponseTime",
+        latency_to_ms=1000.0,
+        dimensions={
+            colour: {"LoadBalancer": lb, "TargetGroup": arn.split(":", 5)[5]}
+            for colour, arn in target_groups.items()
+        },
+    )
+
+
 @dataclass(frozen=True)
 class WindowStats:
     colour: str

@@ -18,6 +18,9 @@ from .errors import ParameterError
 
 TARGETS = ("sandbox", "aws")
 METRIC_PERIODS = (1, 5, 10, 20, 30, 60)  # CloudWatch high-resolution periods, and one minute
+# target -> (metric period, metric lag) when the parameters say 0: the sandbox publishes every
+# second; AWS publishes ALB and Lambda metrics per minute, a few minutes late.
+AUTO_METRICS = {"sandbox": (1, 1.5), "aws": (60, 180.0)}
 _RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _SECRET_NAME = re.compile(r"(token|secret|password|passwd|webhook|api_?key|credential)", re.I)
@@ -41,8 +44,8 @@ class ReleaseParams:
     max_p99_increase: float = 0.5
     p99_floor_ms: float = 25.0
     max_holds: int = 3
-    metric_period_seconds: int = 1
-    metric_lag_seconds: float = 1.5
+    metric_period_seconds: int = 0  # 0: the target's resolution (see AUTO_METRICS)
+    metric_lag_seconds: float = 0.0  # 0: the target's typical delay (see AUTO_METRICS)
     green_error_rate: float = 0.0
     green_added_latency_ms: float = 0.0
     sandbox_request_rate: float = 50.0
@@ -122,12 +125,17 @@ def validate(
     _number("max_p99_increase", got["max_p99_increase"], 0.0, 10.0, low_open=True)
     _number("p99_floor_ms", got["p99_floor_ms"], 0.0, 60_000.0)
     _integer("max_holds", got["max_holds"], 0, 100)
+    auto_period, auto_lag = AUTO_METRICS[got["target"]]
+    if got["metric_period_seconds"] == 0 and not isinstance(got["metric_period_seconds"], bool):
+        got["metric_period_seconds"] = auto_period
+    if got["metric_lag_seconds"] == 0 and not isinstance(got["metric_lag_seconds"], bool):
+        got["metric_lag_seconds"] = auto_lag
     if got["metric_period_seconds"] not in METRIC_PERIODS or isinstance(
         got["metric_period_seconds"], bool
     ):
         raise ParameterError(
             "metric_period_seconds",
-            f"must be one of {', '.join(map(str, METRIC_PERIODS))}",
+            f"must be 0 (the target's resolution) or one of {', '.join(map(str, METRIC_PERIODS))}",
             got["metric_period_seconds"],
         )
     if not is_cloudwatch_period(got["bake_seconds"], got["metric_period_seconds"]):

@@ -54,6 +54,8 @@ class Release:
         self.clock = clock or SystemClock()
         self.pattern = pattern or patterns.get(params.runbook)(session, params.resources)
         self.managed = bool(getattr(self.pattern, "managed", False))
+        if self.managed:
+            self.pattern.judge_seconds = params.bake_seconds + params.metric_lag_seconds
         self.plan = params.traffic_plan
         self.gate = HealthGate(
             min_requests=params.min_requests,
@@ -244,6 +246,9 @@ class Release:
                 self.split = self.pattern.set_split(0)
         except Exception as error:
             where = self._where_is_traffic()
+            self._end(
+                "failed", f"rollback failed: {type(error).__name__}: {error}"
+            )  # no second attempt
             raise RollbackFailed(
                 f"rollback of release {self.params.release} failed ({type(error).__name__}: {error}); "
                 f"send all traffic back to blue on {self.pattern.target_id()} by hand "
@@ -408,7 +413,7 @@ class Release:
 
     def _stop_managed(self) -> dict[str, int]:
         deployment = self.pattern.deployment
-        rollback_id = deployment.stop_with_rollback()
+        rollback_id = deployment.stop_with_rollback(self.clock)
         if rollback_id:
             self._event(
                 "rollback",
@@ -435,8 +440,8 @@ class Release:
                     raise TrafficError(f"rollback deployment {rollback_id} ended {info['status']}")
                 self.clock.sleep(0.5)
         split = self.pattern.read_split()
-        if split.get("green", 0) != 0:
-            raise TrafficError("after the rollback, green still has traffic", split=split)
+        if split.get("green", 0) != 0 or split.get("blue", 0) != 100:
+            raise TrafficError("after the rollback, blue does not have all traffic", split=split)
         return split
 
     def _managed_stopped(self, info: dict[str, Any], when: str) -> None:

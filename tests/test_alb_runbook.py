@@ -147,6 +147,9 @@ def aws_parameters(scenario) -> dict:
         "blue_target_group_arn": p["blue_target_group_arn"],
         "green_target_group_arn": p["green_target_group_arn"],
         "smoke_url": p["smoke_url"],
+        # the sandbox publishes every second; on AWS these default to 60 s and 180 s
+        "metric_period_seconds": 1,
+        "metric_lag_seconds": 1.5,
     }
 
 

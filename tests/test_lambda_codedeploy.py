@@ -182,7 +182,10 @@ def test_a_verdict_after_codedeploy_finished_still_returns_traffic_to_blue(sandb
             if k in scenario.parameters
         }
         resources["deployment_config_name"] = "CodeDeployDefault.LambdaAllAtOnce"
-        params = bgkit.validate_parameters("lambda_codedeploy", {**resources, "target": "aws"})
+        params = bgkit.validate_parameters(
+            "lambda_codedeploy",
+            {**resources, "target": "aws", "metric_period_seconds": 1, "metric_lag_seconds": 1.5},
+        )
         pattern = LambdaCodeDeploy(sandbox.session(), params.resources)
         release = bgkit.Release(
             params,
@@ -247,9 +250,14 @@ def test_stop_with_rollback_points_the_alias_back(function):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     codedeploy.stop_deployment(deploymentId=deployment, autoRollbackEnabled=True)
-    rollback = codedeploy.get_deployment(deploymentId=deployment)["deploymentInfo"]["rollbackInfo"][
-        "rollbackDeploymentId"
-    ]
+    deadline = time.monotonic() + 5
+    while "rollbackInfo" not in (
+        info := codedeploy.get_deployment(deploymentId=deployment)["deploymentInfo"]
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert info["status"] == "Stopped"
+    rollback = info["rollbackInfo"]["rollbackDeploymentId"]
     deadline = time.monotonic() + 5
     while (
         codedeploy.get_deployment(deploymentId=rollback)["deploymentInfo"]["status"] != "Succeeded"

@@ -24,12 +24,13 @@ def test_defaults_are_valid_for_the_sandbox():
 
 def test_aws_target_requires_the_resources():
     with pytest.raises(ParameterError, match="^listener_arn: is required when target is 'aws'"):
-        validate(target="aws")
+        validate(target="aws", bake_seconds=300)
     params = validate(
         target="aws",
         listener_arn=LISTENER,
         blue_target_group_arn=BLUE,
         green_target_group_arn=GREEN,
+        bake_seconds=300,
     )
     assert params.resources["listener_arn"] == LISTENER
 
@@ -52,7 +53,7 @@ def test_aws_target_requires_the_resources():
         ({"smoke_url": "file:///etc/passwd"}, "smoke_url", "http:// or https://"),
         ({"green_error_rate": 1.5}, "green_error_rate", "up to 1"),
         ({"min_requests": 0}, "min_requests", "integer from 1"),
-        ({"metric_period_seconds": 2}, "metric_period_seconds", "one of 1, 5, 10, 20, 30, 60"),
+        ({"metric_period_seconds": 2}, "metric_period_seconds", "or one of 1, 5, 10, 20, 30, 60"),
         ({"max_error_rate_increase": 0}, "max_error_rate_increase", "greater than 0"),
         (
             {"listener_arn": "arn:aws:elasticloadbalancing:us-east-1:123:listener/x"},
@@ -87,3 +88,24 @@ def test_secret_like_parameters_are_redacted_in_the_record():
 def test_a_one_step_plan_given_as_a_number_is_accepted():
     # papermill's -p plan 50 passes an int
     assert validate(plan=50).traffic_plan.percentages == [50]
+
+
+def test_metric_period_and_lag_default_to_the_targets():
+    assert (validate().metric_period_seconds, validate().metric_lag_seconds) == (1, 1.5)
+    aws = validate(
+        target="aws",
+        listener_arn=LISTENER,
+        blue_target_group_arn=BLUE,
+        green_target_group_arn=GREEN,
+        bake_seconds=300,
+    )
+    assert (aws.metric_period_seconds, aws.metric_lag_seconds) == (60, 180.0)
+    with pytest.raises(
+        ParameterError, match="bake_seconds: .*multiple of metric_period_seconds .60."
+    ):
+        validate(
+            target="aws",
+            listener_arn=LISTENER,
+            blue_target_group_arn=BLUE,
+            green_target_group_arn=GREEN,
+        )

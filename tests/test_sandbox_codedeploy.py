@@ -146,9 +146,9 @@ def test_stop_with_rollback_returns_traffic_to_the_original_task_set(ecs):
     time.sleep(1.2)  # a few linear steps of 10 %
     assert weights(elb, p["listener_arn"], scenario)[1] >= 10
     answer = codedeploy.stop_deployment(deploymentId=deployment, autoRollbackEnabled=True)
-    assert answer["status"] == "Pending"
-    info = codedeploy.get_deployment(deploymentId=deployment)["deploymentInfo"]
-    assert info["status"] == "Stopped" and info["errorInformation"]["code"] == "MANUAL_STOP"
+    assert answer["status"] == "Pending"  # asynchronous, as on AWS
+    info = wait_for(codedeploy, deployment, ("Stopped",))
+    assert info["errorInformation"]["code"] == "MANUAL_STOP"
     rollback = info["rollbackInfo"]["rollbackDeploymentId"]
     rolled = wait_for(codedeploy, rollback, ("Succeeded",))
     assert rolled["creator"] == "codeDeployRollback"

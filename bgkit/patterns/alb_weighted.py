@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from ..aws import AwsSession
 from ..errors import PreflightError, TrafficError
-from ..metrics import MetricSource
+from ..metrics import MetricSource, alb_source
 from ..params import arn_checker
 from . import register
 from .base import Split
@@ -168,18 +168,7 @@ class AlbWeighted:
     def metric_source(self) -> MetricSource:
         if self._load_balancer_arn is None:
             self._load_balancer_arn = self._listener()["LoadBalancerArn"]
-        lb = self._load_balancer_arn.split(":loadbalancer/", 1)[1]
-        return MetricSource(
-            namespace="AWS/ApplicationELB",
-            requests="RequestCount",
-            errors="HTTPCode_Target_5XX_Count",
-            latency="TargetResponseTime",
-            latency_to_ms=1000.0,
-            dimensions={
-                "blue": {"LoadBalancer": lb, "TargetGroup": self.blue.split(":", 5)[5]},
-                "green": {"LoadBalancer": lb, "TargetGroup": self.green.split(":", 5)[5]},
-            },
-        )
+        return alb_source(self._load_balancer_arn, {"blue": self.blue, "green": self.green})
 
     def describe(self) -> dict[str, Any]:
         listener = self._listener()

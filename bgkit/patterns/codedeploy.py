@@ -104,14 +104,21 @@ class CodeDeployDeployment:
         )["deployments"]
 
     def create(self, revision: dict[str, Any], config: str, description: str) -> str:
-        self.deployment_id = self._codedeploy.create_deployment(
-            applicationName=self.application,
-            deploymentGroupName=self.group,
-            revision=revision,
-            deploymentConfigName=config,
-            description=description,
-        )["deploymentId"]
+        try:
+            self.deployment_id = self.create_other(revision, config, description)
+        except Exception:
+            # The request may have reached AWS (a timeout, a retried call that then met its own
+            # deployment): find this release's deployment by its description before giving up.
+            self.deployment_id = self._find(description)
+            if self.deployment_id is None:
+                raise
         return self.deployment_id
+
+    def _find(self, description: str) -> str | None:
+        for deployment_id in self.active():
+            if self.info(deployment_id).get("description") == description:
+                return deployment_id
+        return None
 
     def create_other(self, revision: dict[str, Any], config: str, description: str) -> str:
         """A deployment that is not the release's own (a revert); returns its id."""
@@ -147,19 +154,45 @@ class CodeDeployDeployment:
         )
 
     def continue_termination(self) -> None:
-        self._codedeploy.continue_deployment(
-            deploymentId=self.deployment_id, deploymentWaitType="TERMINATION_WAIT"
-        )
-
-    def stop_with_rollback(self) -> str | None:
-        """Stop the deployment; CodeDeploy rolls back. Returns the rollback deployment's id."""
-        info = self.info()
-        if info["status"] in ACTIVE:
-            self._codedeploy.stop_deployment(
-                deploymentId=self.deployment_id, autoRollbackEnabled=True
+        """End the termination wait; if it has just ended by itself, there is nothing to do."""
+        try:
+            self._codedeploy.continue_deployment(
+                deploymentId=self.deployment_id, deploymentWaitType="TERMINATION_WAIT"
             )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "DeploymentIsNotInReadyStateException":
+                raise
+
+    def stop_with_rollback(self, clock: Any, timeout: float = 900.0) -> str | None:
+        """Stop the deployment and wait until CodeDeploy has stopped it; returns the rollback
+        deployment's id (None when there was nothing to stop or no rollback was started).
+
+        StopDeployment is asynchronous ("Pending"): the status and rollbackInfo come later.
+        """
+        if self.deployment_id is None:
+            return None
+        if self.info()["status"] in ACTIVE:
+            try:
+                self._codedeploy.stop_deployment(
+                    deploymentId=self.deployment_id, autoRollbackEnabled=True
+                )
+            except ClientError as error:  # it completed between the read and the stop
+                if error.response["Error"]["Code"] != "DeploymentAlreadyCompletedException":
+                    raise
+        waited = 0.0
+        while True:
             info = self.info()
-        return (info.get("rollbackInfo") or {}).get("rollbackDeploymentId")
+            rollback = (info.get("rollbackInfo") or {}).get("rollbackDeploymentId")
+            if info["status"] not in ACTIVE and (
+                rollback or info["status"] == "Succeeded" or waited > 30
+            ):
+                return rollback
+            if waited > timeout:
+                raise TrafficError(
+                    f"deployment {self.deployment_id} is still {info['status']} after StopDeployment"
+                )
+            clock.sleep(0.5)
+            waited += 0.5
 
 
 class ManagedByCodeDeploy:
@@ -170,6 +203,45 @@ class ManagedByCodeDeploy:
     config: str
     deployment: CodeDeployDeployment
     _config_info: dict[str, Any]
+    judge_seconds: float = 0.0  # bake + metric lag: how long a verdict takes (set by the release)
+
+    def check_group(self, platform: str) -> dict[str, Any]:
+        """The deployment group, its configuration and that nothing else is deploying. Read-only."""
+        group = self.deployment.group_info()
+        require(
+            group.get("computePlatform") == platform,
+            f"the deployment group is not for {platform}",
+            "deployment_group_name",
+        )
+        style = group.get("deploymentStyle", {})
+        require(
+            style.get("deploymentType", "BLUE_GREEN") == "BLUE_GREEN"
+            and style.get("deploymentOption", "WITH_TRAFFIC_CONTROL") == "WITH_TRAFFIC_CONTROL",
+            "the deployment group must be BLUE_GREEN WITH_TRAFFIC_CONTROL",
+            "deployment_group_name",
+        )
+        self._config_info = self.deployment.check_config(self.config, platform)
+        active = self.deployment.active()
+        require(
+            not active,
+            f"deployment {active[0] if active else ''} is still active in this group; "
+            "wait for it or stop it before starting another",
+        )
+        return group
+
+    def deployment_state(self) -> dict[str, Any]:
+        """The release's deployment as CodeDeploy reports it, for the record."""
+        if not self.deployment.deployment_id:
+            return {}
+        info = self.deployment.info()
+        keys = (
+            "deploymentId",
+            "status",
+            "deploymentConfigName",
+            "errorInformation",
+            "rollbackInfo",
+        )
+        return {"deployment": {k: info.get(k) for k in keys}}
 
     def phase(self, info: dict[str, Any]) -> str:
         current = phase(info)

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from ..aws import AwsSession
 from ..errors import PreflightError
-from ..metrics import MetricSource
+from ..metrics import MetricSource, alb_source
 from ..params import arn_checker
 from . import register
 from .base import Split
@@ -78,32 +78,25 @@ class EcsCodeDeploy(ManagedByCodeDeploy):
     # -- reads ---------------------------------------------------------------------------
 
     def preflight(self) -> Split:
-        group = self.deployment.group_info()
-        require(
-            group.get("computePlatform") == "ECS",
-            "the deployment group is not for ECS",
-            "deployment_group_name",
+        group = self.check_group("ECS")
+        termination = group.get("blueGreenDeploymentConfiguration", {}).get(
+            "terminateBlueInstancesOnDeploymentSuccess", {}
         )
-        style = group.get("deploymentStyle", {})
-        require(
-            style.get("deploymentType") == "BLUE_GREEN"
-            and style.get("deploymentOption") == "WITH_TRAFFIC_CONTROL",
-            "the deployment group must be BLUE_GREEN WITH_TRAFFIC_CONTROL",
-            "deployment_group_name",
-        )
-        self._config_info = self.deployment.check_config(self.config, "ECS")
+        if termination.get("action", "TERMINATE") == "TERMINATE":
+            wait = 60 * termination.get("terminationWaitTimeInMinutes", 0)
+            need = self.judge_seconds + 60
+            require(
+                wait >= need,
+                f"the original task set is terminated {wait} s after traffic reaches green: too soon to stop "
+                f"with rollback on a last verdict; set terminationWaitTimeInMinutes to at least {-(-need // 60)}",
+                "deployment_group_name",
+            )
         ready = group.get("blueGreenDeploymentConfiguration", {}).get("deploymentReadyOption", {})
         require(
             ready.get("actionOnTimeout") == "STOP_DEPLOYMENT",
             "the deployment group must wait for bgkit's smoke test before production traffic: set "
             "blueGreenDeploymentConfiguration.deploymentReadyOption.actionOnTimeout to STOP_DEPLOYMENT",
             "deployment_group_name",
-        )
-        active = self.deployment.active()
-        require(
-            not active,
-            f"deployment {active[0] if active else ''} is still active in this group; "
-            "wait for it or stop it before starting another",
         )
         try:
             self._ecs.describe_task_definition(taskDefinition=self.task_definition)
@@ -161,33 +154,10 @@ class EcsCodeDeploy(ManagedByCodeDeploy):
         return {"blue": 100 - green_percent, "green": green_percent}
 
     def metric_source(self) -> MetricSource:
-        lb = self._load_balancer_arn.split(":loadbalancer/", 1)[1]
-        return MetricSource(
-            namespace="AWS/ApplicationELB",
-            requests="RequestCount",
-            errors="HTTPCode_Target_5XX_Count",
-            latency="TargetResponseTime",
-            latency_to_ms=1000.0,
-            dimensions={
-                colour: {"LoadBalancer": lb, "TargetGroup": arn.split(":", 5)[5]}
-                for colour, arn in (("blue", self.blue_tg), ("green", self.green_tg))
-            },
-        )
+        return alb_source(self._load_balancer_arn, {"blue": self.blue_tg, "green": self.green_tg})
 
     def describe(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"split": self.read_split()}
-        if self.deployment.deployment_id:
-            info = self.deployment.info()
-            state["deployment"] = {
-                k: info.get(k)
-                for k in (
-                    "deploymentId",
-                    "status",
-                    "deploymentConfigName",
-                    "errorInformation",
-                    "rollbackInfo",
-                )
-            }
+        state: dict[str, Any] = {"split": self.read_split(), **self.deployment_state()}
         if self.service:
             described = self._ecs.describe_services(
                 cluster=self.service["clusterName"], services=[self.service["serviceName"]]

@@ -98,19 +98,7 @@ class LambdaCodeDeploy(ManagedByCodeDeploy):
         return f"lambda:{self.function}:{self.alias}"
 
     def preflight(self) -> Split:
-        group = self.deployment.group_info()
-        require(
-            group.get("computePlatform") == "Lambda",
-            "the deployment group is not for Lambda",
-            "deployment_group_name",
-        )
-        self._config_info = self.deployment.check_config(self.config, "Lambda")
-        active = self.deployment.active()
-        require(
-            not active,
-            f"deployment {active[0] if active else ''} is still active in this group; "
-            "wait for it or stop it before starting another",
-        )
+        self.check_group("Lambda")
         try:
             alias = self._lambda.get_alias(FunctionName=self.function, Name=self.alias)
         except ClientError as error:
@@ -181,18 +169,7 @@ class LambdaCodeDeploy(ManagedByCodeDeploy):
             "alias": {k: alias.get(k) for k in ("Name", "FunctionVersion", "RoutingConfig")},
             "split": self.read_split(),
         }
-        if self.deployment.deployment_id:
-            info = self.deployment.info()
-            state["deployment"] = {
-                k: info.get(k)
-                for k in (
-                    "deploymentId",
-                    "status",
-                    "deploymentConfigName",
-                    "errorInformation",
-                    "rollbackInfo",
-                )
-            }
+        state.update(self.deployment_state())
         return state
 
     def smoke_target(self) -> str:
@@ -214,55 +191,39 @@ class LambdaCodeDeploy(ManagedByCodeDeploy):
             status, error = 0, f"{exc.response['Error']['Code']}: {exc}"
         return {"status": status, "ms": 1000 * (time.perf_counter() - started), "error": error}
 
+    def _revision(self, current: str, target: str) -> dict[str, Any]:
+        properties = {
+            "Name": self.function,
+            "Alias": self.alias,
+            "CurrentVersion": current,
+            "TargetVersion": target,
+        }
+        appspec = {
+            "version": 0.0,
+            "Resources": [
+                {self.function: {"Type": "AWS::Lambda::Function", "Properties": properties}}
+            ],
+        }
+        return {
+            "revisionType": "AppSpecContent",
+            "appSpecContent": {"content": json.dumps(appspec)},
+        }
+
     def revert_completed(self, release: str) -> str:
         """CodeDeploy finished before the verdict: deploy the previous version back, all at once.
 
         The completed deployment cannot be stopped; a new deployment from the target version
         to the previous one is CodeDeploy's own way back (its rollbacks are deployments too).
         """
-        appspec = {
-            "version": 0.0,
-            "Resources": [
-                {
-                    self.function: {
-                        "Type": "AWS::Lambda::Function",
-                        "Properties": {
-                            "Name": self.function,
-                            "Alias": self.alias,
-                            "CurrentVersion": self.target_version,
-                            "TargetVersion": self.current_version,
-                        },
-                    }
-                }
-            ],
-        }
-        revision = {
-            "revisionType": "AppSpecContent",
-            "appSpecContent": {"content": json.dumps(appspec)},
-        }
         return self.deployment.create_other(
-            revision, "CodeDeployDefault.LambdaAllAtOnce", f"bgkit rollback of release {release}"
+            self._revision(self.target_version, self.current_version),
+            "CodeDeployDefault.LambdaAllAtOnce",
+            f"bgkit rollback of release {release}",
         )
 
     def start_deployment(self, release: str) -> str:
-        appspec = {
-            "version": 0.0,
-            "Resources": [
-                {
-                    self.function: {
-                        "Type": "AWS::Lambda::Function",
-                        "Properties": {
-                            "Name": self.function,
-                            "Alias": self.alias,
-                            "CurrentVersion": self.current_version,
-                            "TargetVersion": self.target_version,
-                        },
-                    }
-                }
-            ],
-        }
-        revision = {
-            "revisionType": "AppSpecContent",
-            "appSpecContent": {"content": json.dumps(appspec)},
-        }
-        return self.deployment.create(revision, self.config, f"bgkit release {release}")
+        return self.deployment.create(
+            self._revision(self.current_version, self.target_version),
+            self.config,
+            f"bgkit release {release}",
+        )

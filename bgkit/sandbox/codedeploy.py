@@ -43,6 +43,17 @@ from ..aws import AwsSession
 from .extensions import AwsError, JsonService
 
 ACTIVE = ("Created", "Queued", "InProgress", "Baking", "Ready")
+# TargetStatus (API Reference) of the deployment's target, by deployment status.
+_TARGET_STATUS = {
+    "Created": "Pending",
+    "Queued": "Pending",
+    "InProgress": "InProgress",
+    "Baking": "InProgress",
+    "Ready": "Ready",
+    "Succeeded": "Succeeded",
+    "Failed": "Failed",
+    "Stopped": "Failed",
+}
 HEALTH_CHECK_SECONDS = 1.0  # new targets pass the load balancer's health check after this long
 PROPAGATION_SECONDS = 0.5  # a listener change reaches the data plane within this long
 
@@ -129,6 +140,8 @@ class Deployment:
     original_task_set: str | None = None
     auto_rollback: dict[str, Any] | None = None
     lambda_target: dict[str, str] | None = None  # Name, Alias, CurrentVersion, TargetVersion
+    stop_requested: bool | None = None  # StopDeployment received: with automatic rollback or not
+    description: str = ""
 
     def __post_init__(self) -> None:
         if not self.events:
@@ -147,6 +160,7 @@ class Deployment:
             "status": self.status,
             "createTime": self.created,
             "creator": self.creator,
+            "description": self.description,
             "computePlatform": self.platform,
             "deploymentStyle": {
                 "deploymentType": "BLUE_GREEN",
@@ -336,6 +350,7 @@ class CodeDeploy(JsonService):
                     "autoRollbackConfiguration", group.get("autoRollbackConfiguration")
                 ),
                 platform=group["computePlatform"],
+                description=body.get("description", ""),
             )
             if deployment.platform == "Lambda":
                 deployment.lambda_target = next(iter(appspec["Resources"][0].values()))[
@@ -393,25 +408,17 @@ class CodeDeploy(JsonService):
         return {}
 
     def stop_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Asynchronous, as on AWS: the answer is Pending; the engine stops the deployment (and
+        starts its rollback deployment) on its next tick."""
         with self._lock:
             d = self._deployment(body["deploymentId"])
-            if d.status not in ACTIVE:
+            if d.status not in ACTIVE or d.stop_requested is not None:
                 raise AwsError(
                     "DeploymentAlreadyCompletedException",
                     f"deployment {d.id} is already {d.status}",
                 )
-            rollback = bool(body.get("autoRollbackEnabled"))
-            self._finish(
-                d,
-                "Stopped",
-                {"code": "MANUAL_STOP", "message": "The deployment was stopped by the user."},
-            )
-            if rollback:
-                self._start_rollback(d, "Stopped by the user with automatic rollback")
-        return {
-            "status": "Pending" if rollback else "Succeeded",
-            "statusMessage": "Stop request received",
-        }
+            d.stop_requested = bool(body.get("autoRollbackEnabled"))
+        return {"status": "Pending", "statusMessage": "Stop request received"}
 
     def list_deployment_targets(self, body: dict[str, Any]) -> dict[str, Any]:
         d = self._deployment(body["deploymentId"])
@@ -437,7 +444,7 @@ class CodeDeploy(JsonService):
                             "deploymentId": d.id,
                             "targetId": body.get("targetId", ""),
                             "lifecycleEvents": events,
-                            "status": {"Created": "Pending"}.get(d.status, d.status),
+                            "status": _TARGET_STATUS.get(d.status, "Unknown"),
                             "lambdaFunctionInfo": {
                                 "functionName": t["Name"],
                                 "functionAlias": t["Alias"],
@@ -465,7 +472,7 @@ class CodeDeploy(JsonService):
                             "targetGroup": {"name": tg.split("/")[-2] if tg else ""},
                         }
                     )
-            status = {"Ready": "Ready", "Created": "Pending"}.get(d.status, d.status)
+            status = _TARGET_STATUS.get(d.status, "Unknown")
             return {
                 "deploymentTarget": {
                     "deploymentTargetType": "ECSTarget",
@@ -484,13 +491,31 @@ class CodeDeploy(JsonService):
     def _run(self) -> None:
         while not self._stop.wait(self._tick):
             with self._lock:
-                active = [d for d in self.deployments.values() if d.status in ACTIVE]
-            for d in active:
-                try:
-                    with self._lock:
+                active = [d.id for d in self.deployments.values() if d.status in ACTIVE]
+            for deployment_id in active:
+                # One critical section per deployment and tick: a StopDeployment cannot slip in
+                # between a failed step and the failure it causes.
+                with self._lock:
+                    d = self.deployments[deployment_id]
+                    if d.status not in ACTIVE:
+                        continue
+                    if d.stop_requested is not None:
+                        self._finish(
+                            d,
+                            "Stopped",
+                            {
+                                "code": "MANUAL_STOP",
+                                "message": "The deployment was stopped by the user.",
+                            },
+                        )
+                        if d.stop_requested:
+                            self._start_rollback(d, "Stopped by the user with automatic rollback")
+                        continue
+                    try:
                         self._advance(d)
-                except Exception as error:  # an AWS call failed: the deployment fails, as in AWS
-                    with self._lock:
+                    except (
+                        Exception
+                    ) as error:  # an AWS call failed: the deployment fails, as on AWS
                         self._finish(
                             d,
                             "Failed",
@@ -499,7 +524,10 @@ class CodeDeploy(JsonService):
                                 "message": f"{type(error).__name__}: {error}",
                             },
                         )
-                        if d.auto_rollback and d.auto_rollback.get("enabled"):
+                        events = (d.auto_rollback or {}).get("events", ["DEPLOYMENT_FAILURE"])
+                        if (d.auto_rollback or {}).get(
+                            "enabled"
+                        ) and "DEPLOYMENT_FAILURE" in events:
                             self._start_rollback(d, "Deployment failed")
 
     def _advance(self, d: Deployment) -> None:

@@ -81,3 +81,21 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.timestamp()  # JSON protocols send timestamps as epoch seconds
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def distribution(
+    base: dict[str, Any], name: str, unit: str, counts: dict[float, int]
+) -> list[dict[str, Any]]:
+    """PutMetricData datums for raw values with their counts, at most 150 values per datum
+    (API Reference, MetricDatum.Values), so CloudWatch can compute percentiles."""
+    values = sorted(counts.items())
+    return [
+        {
+            **base,
+            "MetricName": name,
+            "Unit": unit,
+            "Values": [v for v, _ in values[i : i + 150]],
+            "Counts": [c for _, c in values[i : i + 150]],
+        }
+        for i in range(0, len(values), 150)
+    ]

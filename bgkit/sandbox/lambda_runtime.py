@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from ..aws import AwsSession
+from .extensions import distribution
 from .http import KeepAliveHandler, LoopbackServer
 
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
@@ -174,18 +175,7 @@ class LocalLambda:
             counts: dict[float, int] = defaultdict(int)
             for value in durations:
                 counts[value] += 1
-            values = sorted(counts.items())
-            for chunk in range(0, len(values), 150):
-                part = values[chunk : chunk + 150]
-                data.append(
-                    {
-                        **base,
-                        "MetricName": "Duration",
-                        "Unit": "Milliseconds",
-                        "Values": [v for v, _ in part],
-                        "Counts": [c for _, c in part],
-                    }
-                )
+            data.extend(distribution(base, "Duration", "Milliseconds", counts))
         for chunk in range(0, len(data), 500):
             self._cloudwatch.put_metric_data(
                 Namespace="AWS/Lambda", MetricData=data[chunk : chunk + 500]

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..aws import AwsSession
+from .extensions import distribution
 from .http import KeepAliveHandler, LoopbackServer
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
@@ -302,20 +303,7 @@ class AlbRouter:
                         "Unit": "Count",
                     }
                 )
-            values = sorted(bucket.latencies.items())
-            for chunk in range(
-                0, len(values), 150
-            ):  # PutMetricData accepts up to 150 values per datum
-                part = values[chunk : chunk + 150]
-                data.append(
-                    {
-                        **base,
-                        "MetricName": "TargetResponseTime",
-                        "Unit": "Seconds",
-                        "Values": [v for v, _ in part],
-                        "Counts": [c for _, c in part],
-                    }
-                )
+            data.extend(distribution(base, "TargetResponseTime", "Seconds", bucket.latencies))
         for second, count in elb.items():
             data.append(
                 {

@@ -83,6 +83,33 @@ def _target_group(session: AwsSession, name: str, vpc: str) -> str:
     )["TargetGroups"][0]["TargetGroupArn"]
 
 
+def _codedeploy_group(
+    scenario: Scenario, name: str, platform: str, alarm: str, **extra: Any
+) -> str:
+    """A CodeDeploy application and blue/green deployment group with automatic rollback and an
+    alarm, as a team would set them up; the sandbox's CodeDeploy runs on the scenario's clock."""
+    codedeploy = scenario.session.client("codedeploy")
+    codedeploy.create_application(applicationName=name, computePlatform=platform)
+    scenario.sandbox.codedeploy.minute_seconds[name] = scenario.minute_seconds
+    codedeploy.create_deployment_group(
+        applicationName=name,
+        deploymentGroupName=f"{name}-dg",
+        serviceRoleArn=f"arn:aws:iam::123456789012:role/CodeDeploy{platform}Role",
+        deploymentConfigName=f"CodeDeployDefault.{platform}AllAtOnce",
+        deploymentStyle={
+            "deploymentType": "BLUE_GREEN",
+            "deploymentOption": "WITH_TRAFFIC_CONTROL",
+        },
+        autoRollbackConfiguration={
+            "enabled": True,
+            "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST"],
+        },
+        alarmConfiguration={"enabled": True, "alarms": [{"name": f"{name}-{alarm}"}]},
+        **extra,
+    )
+    return f"{name}-dg"
+
+
 def _forward(weights: dict[str, int]) -> list[dict[str, Any]]:
     groups = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in weights.items()]
     return [{"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}]
@@ -159,7 +186,6 @@ class EcsCodeDeployScenario(AlbScenario):
 
     def start(self) -> EcsCodeDeployScenario:
         elb, ecs = self.session.client("elbv2"), self.session.client("ecs")
-        codedeploy = self.session.client("codedeploy")
         name = f"bgkit-{self.id}"
         vpc, lb_arn = _network(self.session, name)
         subnets = self.session.client("ec2").describe_subnets(
@@ -243,18 +269,11 @@ class EcsCodeDeployScenario(AlbScenario):
         self.sandbox.codedeploy.task_definition_targets[revisions[0]] = ("127.0.0.1", blue.port)
         self.sandbox.codedeploy.task_definition_targets[revisions[1]] = ("127.0.0.1", green.port)
 
-        application = codedeploy.create_application(applicationName=name, computePlatform="ECS")
-        del application
-        self.sandbox.codedeploy.minute_seconds[name] = self.minute_seconds
-        codedeploy.create_deployment_group(
-            applicationName=name,
-            deploymentGroupName=f"{name}-dg",
-            serviceRoleArn="arn:aws:iam::123456789012:role/CodeDeployECSRole",
-            deploymentConfigName="CodeDeployDefault.ECSAllAtOnce",
-            deploymentStyle={
-                "deploymentType": "BLUE_GREEN",
-                "deploymentOption": "WITH_TRAFFIC_CONTROL",
-            },
+        _codedeploy_group(
+            self,
+            name,
+            "ECS",
+            "green-5xx",
             blueGreenDeploymentConfiguration={
                 "deploymentReadyOption": {
                     "actionOnTimeout": "STOP_DEPLOYMENT",
@@ -275,11 +294,6 @@ class EcsCodeDeployScenario(AlbScenario):
                 ]
             },
             ecsServices=[{"serviceName": service, "clusterName": cluster}],
-            autoRollbackConfiguration={
-                "enabled": True,
-                "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST"],
-            },
-            alarmConfiguration={"enabled": True, "alarms": [{"name": f"{name}-green-5xx"}]},
         )
         router = self._start_traffic(lb_arn)
         self.parameters = {
@@ -336,7 +350,6 @@ class LambdaCodeDeployScenario(Scenario):
         from .lambda_runtime import FunctionUrl
 
         iam, lam = self.session.client("iam"), self.session.client("lambda")
-        codedeploy = self.session.client("codedeploy")
         name = f"bgkit-{self.id}"
         role = iam.create_role(
             RoleName=f"{name}-exec",
@@ -366,23 +379,7 @@ class LambdaCodeDeployScenario(Scenario):
                 lam.update_function_code(FunctionName=name, ZipFile=code)
             versions.append(lam.publish_version(FunctionName=name)["Version"])
         lam.create_alias(FunctionName=name, Name="live", FunctionVersion=versions[0])
-        codedeploy.create_application(applicationName=name, computePlatform="Lambda")
-        self.sandbox.codedeploy.minute_seconds[name] = self.minute_seconds
-        codedeploy.create_deployment_group(
-            applicationName=name,
-            deploymentGroupName=f"{name}-dg",
-            serviceRoleArn="arn:aws:iam::123456789012:role/CodeDeployLambdaRole",
-            deploymentConfigName="CodeDeployDefault.LambdaAllAtOnce",
-            deploymentStyle={
-                "deploymentType": "BLUE_GREEN",
-                "deploymentOption": "WITH_TRAFFIC_CONTROL",
-            },
-            autoRollbackConfiguration={
-                "enabled": True,
-                "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST"],
-            },
-            alarmConfiguration={"enabled": True, "alarms": [{"name": f"{name}-errors"}]},
-        )
+        _codedeploy_group(self, name, "Lambda", "errors")
         front = self._started(FunctionUrl(self.sandbox.lambda_runtime, name, "live"))
         self._started(LoadGenerator(front.url, self.request_rate))
         self.parameters = {
