@@ -7,38 +7,53 @@ metadata when execution ends, whether the run succeeded or a cell failed.
 papermill loads this module through the `papermill.engine` entry point when it starts, and
 the module then also makes this engine papermill's default, so that a plain
 `papermill runbooks/<name>.ipynb out.ipynb` records `metadata["bgkit"]` too. For any other
-notebook it is exactly nbclient's engine: without a bgkit record output it changes nothing.
+notebook it is exactly nbclient's engine, with the kernel reached over IPC.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from typing import Any
 
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.utils import run_sync
 from papermill.engines import NBClientEngine
 
 from .record import RECORD_MIME, from_notebook
 
 
+class IpcKernelManager(AsyncKernelManager):
+    """A kernel reached over Unix sockets in a private folder: no TCP port, nothing to eavesdrop.
+
+    nbclient creates it, so nbclient also shuts the kernel down after the run;
+    jupyter_client removes the socket files, and the folder goes with the kernel's resources.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._folder = tempfile.mkdtemp(prefix="bgkit-kernel-")
+        self.transport = "ipc"
+        self.ip = os.path.join(self._folder, "kernel")
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    cleanup_resources = run_sync(_async_cleanup_resources)
+
+
 class BgkitEngine(NBClientEngine):
     @classmethod
     def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):  # type: ignore[no-untyped-def]
-        with tempfile.TemporaryDirectory(prefix="bgkit-kernel-") as folder:
-            if "km" not in kwargs and os.name == "posix":
-                kwargs["km"] = _ipc_kernel_manager(kernel_name, folder)
-            try:
-                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
-            finally:
-                attach_record(nb_man.nb)
-
-
-def _ipc_kernel_manager(kernel_name: str, folder: str):  # type: ignore[no-untyped-def]
-    """A kernel reached over Unix sockets in a private folder: no TCP port, nothing to eavesdrop."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    return AsyncKernelManager(
-        kernel_name=kernel_name, transport="ipc", ip=os.path.join(folder, "kernel")
-    )
+        if os.name == "posix":
+            kwargs.setdefault("kernel_manager_class", IpcKernelManager)
+        try:
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+        finally:
+            attach_record(nb_man.nb)
 
 
 def attach_record(nb) -> bool:  # type: ignore[no-untyped-def]
@@ -59,4 +74,4 @@ def _become_default() -> None:
 
 _become_default()
 
-__all__ = ["RECORD_MIME", "BgkitEngine", "attach_record"]
+__all__ = ["RECORD_MIME", "BgkitEngine", "IpcKernelManager", "attach_record"]

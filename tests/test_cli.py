@@ -109,3 +109,19 @@ def test_output_that_exists_is_refused(tmp_path, capsys):
     assert cli.main(["run", "alb_weighted", "--output", str(existing)]) == cli.EXIT_USAGE
     assert "a record is never overwritten" in capsys.readouterr().err
     assert existing.read_text() == "{}"
+
+
+def test_every_parameter_line_parses_with_its_help():
+    """papermill --help-notebook (and bgkit runbooks) read each parameters-cell line; one that does
+    not parse (an '=' or a quote in its help, say) silently vanishes from the documentation."""
+    import nbformat
+
+    for name in patterns.names():
+        path = cli.runbook_path(name)
+        nb = nbformat.read(str(path), as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        lines = [line for line in cell.source.splitlines() if line.strip()]
+        declared = cli.notebook_parameters(path)
+        assert len(declared) == len(lines), name
+        assert all(spec["help"] for spec in declared.values()), name
+        assert nb.cells.index(cell) == 1  # first code cell, after the purpose markdown

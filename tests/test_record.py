@@ -56,9 +56,14 @@ def test_no_record_output_means_no_metadata():
     assert "bgkit" not in nb.metadata
 
 
-def test_runs_through_the_bgkit_engine_use_an_ipc_kernel(tmp_path):
-    from bgkit.engine import _ipc_kernel_manager
+def test_runs_through_the_bgkit_engine_use_an_ipc_kernel_in_a_private_folder():
+    import os
 
-    manager = _ipc_kernel_manager("python3", str(tmp_path))
+    from bgkit.engine import IpcKernelManager
+
+    manager = IpcKernelManager(kernel_name="python3")
     assert manager.transport == "ipc"
-    assert manager.ip.startswith(str(tmp_path))
+    folder = os.path.dirname(manager.ip)
+    assert os.path.isdir(folder) and os.path.basename(folder).startswith("bgkit-kernel-")
+    manager.cleanup_resources()
+    assert not os.path.exists(folder)
