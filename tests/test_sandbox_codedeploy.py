@@ -206,3 +206,32 @@ def test_hooks_are_refused_rather_than_pretended(ecs):
             deploymentGroupName=p["deployment_group_name"],
             revision=appspec(p["task_definition_arn"], hooks=[{"BeforeAllowTraffic": "validate"}]),
         )
+
+
+def test_task_sets_report_their_counts_through_a_deployment(ecs):
+    scenario, codedeploy, _, ecs_client = ecs
+    p = scenario.parameters
+
+    def counts():
+        service = ecs_client.describe_services(cluster=p["application_name"], services=["web"])[
+            "services"
+        ][0]
+        return service["runningCount"], sorted(
+            (t["status"], t["computedDesiredCount"], t["runningCount"], t["pendingCount"])
+            for t in service["taskSets"]
+        )
+
+    assert counts() == (2, [("PRIMARY", 2, 2, 0)])
+    deployment = deploy(scenario, codedeploy)
+    wait_for(codedeploy, deployment, ("Ready",))
+    assert counts() == (4, [("ACTIVE", 2, 2, 0), ("PRIMARY", 2, 2, 0)])  # green beside blue
+    codedeploy.continue_deployment(deploymentId=deployment, deploymentWaitType="READY_WAIT")
+    deadline = time.monotonic() + 10
+    while not codedeploy.get_deployment(deploymentId=deployment)["deploymentInfo"][
+        "instanceTerminationWaitTimeStarted"
+    ]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    codedeploy.continue_deployment(deploymentId=deployment, deploymentWaitType="TERMINATION_WAIT")
+    wait_for(codedeploy, deployment, ("Succeeded",))
+    assert counts() == (2, [("PRIMARY", 2, 2, 0)])

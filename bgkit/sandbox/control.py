@@ -11,6 +11,10 @@ Gaps filled here, behind the same HTTP API that boto3 calls:
   5, 10, 20 or 30 s the start is rounded down to that division of the minute, with 60 s or
   more to the whole minute. moto uses the start as given; misaligned windows would then
   look right in the sandbox and wrong on AWS.
+* ECS task set counts (API Reference, TaskSet: computedDesiredCount, runningCount,
+  pendingCount): moto reports none. A task set's desired count is the service's desired
+  count times its scale, rounded up; the sandbox's tasks start at once, so all of them run,
+  and the service's runningCount is the sum over its task sets.
 """
 
 from __future__ import annotations
@@ -73,7 +77,44 @@ def install_gap_fills() -> None:
             return original_get_metric_data(self, queries, start_time, end_time, scan_by)
 
         cloudwatch_models.CloudWatchBackend.get_metric_data = get_metric_data
+        _install_task_set_counts()
         _installed = True
+
+
+def _install_task_set_counts() -> None:
+    from moto.ecs import models as ecs_models
+
+    backend_class = ecs_models.EC2ContainerServiceBackend
+
+    def recount(backend, cluster: str, service: str) -> None:  # type: ignore[no-untyped-def]
+        key = f"{cluster.split('/')[-1]}:{service.split('/')[-1]}"
+        owner = backend.services.get(key)
+        if owner is None:
+            return
+        for task_set in owner.task_sets:
+            scale = float((task_set.scale or {}).get("value", 100.0))
+            task_set.computed_desired_count = math.ceil(owner.desired_count * scale / 100)
+            task_set.running_count = task_set.computed_desired_count
+            task_set.pending_count = 0
+        if owner.deployment_controller.get("type") != "ECS":
+            owner.running_count = sum(t.running_count for t in owner.task_sets)
+            owner.pending_count = 0
+
+    original_create, original_delete = backend_class.create_task_set, backend_class.delete_task_set
+
+    def create_task_set(self, service, cluster_str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        task_set = original_create(self, service, cluster_str, *args, **kwargs)
+        recount(self, cluster_str, service)
+        return task_set
+
+    def delete_task_set(self, cluster, service, task_set):  # type: ignore[no-untyped-def]
+        deleted = original_delete(self, cluster, service, task_set)
+        recount(self, cluster, service)
+        return deleted
+
+    backend_class.create_task_set = create_task_set
+
+    backend_class.delete_task_set = delete_task_set
 
 
 class _QuietHandler(MotoRequestHandler):
