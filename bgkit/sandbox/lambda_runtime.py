@@ -55,7 +55,7 @@ class LocalLambda:
         self._lock = threading.Lock()
         self._seconds: dict[tuple[str, str, str, int], list[float]] = defaultdict(list)
         self._errors: dict[tuple[str, str, str, int], int] = defaultdict(int)
-        self._dir = Path(tempfile.mkdtemp(prefix="bgkit-lambda-"))
+        self._dir: Path | None = None  # made when the first handler is loaded
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._publish_loop, name="bgkit-lambda-metrics", daemon=True
@@ -69,7 +69,8 @@ class LocalLambda:
         self._stop.set()
         self._thread.join(timeout=5)
         self._publish(flush_all=True)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     # -- invocation -----------------------------------------------------------------------
 
@@ -127,6 +128,8 @@ class LocalLambda:
                     function, version
                 )
                 module_file, _, attribute = stored.handler.rpartition(".")
+                if self._dir is None:
+                    self._dir = Path(tempfile.mkdtemp(prefix="bgkit-lambda-"))
                 folder = self._dir / function / version
                 with zipfile.ZipFile(io.BytesIO(stored.code_bytes)) as archive:
                     archive.extractall(folder)
