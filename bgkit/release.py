@@ -347,6 +347,7 @@ class Release:
         )
         self._seen_split: dict[str, int] | None = None
         passes = holds = 0
+        at_start = self._note_split()
         while True:
             self._watch_split_until(end)
             info = self.pattern.deployment.info()
@@ -355,7 +356,10 @@ class Release:
             if phase == "stopped":
                 self._managed_stopped(info, "while shifting")
                 return
-            if 0 < split["green"] < 100 or (passes == 0 and split["green"] == 100 and holds == 0):
+            # Judge every window in which both colours served: a split at its start or its end,
+            # or a shift during it (the jump to 100 % included). The gate's min_requests decides
+            # whether a colour served enough.
+            if 0 < at_start["green"] < 100 or 0 < split["green"] < 100 or at_start != split:
                 verdict = self._judge(source, end, window, green_percent=split["green"], hold=holds)
                 if verdict.decision is Decision.ROLLBACK:
                     self.rollback(f"at {split['green']}% green: {verdict.reason}")
@@ -372,6 +376,7 @@ class Release:
                     split=split,
                 )
             end += timedelta(seconds=window)
+            at_start = split
         self.split = self.pattern.read_split()
         if passes == 0 and not self.pattern.all_at_once():
             self.rollback(
