@@ -31,7 +31,7 @@ def validate_parameters(runbook: str, namespace: dict) -> ReleaseParams:
 
     pattern = patterns.get(runbook)
     params = validate(runbook, namespace, pattern.parameters)
-    pattern.check_resources(params.resources)
+    patterns.check_resources(pattern, params.resources)
     return params
 
 

@@ -66,7 +66,7 @@ def connect(params: ReleaseParams) -> Connection:
         params, region=info["region"], smoke_url=params.smoke_url or scenario["smoke_url"]
     )
     completed = completed.with_resources(**resources)
-    pattern.check_resources(completed.resources)
+    patterns.check_resources(pattern, completed.resources)
     return Connection(completed, session, sandbox=info, _close=close)
 
 

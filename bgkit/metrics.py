@@ -7,7 +7,6 @@ number CloudWatch did not return: a period with no datapoint is reported as no r
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -169,7 +168,3 @@ def read_series(
             frame[f"{p}_ms"] = series * source.latency_to_ms
         frames[colour] = frame
     return pd.concat(frames, axis=1)
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(float(value), 3)

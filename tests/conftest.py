@@ -62,6 +62,31 @@ def run_runbook(
     return Run(out, nbformat.read(str(out), as_version=4), error)
 
 
+def deployments_of(sandbox, record: dict) -> list[str]:
+    """The CodeDeploy deployments of the group a runbook's record names."""
+    p = record["parameters"]
+    return (
+        sandbox.session()
+        .client("codedeploy")
+        .list_deployments(
+            applicationName=p["application_name"], deploymentGroupName=p["deployment_group_name"]
+        )["deployments"]
+    )
+
+
+class Capture:
+    """A display for Release that drops everything but keeps each emitted record."""
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def record(self, record, to_json) -> None:
+        self.records.append(record)
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
 @pytest.fixture
 def no_leaked_threads():
     """Fails a test that leaves one of bgkit's threads running (servers, loops, load, engines:

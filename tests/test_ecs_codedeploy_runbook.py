@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_runbook
+from conftest import deployments_of, run_runbook
 
 FAST = {"sandbox_minute_seconds": 4.0, "bake_seconds": 5}
 
@@ -117,11 +117,4 @@ def test_bad_parameters_are_refused_before_any_deployment(
             if group == parameters.get("deployment_group_name"):
                 pytest.fail("the bad group name must not exist")
     if run.record:
-        p = run.record["parameters"]
-        assert (
-            codedeploy.list_deployments(
-                applicationName=p["application_name"],
-                deploymentGroupName=p["deployment_group_name"],
-            )["deployments"]
-            == []
-        )
+        assert deployments_of(shared_sandbox, run.record) == []

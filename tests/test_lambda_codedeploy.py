@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import run_runbook
+from conftest import deployments_of, run_runbook
 
 FAST = {"sandbox_minute_seconds": 4.0, "bake_seconds": 5}
 
@@ -126,14 +126,7 @@ def test_failing_smoke_test_never_creates_a_deployment(shared_sandbox, tmp_path)
     run = run_runbook(tmp_path, "lambda_codedeploy", green_error_rate=1.0, **FAST)
     record = run.record
     assert record["outcome"] == "rolled_back" and "smoke test failed: 10/10" in record["reason"]
-    p = record["parameters"]
-    codedeploy = shared_sandbox.session().client("codedeploy")
-    assert (
-        codedeploy.list_deployments(
-            applicationName=p["application_name"], deploymentGroupName=p["deployment_group_name"]
-        )["deployments"]
-        == []
-    )
+    assert deployments_of(shared_sandbox, record) == []
 
 
 @pytest.mark.parametrize(
@@ -156,15 +149,7 @@ def test_bad_parameters_are_refused_before_any_deployment(
     assert run.error is not None and run.error.ename == error
     assert run.error.evalue.startswith(f"{name}: ")
     if run.record:
-        p = run.record["parameters"]
-        codedeploy = shared_sandbox.session().client("codedeploy")
-        assert (
-            codedeploy.list_deployments(
-                applicationName=p["application_name"],
-                deploymentGroupName=p["deployment_group_name"],
-            )["deployments"]
-            == []
-        )
+        assert deployments_of(shared_sandbox, run.record) == []
 
 
 def test_a_verdict_after_codedeploy_finished_still_returns_traffic_to_blue(sandbox):

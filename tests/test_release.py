@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from conftest import Capture
 
 import bgkit
 from bgkit import FakeClock, Release
@@ -234,12 +235,8 @@ def test_a_write_whose_read_back_fails_is_still_rolled_back():
 
 
 def test_all_at_once_record_is_published_with_its_plot_attempt():
-    shown = []
-
-    class Capture(Quiet):
-        def record(self, record, to_json):
-            shown.append(record)
-
+    display = Capture()
+    shown = display.records
     pattern = FakePattern()
     params = bgkit.validate_parameters("alb_weighted", {"plan": "all_at_once", "smoke_url": ""})
     release = Release(
@@ -247,7 +244,7 @@ def test_all_at_once_record_is_published_with_its_plot_attempt():
         FakeSession(FakeCloudWatch(pattern, healthy)),
         clock=FakeClock(),
         pattern=pattern,
-        display=Capture(),
+        display=display,
     )
     release.preflight()
     release.smoke_test()
@@ -260,12 +257,8 @@ def test_all_at_once_record_is_published_with_its_plot_attempt():
 
 
 def test_a_failure_before_any_change_is_recorded_as_failed_without_rollback():
-    shown = []
-
-    class Capture(Quiet):
-        def record(self, record, to_json):
-            shown.append(record)
-
+    display = Capture()
+    shown = display.records
     pattern = FakePattern(start_green=40)
     params = bgkit.validate_parameters("alb_weighted", {"smoke_url": ""})
     release = Release(
@@ -273,7 +266,7 @@ def test_a_failure_before_any_change_is_recorded_as_failed_without_rollback():
         FakeSession(FakeCloudWatch(pattern, healthy)),
         clock=FakeClock(),
         pattern=pattern,
-        display=Capture(),
+        display=display,
     )
     with pytest.raises(bgkit.PreflightError):
         release.preflight()

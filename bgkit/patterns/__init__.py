@@ -23,10 +23,17 @@ def get(name: str) -> type[Pattern]:
         raise KeyError(f"no pattern named {name!r}; known patterns: {known}") from None
 
 
+def check_resources(pattern: type[Pattern], resources: dict[str, str]) -> None:
+    """Checks across a pattern's resource parameters (e.g. blue differs from green), if it has any."""
+    check = getattr(pattern, "check_resources", None)
+    if check is not None:
+        check(resources)
+
+
 def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
 from . import alb_weighted, ecs_codedeploy, lambda_codedeploy  # noqa: E402,F401  (each registers itself)
 
-__all__ = ["Pattern", "Split", "get", "names", "register"]
+__all__ = ["Pattern", "Split", "check_resources", "get", "names", "register"]

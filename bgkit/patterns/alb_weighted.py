@@ -18,7 +18,7 @@ from ..errors import PreflightError, TrafficError
 from ..metrics import MetricSource, alb_source
 from ..params import arn_checker
 from . import register
-from .base import Split
+from .base import Split, forward_action, forward_weights, split_of
 
 _LISTENER = arn_checker(
     "elasticloadbalancing",
@@ -79,35 +79,24 @@ class AlbWeighted:
 
     def _forward_weights(self, listener: dict[str, Any]) -> dict[str, int]:
         self._actions = listener["DefaultActions"]
-        forwards = [a for a in self._actions if a["Type"] == "forward"]
-        if not forwards:
+        action = forward_action(self._actions)
+        if action is None:
             raise PreflightError(
                 "the listener's default action is not a forward action; bgkit shifts traffic "
                 "only between forwarded target groups",
                 parameter="listener_arn",
             )
-        action = forwards[0]
-        if "ForwardConfig" in action:
-            self._stickiness = action["ForwardConfig"].get("TargetGroupStickinessConfig")
-            return {
-                tg["TargetGroupArn"]: tg.get("Weight", 1)
-                for tg in action["ForwardConfig"]["TargetGroups"]
-            }
-        return {action["TargetGroupArn"]: 1}
+        self._stickiness = action.get("ForwardConfig", {}).get("TargetGroupStickinessConfig")
+        return forward_weights(action)
 
     def read_split(self) -> Split:
         weights = self._forward_weights(self._listener())
-        blue, green = weights.get(self.blue, 0), weights.get(self.green, 0)
-        total = blue + green
         others = {arn: w for arn, w in weights.items() if arn not in (self.blue, self.green) and w}
         if others:
             raise TrafficError(
                 f"the listener also forwards to target groups that are neither blue nor green: {sorted(others)}"
             )
-        if total == 0:
-            return {"blue": 0, "green": 0}
-        green_percent = round(100 * green / total)
-        return {"blue": 100 - green_percent, "green": green_percent}
+        return split_of(weights.get(self.blue, 0), weights.get(self.green, 0))
 
     def preflight(self) -> Split:
         listener = self._listener()

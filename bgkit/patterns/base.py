@@ -41,3 +41,26 @@ class Pattern(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """The traffic control's state as AWS reports it, for the record."""
+
+
+def forward_action(actions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The forward action among a listener's or rule's actions (authenticate-* may come first)."""
+    return next((a for a in actions if a["Type"] == "forward"), None)
+
+
+def forward_weights(action: dict[str, Any]) -> dict[str, int]:
+    """Target group ARN -> weight of a forward action (a plain TargetGroupArn weighs 1)."""
+    if "ForwardConfig" in action:
+        return {
+            g["TargetGroupArn"]: g.get("Weight", 1) for g in action["ForwardConfig"]["TargetGroups"]
+        }
+    return {action["TargetGroupArn"]: 1}
+
+
+def split_of(blue_weight: int, green_weight: int) -> Split:
+    """Weights as percentages of traffic, blue + green = 100 (both 0 when neither gets any)."""
+    total = blue_weight + green_weight
+    if total == 0:
+        return {"blue": 0, "green": 0}
+    green = round(100 * green_weight / total)
+    return {"blue": 100 - green, "green": green}

@@ -20,7 +20,7 @@ from ..errors import PreflightError
 from ..metrics import MetricSource, alb_source
 from ..params import arn_checker
 from . import register
-from .base import Split
+from .base import Split, forward_action, forward_weights, split_of
 from .codedeploy import (
     CodeDeployDeployment,
     ManagedByCodeDeploy,
@@ -54,7 +54,6 @@ class EcsCodeDeploy(ManagedByCodeDeploy):
         "task_definition_arn": _TASK_DEFINITION,
         "deployment_config_name": config_checker("ECS", ECS_CONFIGS),
     }
-    check_resources = staticmethod(lambda resources: None)
 
     def __init__(self, session: AwsSession, resources: Mapping[str, str]) -> None:
         self._elb = session.client("elbv2")
@@ -137,21 +136,12 @@ class EcsCodeDeploy(ManagedByCodeDeploy):
     def _weights(self) -> dict[str, int]:
         listener = self._elb.describe_listeners(ListenerArns=[self.listener_arn])["Listeners"][0]
         self._load_balancer_arn = listener["LoadBalancerArn"]
-        action = listener["DefaultActions"][0]
-        if "ForwardConfig" in action:
-            return {
-                g["TargetGroupArn"]: g.get("Weight", 1)
-                for g in action["ForwardConfig"]["TargetGroups"]
-            }
-        return {action["TargetGroupArn"]: 1}
+        action = forward_action(listener["DefaultActions"])
+        return forward_weights(action) if action else {}
 
     def read_split(self) -> Split:
         weights = self._weights()
-        blue, green = weights.get(self.blue_tg, 0), weights.get(self.green_tg, 0)
-        if blue + green == 0:
-            return {"blue": 0, "green": 0}
-        green_percent = round(100 * green / (blue + green))
-        return {"blue": 100 - green_percent, "green": green_percent}
+        return split_of(weights.get(self.blue_tg, 0), weights.get(self.green_tg, 0))
 
     def metric_source(self) -> MetricSource:
         return alb_source(self._load_balancer_arn, {"blue": self.blue_tg, "green": self.green_tg})

@@ -78,7 +78,6 @@ class LambdaCodeDeploy(ManagedByCodeDeploy):
         "deployment_group_name": name_checker("deployment group"),
         "deployment_config_name": config_checker("Lambda", LAMBDA_CONFIGS),
     }
-    check_resources = staticmethod(lambda resources: None)
 
     def __init__(self, session: AwsSession, resources: Mapping[str, str]) -> None:
         self._lambda = session.client("lambda")

@@ -110,6 +110,24 @@ def _codedeploy_group(
     return f"{name}-dg"
 
 
+def _listeners(
+    session: AwsSession, lb_arn: str, groups: dict[str, str], test_colour: str
+) -> tuple[str, str]:
+    """The production listener (all traffic to blue, green at weight 0) and a test listener to
+    `test_colour`'s target group. Returns their ARNs."""
+    elb = session.client("elbv2")
+    arns = []
+    for port, weights in (
+        (PRODUCTION_PORT, {groups["blue"]: 100, groups["green"]: 0}),
+        (TEST_PORT, {groups[test_colour]: 100}),
+    ):
+        listener = elb.create_listener(
+            LoadBalancerArn=lb_arn, Protocol="HTTP", Port=port, DefaultActions=_forward(weights)
+        )
+        arns.append(listener["Listeners"][0]["ListenerArn"])
+    return arns[0], arns[1]
+
+
 def _forward(weights: dict[str, int]) -> list[dict[str, Any]]:
     groups = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in weights.items()]
     return [{"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}]
@@ -135,18 +153,7 @@ class AlbScenario(Scenario):
             elb.register_targets(
                 TargetGroupArn=groups[colour], Targets=[{"Id": "127.0.0.1", "Port": service.port}]
             )
-        production = elb.create_listener(
-            LoadBalancerArn=lb_arn,
-            Protocol="HTTP",
-            Port=PRODUCTION_PORT,
-            DefaultActions=_forward({groups["blue"]: 100, groups["green"]: 0}),
-        )["Listeners"][0]["ListenerArn"]
-        elb.create_listener(
-            LoadBalancerArn=lb_arn,
-            Protocol="HTTP",
-            Port=TEST_PORT,
-            DefaultActions=[{"Type": "forward", "TargetGroupArn": groups["green"]}],
-        )
+        production, _ = _listeners(self.session, lb_arn, groups, test_colour="green")
         router = self._start_traffic(lb_arn)
         self.parameters = {
             "listener_arn": production,
@@ -210,18 +217,8 @@ class EcsCodeDeployScenario(AlbScenario):
         elb.register_targets(
             TargetGroupArn=groups["blue"], Targets=[{"Id": "127.0.0.1", "Port": blue.port}]
         )
-        production = elb.create_listener(
-            LoadBalancerArn=lb_arn,
-            Protocol="HTTP",
-            Port=PRODUCTION_PORT,
-            DefaultActions=_forward({groups["blue"]: 100, groups["green"]: 0}),
-        )["Listeners"][0]["ListenerArn"]
-        test = elb.create_listener(
-            LoadBalancerArn=lb_arn,
-            Protocol="HTTP",
-            Port=TEST_PORT,
-            DefaultActions=_forward({groups["blue"]: 100}),
-        )["Listeners"][0]["ListenerArn"]
+        # CodeDeploy points the test listener at the replacement target group during a deployment.
+        production, test = _listeners(self.session, lb_arn, groups, test_colour="blue")
 
         cluster = ecs.create_cluster(clusterName=name)["cluster"]["clusterName"]
         revisions = []
