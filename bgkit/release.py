@@ -33,6 +33,7 @@ from .clock import Clock, SystemClock
 from .errors import PreflightError, RollbackFailed, TrafficError
 from .gate import Decision, HealthGate
 from .params import ReleaseParams
+from .patterns.base import Progress
 from .record import RECORD_MIME, Record
 
 _TERMINAL = ("promoted", "rolled_back", "failed")
@@ -67,6 +68,7 @@ class Release:
         self.state = "new"
         self.split: dict[str, int] | None = None
         self.mutated = False
+        self.deployment_id: str | None = None  # managed patterns: the service's deployment
         plan = self.pattern.plan_description() if self.managed else self.plan.describe()
         self.record = Record(
             runbook=params.runbook,
@@ -122,16 +124,16 @@ class Release:
             self.mutated = (
                 True  # set before the call: a failure after AWS accepted it still rolls back
             )
-            deployment_id = self.pattern.start_deployment(self.params.release)
+            deployment_id = self.deployment_id = self.pattern.start_deployment(self.params.release)
             self._event("deploy", f"deployment {deployment_id} created")
-            info = self._wait_phase(("ready", "shifting", "shifted", "succeeded", "stopped"))
-            phase = self.pattern.phase(info)
-            if phase == "stopped":
-                self._managed_stopped(info, "before its smoke test")
+            progress = self._wait_phase(("ready", "shifting", "shifted", "succeeded", "stopped"))
+            if progress.phase == "stopped":
+                self._managed_stopped(progress, "before its smoke test")
                 return self.state
-            if phase != "ready":
+            if progress.phase != "ready":
                 raise TrafficError(
-                    f"deployment {deployment_id} moved past READY_WAIT without bgkit's smoke test (phase {phase})"
+                    f"deployment {deployment_id} moved past its test-traffic wait without bgkit's "
+                    f"smoke test (phase {progress.phase})"
                 )
             self._event(
                 "deploy",
@@ -183,21 +185,21 @@ class Release:
                     "smoke", f"smoke test passed: {count}/{count} requests to green returned 2xx"
                 )
             if self.managed and self.pattern.ready_wait:
-                self.pattern.deployment.continue_ready()
-                self._event(
-                    "deploy", "continued the deployment (READY_WAIT): production traffic may shift"
-                )
+                self.pattern.continue_after_smoke()
+                self._event("deploy", "continued the deployment: production traffic may shift")
             elif self.managed:
                 self.mutated = (
                     True  # set before the call: a failure after AWS accepted it still rolls back
                 )
-                deployment_id = self.pattern.start_deployment(self.params.release)
+                deployment_id = self.deployment_id = self.pattern.start_deployment(
+                    self.params.release
+                )
                 self._event(
                     "deploy", f"deployment {deployment_id} created: production traffic may shift"
                 )
-                info = self._wait_phase(("shifting", "shifted", "succeeded", "stopped"))
-                if self.pattern.phase(info) == "stopped":
-                    self._managed_stopped(info, "before shifting")
+                progress = self._wait_phase(("shifting", "shifted", "succeeded", "stopped"))
+                if progress.phase == "stopped":
+                    self._managed_stopped(progress, "before shifting")
                     return self.record.smoke
             self.state = "smoked"
         return self.record.smoke
@@ -219,11 +221,10 @@ class Release:
             return self._note(f"promote not run (state: {self.state})")
         with self._guard("promote"):
             if self.managed:
-                if self.pattern.phase(self.pattern.deployment.info()) == "shifted":
-                    self.pattern.deployment.continue_termination()
-                info = self._wait_phase(("succeeded", "stopped"))
-                if self.pattern.phase(info) == "stopped":
-                    self._managed_stopped(info, "while finishing")
+                self.pattern.end_wait_after_shift()
+                progress = self._wait_phase(("succeeded", "stopped"))
+                if progress.phase == "stopped":
+                    self._managed_stopped(progress, "while finishing")
                     return self.state
                 self.split = self.pattern.read_split()
                 reason = self._promotion_reason()
@@ -350,11 +351,10 @@ class Release:
         at_start = self._note_split()
         while True:
             self._watch_split_until(end)
-            info = self.pattern.deployment.info()
-            phase = self.pattern.phase(info)
+            progress = self.pattern.progress()
             split = self._note_split()
-            if phase == "stopped":
-                self._managed_stopped(info, "while shifting")
+            if progress.phase == "stopped":
+                self._managed_stopped(progress, "while shifting")
                 return
             # Judge every window in which both colours served: a split at its start or its end,
             # or a shift during it (the jump to 100 % included). The gate's min_requests decides
@@ -368,11 +368,11 @@ class Release:
                     passes += 1
                 else:
                     holds += 1
-            if phase in ("shifted", "succeeded"):
+            if progress.phase in ("shifted", "succeeded"):
                 break
             if self.clock.now() > deadline:
                 raise TrafficError(
-                    f"deployment {info['deploymentId']} did not finish shifting in time",
+                    f"deployment {progress.id} did not finish shifting in time",
                     split=split,
                 )
             end += timedelta(seconds=window)
@@ -391,7 +391,7 @@ class Release:
         if split != self._seen_split:
             self._event(
                 "shift",
-                f"{self.pattern.deployment.deployment_id} shifted green to {split['green']}%",
+                f"{self.deployment_id} shifted green to {split['green']}%",
                 green_percent=split["green"],
                 split=split,
             )
@@ -404,56 +404,30 @@ class Release:
             self.clock.sleep(min(1.0, remaining))
             self._note_split()
 
-    def _wait_phase(self, phases: tuple[str, ...]) -> dict[str, Any]:
+    def _wait_phase(self, phases: tuple[str, ...]) -> Progress:
         deadline = self.clock.now() + timedelta(seconds=MANAGED_WAIT_SECONDS)
         while True:
-            info = self.pattern.deployment.info()
-            if self.pattern.phase(info) in phases:
-                return info
+            progress = self.pattern.progress()
+            if progress.phase in phases:
+                return progress
             if self.clock.now() > deadline:
-                raise TrafficError(
-                    f"deployment {info['deploymentId']} stayed {info['status']} too long"
-                )
+                raise TrafficError(f"deployment {progress.id} stayed {progress.status} too long")
             self.clock.sleep(0.5)
 
     def _stop_managed(self) -> dict[str, int]:
-        deployment = self.pattern.deployment
-        rollback_id = deployment.stop_with_rollback(self.clock)
-        if rollback_id:
-            self._event(
-                "rollback",
-                f"stopped {deployment.deployment_id}; CodeDeploy rollback deployment "
-                f"{rollback_id} started",
-            )
-        elif deployment.info()["status"] == "Succeeded" and hasattr(
-            self.pattern, "revert_completed"
-        ):
-            # CodeDeploy finished shifting before the verdict: a completed deployment cannot be stopped.
-            rollback_id = self.pattern.revert_completed(self.params.release)
-            self._event(
-                "rollback",
-                f"{deployment.deployment_id} had already succeeded; deployment "
-                f"{rollback_id} moves traffic back to blue all at once",
-            )
-        if rollback_id:
-            deadline = self.clock.now() + timedelta(seconds=MANAGED_WAIT_SECONDS)
-            while True:
-                info = deployment.info(rollback_id)
-                if info["status"] == "Succeeded":
-                    break
-                if info["status"] in ("Failed", "Stopped") or self.clock.now() > deadline:
-                    raise TrafficError(f"rollback deployment {rollback_id} ended {info['status']}")
-                self.clock.sleep(0.5)
+        self.pattern.stop_and_roll_back(
+            self.clock, self.params.release, lambda message: self._event("rollback", message)
+        )
         split = self.pattern.read_split()
         if split.get("green", 0) != 0 or split.get("blue", 0) != 100:
             raise TrafficError("after the rollback, blue does not have all traffic", split=split)
         return split
 
-    def _managed_stopped(self, info: dict[str, Any], when: str) -> None:
+    def _managed_stopped(self, progress: Progress, when: str) -> None:
         """The service stopped the deployment by itself (alarm, timeout, failure)."""
-        error = info.get("errorInformation") or {}
-        reason = f"deployment {info['deploymentId']} {info['status']} {when}: {error.get('code', '')} {error.get('message', '')}".strip()
-        self.rollback(reason)
+        self.rollback(
+            f"deployment {progress.id} {progress.status} {when}: {progress.reason}".strip()
+        )
 
     def _promotion_reason(self) -> str:
         passes = sum(1 for v in self.record.verdicts if v["decision"] == "PASS")

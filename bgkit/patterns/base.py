@@ -7,6 +7,7 @@ rollback and the record. A pattern never sleeps, judges or records.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from ..aws import AwsSession
@@ -41,6 +42,48 @@ class Pattern(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """The traffic control's state as AWS reports it, for the record."""
+
+
+# Where a managed deployment is, in the release loop's terms.
+PHASES = ("deploying", "ready", "shifting", "shifted", "succeeded", "stopped")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A managed deployment as its service reports it: its id, phase (one of PHASES), the
+    service's own status word, and the service's reason when it stopped by itself."""
+
+    id: str
+    phase: str
+    status: str
+    reason: str = ""
+
+
+class ManagedPattern(Pattern, Protocol):
+    """A pattern whose service shifts traffic by its own configuration (CodeDeploy, ECS).
+
+    bgkit starts the deployment, smoke-tests green while the service holds it on the test
+    route (`ready_wait`), lets it continue, judges while it shifts, and stops it with
+    rollback on a bad verdict. It never sets weights itself.
+    """
+
+    managed: ClassVar[bool]  # True
+    ready_wait: ClassVar[bool]  # the service holds green on a test route until continued
+    judge_seconds: float  # how long one verdict takes (bake + metric lag); set by the release
+
+    def plan_description(self) -> str: ...
+    def start_deployment(self, release: str) -> str: ...
+    def progress(self) -> Progress: ...
+    def continue_after_smoke(self) -> None: ...
+    def end_wait_after_shift(self) -> None:
+        """Blue is kept after the shift for a rollback; all verdicts passed, so end that early
+        where the service allows it (CodeDeploy TERMINATION_WAIT), else let it run out."""
+
+    def stop_and_roll_back(self, clock: Any, release: str, note: Callable[[str], None]) -> None:
+        """Stop the deployment so that all traffic returns to blue; return when it has."""
+
+    def max_shift_seconds(self) -> float: ...
+    def all_at_once(self) -> bool: ...
 
 
 def forward_action(actions: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -10,13 +10,16 @@ StopDeployment, GetDeployment).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ..errors import ParameterError, PreflightError, TrafficError
+from .base import Progress
 
 ACTIVE = ("Created", "Queued", "InProgress", "Baking", "Ready")
+ROLLBACK_WAIT_SECONDS = 900.0  # longest wait for CodeDeploy's rollback deployment
 _NAME = re.compile(r"^[A-Za-z0-9._+=,@-]{1,100}$")
 
 
@@ -243,15 +246,55 @@ class ManagedByCodeDeploy:
         )
         return {"deployment": {k: info.get(k) for k in keys}}
 
-    def phase(self, info: dict[str, Any]) -> str:
+    def progress(self) -> Progress:
+        info = self.deployment.info()
         current = phase(info)
         # InProgress covers installing green as well as shifting: the lifecycle events tell which.
-        installing = (
+        if (
             current == "shifting"
-            and info["deploymentId"] == self.deployment.deployment_id
             and self.deployment.lifecycle().get("AllowTraffic", "Pending") == "Pending"
-        )
-        return "deploying" if installing else current
+        ):
+            current = "deploying"
+        error = info.get("errorInformation") or {}
+        reason = f"{error.get('code', '')} {error.get('message', '')}".strip()
+        return Progress(info["deploymentId"], current, info["status"], reason)
+
+    def continue_after_smoke(self) -> None:
+        self.deployment.continue_ready()
+
+    def end_wait_after_shift(self) -> None:
+        if phase(self.deployment.info()) == "shifted":
+            self.deployment.continue_termination()
+
+    def stop_and_roll_back(self, clock: Any, release: str, note: Callable[[str], None]) -> None:
+        """StopDeployment with automatic rollback, then wait for CodeDeploy's rollback deployment.
+
+        A deployment that succeeded before the verdict cannot be stopped: a pattern that can
+        deploy blue back (`revert_completed`) does so, all at once.
+        """
+        deployment = self.deployment
+        rollback_id = deployment.stop_with_rollback(clock)
+        if rollback_id:
+            note(
+                f"stopped {deployment.deployment_id}; CodeDeploy rollback deployment {rollback_id} started"
+            )
+        elif deployment.info()["status"] == "Succeeded" and hasattr(self, "revert_completed"):
+            rollback_id = self.revert_completed(release)
+            note(
+                f"{deployment.deployment_id} had already succeeded; deployment {rollback_id} "
+                "moves traffic back to blue all at once"
+            )
+        if not rollback_id:
+            return
+        waited = 0.0
+        while True:
+            status = deployment.info(rollback_id)["status"]
+            if status == "Succeeded":
+                return
+            if status in ("Failed", "Stopped") or waited > ROLLBACK_WAIT_SECONDS:
+                raise TrafficError(f"rollback deployment {rollback_id} ended {status}")
+            clock.sleep(0.5)
+            waited += 0.5
 
     def routing(self) -> dict[str, Any]:
         return self._config_info.get("trafficRoutingConfig") or {"type": "AllAtOnce"}
