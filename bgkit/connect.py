@@ -44,6 +44,9 @@ def connect(params: ReleaseParams) -> Connection:
         "green_added_latency_ms": params.green_added_latency_ms,
         "request_rate": params.sandbox_request_rate,
         "minute_seconds": params.sandbox_minute_seconds,
+        "plan": params.plan,
+        "step_percent": params.step_percent,
+        "canary_percent": params.canary_percent,
     }
     shared = os.environ.get(SANDBOX_URL_ENV)
     if shared:

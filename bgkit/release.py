@@ -346,7 +346,7 @@ class Release:
         deadline = self.clock.now() + timedelta(
             seconds=self.pattern.max_shift_seconds() + MANAGED_WAIT_SECONDS
         )
-        self._seen_split: dict[str, int] | None = None
+        self._seen_split = self.split  # as preflight read it: only changes are shifts
         passes = holds = 0
         at_start = self._note_split()
         while True:
@@ -391,7 +391,7 @@ class Release:
         if split != self._seen_split:
             self._event(
                 "shift",
-                f"{self.deployment_id} shifted green to {split['green']}%",
+                f"the deployment shifted green to {split['green']}%",
                 green_percent=split["green"],
                 split=split,
             )

@@ -36,12 +36,16 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         from .codedeploy import CodeDeploy
+        from .ecs_native import EcsServiceDeployments
         from .lambda_runtime import LambdaInvoke, LocalLambda
 
         self._control.start()
         self.codedeploy = CodeDeploy(self.session()).start()
         self.lambda_runtime = LocalLambda(self.session()).start()
-        self._control.extensions.extend([self.codedeploy, LambdaInvoke(self.lambda_runtime)])
+        self.ecs = EcsServiceDeployments(self.session(), self.lambda_runtime).start()
+        self._control.extensions.extend(
+            [self.codedeploy, self.ecs, LambdaInvoke(self.lambda_runtime)]
+        )
         return self
 
     @property
@@ -92,6 +96,7 @@ class Sandbox:
             self.release_scenario(scenario_id)
         if getattr(self, "codedeploy", None) is not None:
             self.codedeploy.stop()
+            self.ecs.stop()
             self.lambda_runtime.stop()
         self._control.stop()
 

@@ -12,7 +12,15 @@ import json
 from ..errors import BgkitError
 from .http import KeepAliveHandler, LoopbackServer
 
-_OPTIONS = ("green_error_rate", "green_added_latency_ms", "request_rate", "minute_seconds")
+_OPTIONS = (
+    "green_error_rate",
+    "green_added_latency_ms",
+    "request_rate",
+    "minute_seconds",
+    "plan",
+    "step_percent",
+    "canary_percent",
+)
 
 
 class AdminServer:

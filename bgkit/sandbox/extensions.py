@@ -6,6 +6,7 @@ every other request goes to moto. boto3 cannot tell the difference.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from typing import Any
@@ -22,15 +23,33 @@ class AwsError(Exception):
 
 
 class JsonService:
-    """Base for an extension: `target_prefix` selects requests; methods are the actions, in snake_case."""
+    """Base for an extension: `target_prefix` selects requests; methods are the actions, in snake_case.
+
+    An extension that fills gaps in a service moto does serve lists the moto actions it must
+    also see in `observed`: those go to moto, with `before` called first (it may refuse the
+    request) and `after` given moto's answer to complete. Every other action it has no method
+    for goes to moto untouched (`partial`), or is refused as unknown.
+    """
 
     target_prefix: str
+    observed: frozenset[str] = frozenset()
+    partial: bool = False  # True: moto serves the actions this extension does not
+
+    def serves(self, action: str) -> bool:
+        return not self.partial or (action not in self.observed and hasattr(self, _snake(action)))
 
     def handle(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
         method = getattr(self, _snake(action), None)
         if method is None:
             raise AwsError("UnknownOperationException", f"the sandbox does not implement {action}")
         return method(body) or {}
+
+    def before(self, action: str, body: dict[str, Any]) -> None:
+        """Called before moto serves an observed action; raise AwsError to refuse it."""
+
+    def after(self, action: str, body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        """Complete moto's successful answer to an observed action."""
+        return answer
 
 
 def _snake(name: str) -> str:
@@ -50,29 +69,64 @@ def middleware(app: Callable, services: list[JsonService]) -> Callable:
                     )
                     return [data]
                 continue
-            if target.startswith(service.target_prefix):
+            if not target.startswith(service.target_prefix):
+                continue
+            action = target[len(service.target_prefix) :]
+            if action in service.observed:
+                return _observed(app, service, action, environ, start_response)
+            if service.serves(action):
                 length = int(environ.get("CONTENT_LENGTH") or 0)
                 body = json.loads(environ["wsgi.input"].read(length) or b"{}")
                 try:
-                    status, payload = (
-                        200,
-                        service.handle(target[len(service.target_prefix) :], body),
-                    )
+                    return _answer(start_response, 200, service.handle(action, body))
                 except AwsError as error:
-                    status, payload = error.status, {"__type": error.code, "message": error.message}
-                data = json.dumps(payload, default=_json_default).encode()
-                reason = "OK" if status == 200 else "Bad Request"
-                start_response(
-                    f"{status} {reason}",
-                    [
-                        ("Content-Type", "application/x-amz-json-1.1"),
-                        ("Content-Length", str(len(data))),
-                    ],
-                )
-                return [data]
+                    return _error(start_response, error)
         return app(environ, start_response)
 
     return dispatch
+
+
+def _observed(
+    app: Callable, service: JsonService, action: str, environ: dict[str, Any], start_response
+) -> list[bytes]:
+    """Serve an observed action: the extension's `before`, moto, then the extension's `after`."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length)
+    body = json.loads(raw or b"{}")
+    try:
+        service.before(action, body)
+    except AwsError as error:
+        return _error(start_response, error)
+    environ["wsgi.input"] = io.BytesIO(raw)
+    captured: dict[str, Any] = {}
+
+    def capture(status: str, headers: list, exc_info: Any = None) -> Callable:
+        captured["status"], captured["headers"] = status, headers
+        return lambda data: None
+
+    data = b"".join(app(environ, capture))
+    status = int(captured["status"].split()[0])
+    if status != 200:
+        start_response(captured["status"], captured["headers"])
+        return [data]
+    try:
+        answer = service.after(action, body, json.loads(data or b"{}"))
+    except AwsError as error:
+        return _error(start_response, error)
+    return _answer(start_response, 200, answer)
+
+
+def _error(start_response: Callable, error: AwsError) -> list[bytes]:
+    return _answer(start_response, error.status, {"__type": error.code, "message": error.message})
+
+
+def _answer(start_response: Callable, status: int, payload: dict[str, Any]) -> list[bytes]:
+    data = json.dumps(payload, default=_json_default).encode()
+    start_response(
+        f"{status} {'OK' if status == 200 else 'Bad Request'}",
+        [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))],
+    )
+    return [data]
 
 
 def _json_default(value: Any) -> Any:

@@ -38,6 +38,9 @@ class Scenario:
         green_added_latency_ms: float = 0.0,
         request_rate: float = 50.0,
         minute_seconds: float = 60.0,
+        plan: str = "linear",
+        step_percent: int = 25,
+        canary_percent: int = 10,
     ) -> None:
         self.session = session
         self.sandbox = sandbox
@@ -46,6 +49,9 @@ class Scenario:
         self.green_error_rate = green_error_rate
         self.green_added_latency_ms = green_added_latency_ms
         self.request_rate = request_rate
+        # Where the service's own configuration decides the shift (ecs_native), the scenario
+        # configures it like the runbook's plan, so that each strategy can be tried.
+        self.plan, self.step_percent, self.canary_percent = plan, step_percent, canary_percent
         self.parameters: dict[str, Any] = {}
         self._stoppables: list[Any] = []
 
@@ -128,6 +134,46 @@ def _listeners(
     return arns[0], arns[1]
 
 
+def _ecs_network(session: AwsSession, vpc: str, name: str) -> dict[str, Any]:
+    """An awsvpc network configuration in the VPC's subnets, with its own security group."""
+    ec2 = session.client("ec2")
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    group = ec2.create_security_group(GroupName=name, Description="bgkit", VpcId=vpc)
+    return {
+        "awsvpcConfiguration": {
+            "subnets": [s["SubnetId"] for s in subnets],
+            "securityGroups": [group["GroupId"]],
+            "assignPublicIp": "DISABLED",
+        }
+    }
+
+
+def _task_definitions(session: AwsSession, family: str) -> list[str]:
+    """Revisions 1 (image v1, running now) and 2 (image v2, to deploy) of a Fargate web task."""
+    ecs = session.client("ecs")
+    revisions = []
+    for image in ("v1", "v2"):
+        definition = ecs.register_task_definition(
+            family=family,
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
+            containerDefinitions=[
+                {
+                    "name": "web",
+                    "image": f"bgkit/web:{image}",
+                    "essential": True,
+                    "memory": 512,
+                    "cpu": 256,
+                    "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
+                }
+            ],
+        )
+        revisions.append(definition["taskDefinition"]["taskDefinitionArn"])
+    return revisions
+
+
 def _forward(weights: dict[str, int]) -> list[dict[str, Any]]:
     groups = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in weights.items()]
     return [{"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}]
@@ -195,19 +241,7 @@ class EcsCodeDeployScenario(AlbScenario):
         elb, ecs = self.session.client("elbv2"), self.session.client("ecs")
         name = f"bgkit-{self.id}"
         vpc, lb_arn = _network(self.session, name)
-        subnets = self.session.client("ec2").describe_subnets(
-            Filters=[{"Name": "vpc-id", "Values": [vpc]}]
-        )
-        group = self.session.client("ec2").create_security_group(
-            GroupName=name, Description="bgkit", VpcId=vpc
-        )
-        self.network_configuration = {
-            "awsvpcConfiguration": {
-                "subnets": [s["SubnetId"] for s in subnets["Subnets"]],
-                "securityGroups": [group["GroupId"]],
-                "assignPublicIp": "DISABLED",
-            }
-        }
+        self.network_configuration = _ecs_network(self.session, vpc, name)
         blue = self._started(ColourService("blue", "v1"))
         green = self._started(self._green_service())
         groups = {
@@ -219,28 +253,8 @@ class EcsCodeDeployScenario(AlbScenario):
         )
         # CodeDeploy points the test listener at the replacement target group during a deployment.
         production, test = _listeners(self.session, lb_arn, groups, test_colour="blue")
-
         cluster = ecs.create_cluster(clusterName=name)["cluster"]["clusterName"]
-        revisions = []
-        for image in ("v1", "v2"):
-            definition = ecs.register_task_definition(
-                family=name,
-                networkMode="awsvpc",
-                requiresCompatibilities=["FARGATE"],
-                cpu="256",
-                memory="512",
-                containerDefinitions=[
-                    {
-                        "name": "web",
-                        "image": f"bgkit/web:{image}",
-                        "essential": True,
-                        "memory": 512,
-                        "cpu": 256,
-                        "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
-                    }
-                ],
-            )
-            revisions.append(definition["taskDefinition"]["taskDefinitionArn"])
+        revisions = _task_definitions(self.session, name)
         service = ecs.create_service(
             cluster=cluster,
             serviceName="web",
@@ -305,6 +319,113 @@ class EcsCodeDeployScenario(AlbScenario):
             "listener_arn": production,
         }
         return self
+
+
+@register
+class EcsNativeScenario(AlbScenario):
+    """An ECS service (deployment controller ECS) behind an ALB, configured for ECS's own
+    blue/green family of strategies, with a new task definition revision to deploy.
+
+    The production and the test listener each have a rule that ECS moves between the blue and
+    the green target group (advancedConfiguration); a PAUSE hook after the test traffic shift
+    holds green there for bgkit's smoke test. The strategy follows the runbook's plan: linear
+    → LINEAR (step_percent every 3 minutes), canary → CANARY (canary_percent for 3 minutes),
+    all_at_once → BLUE_GREEN; blue is kept 5 minutes after the shift (bakeTimeInMinutes).
+    """
+
+    pattern = "ecs_native"
+
+    def start(self) -> EcsNativeScenario:
+        elb, ecs = self.session.client("elbv2"), self.session.client("ecs")
+        name = f"bgkit-{self.id}"
+        vpc, lb_arn = _network(self.session, name)
+        blue = self._started(ColourService("blue", "v1"))
+        green = self._started(self._green_service())
+        groups = {
+            colour: _target_group(self.session, f"{name}-{colour}", vpc)
+            for colour in ("blue", "green")
+        }
+        elb.register_targets(
+            TargetGroupArn=groups["blue"], Targets=[{"Id": "127.0.0.1", "Port": blue.port}]
+        )
+        rules = []
+        for listener in _listeners(self.session, lb_arn, groups, test_colour="blue"):
+            rule = elb.create_rule(
+                ListenerArn=listener,
+                Priority=10,
+                Conditions=[{"Field": "path-pattern", "Values": ["/*"]}],
+                Actions=_forward({groups["blue"]: 100, groups["green"]: 0}),
+            )
+            rules.append(rule["Rules"][0]["RuleArn"])
+        cluster = ecs.create_cluster(clusterName=name)["cluster"]["clusterName"]
+        revisions = _task_definitions(self.session, name)
+        self.sandbox.ecs.task_definition_targets[revisions[0]] = ("127.0.0.1", blue.port)
+        self.sandbox.ecs.task_definition_targets[revisions[1]] = ("127.0.0.1", green.port)
+        role = f"arn:aws:iam::123456789012:role/{name}-ecs-infrastructure"
+        service = ecs.create_service(
+            cluster=cluster,
+            serviceName="web",
+            taskDefinition=revisions[0],
+            desiredCount=2,
+            launchType="FARGATE",
+            networkConfiguration=_ecs_network(self.session, vpc, name),
+            deploymentController={"type": "ECS"},
+            deploymentConfiguration=self._deployment_configuration(),
+            loadBalancers=[
+                {
+                    "targetGroupArn": groups["blue"],
+                    "containerName": "web",
+                    "containerPort": 8080,
+                    "advancedConfiguration": {
+                        "alternateTargetGroupArn": groups["green"],
+                        "productionListenerRule": rules[0],
+                        "testListenerRule": rules[1],
+                        "roleArn": role,
+                    },
+                }
+            ],
+        )["service"]
+        self.sandbox.ecs.minute_seconds[service["serviceArn"]] = self.minute_seconds
+        router = self._start_traffic(lb_arn)
+        self.parameters = {
+            "cluster_name": cluster,
+            "service_name": service["serviceName"],
+            "task_definition_arn": revisions[1],
+            "smoke_url": router.url(TEST_PORT) + "/",
+            "production_url": router.url(PRODUCTION_PORT) + "/",
+            "load_balancer_arn": lb_arn,
+            "blue_target_group_arn": groups["blue"],
+            "green_target_group_arn": groups["green"],
+            "production_rule_arn": rules[0],
+        }
+        return self
+
+    def _deployment_configuration(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "bakeTimeInMinutes": 5,
+            "lifecycleHooks": [
+                {
+                    "targetType": "PAUSE",
+                    "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+                    "timeoutConfiguration": {"timeoutInMinutes": 60, "action": "ROLLBACK"},
+                }
+            ],
+        }
+        if self.plan == "canary":
+            config["strategy"] = "CANARY"
+            config["canaryConfiguration"] = {
+                "canaryPercent": float(self.canary_percent),
+                "canaryBakeTimeInMinutes": 3,
+            }
+        elif self.plan == "all_at_once":
+            config["strategy"] = "BLUE_GREEN"
+        else:
+            config["strategy"] = "LINEAR"
+            config["linearConfiguration"] = {
+                "stepPercent": float(max(3, self.step_percent)),
+                "stepBakeTimeInMinutes": 3,
+            }
+        return config
 
 
 _APP_CODE = """\
