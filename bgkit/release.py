@@ -222,7 +222,9 @@ class Release:
         with self._guard("promote"):
             if self.managed:
                 self.pattern.end_wait_after_shift()
-                progress = self._wait_phase(("succeeded", "stopped"))
+                progress = self._wait_phase(
+                    ("succeeded", "stopped"), longer=self.pattern.wait_after_shift_seconds()
+                )
                 if progress.phase == "stopped":
                     self._managed_stopped(progress, "while finishing")
                     return self.state
@@ -404,8 +406,8 @@ class Release:
             self.clock.sleep(min(1.0, remaining))
             self._note_split()
 
-    def _wait_phase(self, phases: tuple[str, ...]) -> Progress:
-        deadline = self.clock.now() + timedelta(seconds=MANAGED_WAIT_SECONDS)
+    def _wait_phase(self, phases: tuple[str, ...], longer: float = 0.0) -> Progress:
+        deadline = self.clock.now() + timedelta(seconds=MANAGED_WAIT_SECONDS + longer)
         while True:
             progress = self.pattern.progress()
             if progress.phase in phases:

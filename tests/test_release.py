@@ -272,3 +272,13 @@ def test_a_failure_before_any_change_is_recorded_as_failed_without_rollback():
         release.preflight()
     assert shown[-1]["outcome"] == "failed" and "preflight failed" in shown[-1]["reason"]
     assert pattern.writes == []
+
+
+def test_a_split_reads_zero_only_when_a_colour_has_no_weight_at_all():
+    from bgkit.patterns.base import split_of
+
+    assert split_of(999, 1) == {"blue": 99, "green": 1}  # a 0.1 % canary is not "no canary"
+    assert split_of(1, 999) == {"blue": 1, "green": 99}
+    assert split_of(100, 0) == {"blue": 100, "green": 0}
+    assert split_of(0, 5) == {"blue": 0, "green": 100}
+    assert split_of(3, 1) == {"blue": 75, "green": 25}

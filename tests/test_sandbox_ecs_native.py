@@ -133,6 +133,10 @@ def test_stop_with_rollback_mid_shift_returns_all_traffic_to_blue(ecs):
     assert rule_split(elb, p["production_rule_arn"], p)[1] > 0
 
     client.stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
+    # a second stop while it rolls back is accepted, and the rollback goes on
+    client.stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
+    d = wait_for(client, arn, lambda d: d["status"] == "ROLLBACK_IN_PROGRESS")
+    assert rule_split(elb, p["production_rule_arn"], p) == (100, 0)  # rules first, then tasks
     d = wait_for(client, arn, lambda d: d["status"] in DONE)
     assert d["status"] == "ROLLBACK_SUCCESSFUL"
     assert d["rollback"]["serviceRevisionArn"] == d["sourceServiceRevisions"][0]["arn"]
@@ -176,9 +180,41 @@ def test_a_pause_that_times_out_rolls_back(ecs):
     assert rule_split(elb, p["production_rule_arn"], p) == (100, 0)
 
 
+def test_production_shift_hooks_hold_every_step(ecs):
+    """Hooks at PRODUCTION_TRAFFIC_SHIFT run after each step, and the next step waits for them."""
+    scenario, client, elb = ecs
+    p = scenario.parameters
+    current = service(client, p)["deploymentConfiguration"]
+    hooks = [
+        *current["lifecycleHooks"],
+        {"targetType": "PAUSE", "lifecycleStages": ["PRODUCTION_TRAFFIC_SHIFT"]},
+    ]
+    arn = start(client, p, lifecycleHooks=hooks)
+    seen = []
+    while (d := wait_for(client, arn, lambda d: paused(d) or d["status"] in DONE))[
+        "status"
+    ] not in DONE:
+        seen.append((d["lifecycleStage"], rule_split(elb, p["production_rule_arn"], p)[1]))
+        time.sleep(0.6)  # longer than a step: still held
+        assert rule_split(elb, p["production_rule_arn"], p)[1] == seen[-1][1]
+        hook = next(h for h in d["lifecycleHookDetails"] if h["status"] == "AWAITING_ACTION")
+        client.continue_service_deployment(serviceDeploymentArn=arn, hookId=hook["hookId"])
+        wait_for(client, arn, lambda d: not paused(d))
+    assert d["status"] == "SUCCESSFUL"
+    assert seen == [
+        ("POST_TEST_TRAFFIC_SHIFT", 0),
+        ("PRODUCTION_TRAFFIC_SHIFT", 25),
+        ("PRODUCTION_TRAFFIC_SHIFT", 50),
+        ("PRODUCTION_TRAFFIC_SHIFT", 75),
+        ("PRODUCTION_TRAFFIC_SHIFT", 100),
+    ]
+
+
 HOOK_CODE = """
 def handler(event, context):
     calls = (event.get("hookDetails") or {}).get("calls", 0) + 1
+    if RESULT == "GARBLED":
+        return {"hookStatus": "IN_PROGRESS", "callBackDelay": "soon"}
     if calls < 3:
         return {"hookStatus": "IN_PROGRESS", "callBackDelay": 1, "hookDetails": {"calls": calls}}
     return {"hookStatus": RESULT, "hookDetails": {"calls": calls}}
@@ -203,7 +239,12 @@ def lambda_hook(sandbox, name: str, result: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("result", "status"), [("SUCCEEDED", "SUCCESSFUL"), ("FAILED", "ROLLBACK_SUCCESSFUL")]
+    ("result", "status"),
+    [
+        ("SUCCEEDED", "SUCCESSFUL"),
+        ("FAILED", "ROLLBACK_SUCCESSFUL"),
+        ("GARBLED", "ROLLBACK_SUCCESSFUL"),
+    ],
 )
 def test_lambda_hooks_are_invoked_until_they_answer(sandbox, ecs, result, status):
     scenario, client, elb = ecs

@@ -83,6 +83,9 @@ class ManagedPattern(Pattern, Protocol):
         """Stop the deployment so that all traffic returns to blue; return when it has."""
 
     def max_shift_seconds(self) -> float: ...
+    def wait_after_shift_seconds(self) -> float:
+        """How long the service keeps blue after the shift when it cannot be ended early."""
+
     def all_at_once(self) -> bool: ...
 
 
@@ -106,4 +109,6 @@ def split_of(blue_weight: int, green_weight: int) -> Split:
     if total == 0:
         return {"blue": 0, "green": 0}
     green = round(100 * green_weight / total)
+    # 0 and 100 mean none at all: a 0.1 % canary (weights 999/1) is 1 %, not 0 %.
+    green = min(max(green, 1 if green_weight else 0), 99 if blue_weight else 100)
     return {"blue": 100 - green, "green": green}

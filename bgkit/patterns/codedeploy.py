@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -262,6 +263,9 @@ class ManagedByCodeDeploy:
     def continue_after_smoke(self) -> None:
         self.deployment.continue_ready()
 
+    def wait_after_shift_seconds(self) -> float:
+        return 0.0  # bgkit ends the termination wait (TERMINATION_WAIT) once all verdicts passed
+
     def end_wait_after_shift(self) -> None:
         if phase(self.deployment.info()) == "shifted":
             self.deployment.continue_termination()
@@ -286,15 +290,14 @@ class ManagedByCodeDeploy:
             )
         if not rollback_id:
             return
-        waited = 0.0
+        deadline = clock.now() + timedelta(seconds=ROLLBACK_WAIT_SECONDS)
         while True:
             status = deployment.info(rollback_id)["status"]
             if status == "Succeeded":
                 return
-            if status in ("Failed", "Stopped") or waited > ROLLBACK_WAIT_SECONDS:
+            if status in ("Failed", "Stopped") or clock.now() > deadline:
                 raise TrafficError(f"rollback deployment {rollback_id} ended {status}")
             clock.sleep(0.5)
-            waited += 0.5
 
     def routing(self) -> dict[str, Any]:
         return self._config_info.get("trafficRoutingConfig") or {"type": "AllAtOnce"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
@@ -326,9 +327,20 @@ class EcsNative:
     def end_wait_after_shift(self) -> None:
         """ECS keeps blue for bakeTimeInMinutes and has no call to end that early: let it run."""
 
+    def wait_after_shift_seconds(self) -> float:
+        return 60.0 * self.config.get("bakeTimeInMinutes", 0)
+
     def stop_and_roll_back(self, clock: Any, release: str, note: Callable[[str], None]) -> None:
         if self.deployment_arn is None:
-            return
+            # UpdateService may have been accepted without its deployment showing yet.
+            self.deployment_arn = self._find()
+            if self.deployment_arn is None:
+                if self._describe_service().get("taskDefinition") == self.task_definition:
+                    raise TrafficError(
+                        f"UpdateService moved {self.cluster}/{self.service} to {self.task_definition} "
+                        "but its service deployment cannot be found to stop"
+                    )
+                return  # nothing was started
         d = self._deployment()
         if d["status"] in ("PENDING", "IN_PROGRESS"):
             try:
@@ -339,22 +351,21 @@ class EcsNative:
             except ClientError as error:  # it finished between the read and the stop
                 if error.response["Error"]["Code"] not in ("ConflictException", "ClientException"):
                     raise
-        waited = 0.0
+        deadline = clock.now() + timedelta(seconds=ROLLBACK_WAIT_SECONDS)
         while True:
             d = self._deployment()
-            if d["status"] in ("ROLLBACK_SUCCESSFUL", "STOPPED"):
+            if d["status"] in ("ROLLBACK_SUCCESSFUL", "STOPPED"):  # the release checks the split
                 return
             if d["status"] == "SUCCESSFUL":
                 raise TrafficError(
                     f"{self.deployment_arn} completed before the rollback: blue's tasks are gone; "
                     "deploy the previous task definition to go back"
                 )
-            if d["status"] == "ROLLBACK_FAILED" or waited > ROLLBACK_WAIT_SECONDS:
+            if d["status"] == "ROLLBACK_FAILED" or clock.now() > deadline:
                 raise TrafficError(
                     f"{self.deployment_arn} is {d['status']}: {d.get('statusReason', '')}"
                 )
             clock.sleep(0.5)
-            waited += 0.5
 
     def max_shift_seconds(self) -> float:
         strategy = self.config.get("strategy")

@@ -192,6 +192,7 @@ class Deployment:
 
 class CodeDeploy(JsonService):
     target_prefix = "CodeDeploy_20141006."
+    service_model = "codedeploy"
 
     def __init__(self, session: AwsSession, tick_seconds: float = 0.1) -> None:
         self._session = session

@@ -140,6 +140,10 @@ class ServiceDeployment:
     stage: str = "PRE_SCALE_UP"
     stage_started: float = 0.0
     stage_done: bool = False
+    hooks_pending: bool = False  # the stage's (or production step's) hooks have not finished
+    step: int = -1  # index of the production step applied last (PRODUCTION_TRAFFIC_SHIFT)
+    step_done_at: float = 0.0  # when that step's hooks finished: the next step waits from here
+    rollback_propagated_at: float | None = None
     hooks: list[Hook] = field(default_factory=list)
     created: float = field(default_factory=time.time)
     started: float | None = None
@@ -226,6 +230,7 @@ class ServiceDeployment:
 
 class EcsServiceDeployments(JsonService):
     target_prefix = "AmazonEC2ContainerServiceV20141113."
+    service_model = "ecs"
     observed = frozenset({"CreateService", "UpdateService", "DescribeServices"})
     partial = True
 
@@ -240,7 +245,7 @@ class EcsServiceDeployments(JsonService):
         self.deployments: dict[str, ServiceDeployment] = {}
         self.minute_seconds: dict[str, float] = {}  # service ARN -> real seconds per ECS minute
         self.task_definition_targets: dict[str, tuple[str, int]] = {}  # task definition -> address
-        self._pending: dict[str, dict[str, Any]] = {}  # UpdateService requests between before/after
+        self._starting: set[str] = set()  # services whose deploying UpdateService is in moto now
         self._stop = threading.Event()
         self._tick = tick_seconds
         self._thread = threading.Thread(target=self._run, name="bgkit-ecs-deployments", daemon=True)
@@ -275,14 +280,25 @@ class EcsServiceDeployments(JsonService):
             )
             load_balancers = body.get("loadBalancers", kept.get("loadBalancers", []))
             _check_configuration(config, load_balancers or [])
-        if busy and (body.get("taskDefinition") or body.get("forceNewDeployment")):
-            # AWS supersedes the in-flight deployment (RECONCILE_SERVICE); the sandbox does not
-            # model that and refuses, so that nothing is ever half-reconciled here.
-            raise AwsError(
-                "InvalidParameterException",
-                "the bgkit sandbox does not supersede an in-progress service deployment "
-                f"({busy[0].arn}); stop it first",
-            )
+        if action == "UpdateService" and (
+            body.get("taskDefinition") or body.get("forceNewDeployment")
+        ):
+            with self._lock:
+                if busy or arn in self._starting:
+                    # AWS supersedes the in-flight deployment (RECONCILE_SERVICE); the sandbox
+                    # does not model that and refuses, so nothing is ever half-reconciled here.
+                    raise AwsError(
+                        "InvalidParameterException",
+                        "the bgkit sandbox does not supersede an in-progress service deployment "
+                        f"({busy[0].arn if busy else 'starting'}); stop it first",
+                    )
+                self._starting.add(arn)  # until moto has answered (see settled)
+
+    def settled(self, action: str, body: dict[str, Any]) -> None:
+        if action == "UpdateService":
+            arn = self._service_arn(body.get("cluster", "default"), body["service"])
+            with self._lock:
+                self._starting.discard(arn)
 
     def after(self, action: str, body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
         if action == "CreateService":
@@ -453,6 +469,8 @@ class EcsServiceDeployments(JsonService):
             )
         with self._lock:
             d = self._find(body["serviceDeploymentArn"])
+            if d.status in ("ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"):
+                return {"serviceDeploymentArn": d.arn}  # already rolling back: it goes on
             if d.status not in ("PENDING", "IN_PROGRESS"):
                 raise AwsError(
                     "ConflictException",
@@ -490,7 +508,6 @@ class EcsServiceDeployments(JsonService):
             with self._lock:
                 moving = [d for d in self.deployments.values() if d.status in ACTIVE]
             for d in moving:
-                calls: list[Hook] = []
                 with self._lock:  # requests see a deployment between steps, never during one
                     try:
                         calls = self._advance(d)
@@ -498,9 +515,13 @@ class EcsServiceDeployments(JsonService):
                         Exception
                     ) as error:  # recorded on the deployment, as ECS reports failures
                         self._failed(d, error)
-                # Outside the lock: a hook function may call the ECS API itself.
+                        calls = []
+                # A hook function may take long or call the ECS API itself: its own thread,
+                # outside the lock, so that other deployments and timeouts keep moving.
                 for hook in calls:
-                    self._invoke(d, hook)
+                    threading.Thread(
+                        target=self._invoke, args=(d, hook), name="bgkit-ecs-hook", daemon=True
+                    ).start()
 
     def _failed(self, d: ServiceDeployment, error: Exception) -> None:
         what = f"{type(error).__name__}: {error}"
@@ -514,19 +535,23 @@ class EcsServiceDeployments(JsonService):
         """One step of a deployment. Returns the Lambda hooks due for an invocation."""
         now = time.time()
         if d.status in ("ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"):
-            self._roll_back(d)
+            self._roll_back(d, now)
             return []
         if d.status == "PENDING":
             d.status, d.started = "IN_PROGRESS", now
             self._enter(d, "PRE_SCALE_UP", now)
+        if d.hooks_pending:
+            done, due = self._check_hooks(d, now)
+            if not done:
+                return due
+            d.hooks_pending, d.step_done_at = False, now
         if not d.stage_done:
-            d.stage_done = self._work(d, now)
-            if not d.stage_done:
+            work = self._work(d, now)
+            if work == "wait":
                 return []
-            self._start_hooks(d, now)
-        done, due = self._check_hooks(d, now)
-        if not done:
-            return due
+            d.stage_done = work == "done"
+            self._start_hooks(d, now)  # after the stage, or after each production step
+            return []
         if d.stage == STAGES[-1]:
             self.services[d.service_arn]["current"] = d.target_revision
             d.status, d.finished, d.updated = "SUCCESSFUL", now, now
@@ -536,11 +561,12 @@ class EcsServiceDeployments(JsonService):
 
     def _enter(self, d: ServiceDeployment, stage: str, now: float) -> None:
         d.stage, d.stage_started, d.stage_done, d.hooks, d.updated = stage, now, False, [], now
+        d.step_done_at = now
 
-    def _work(self, d: ServiceDeployment, now: float) -> bool:
-        """Do the stage's own work; True when it is done."""
+    def _work(self, d: ServiceDeployment, now: float) -> str:
+        """Do the stage's own work: "wait" (not yet), "step" (a production step applied: its
+        hooks run before the next), or "done"."""
         advanced = d.load_balancer.get("advancedConfiguration") or {}
-        elapsed_minutes = (now - d.stage_started) / d.minute
         if d.stage == "SCALE_UP":
             address = self.task_definition_targets.get(
                 self.revisions[d.target_revision]["taskDefinition"]
@@ -550,24 +576,31 @@ class EcsServiceDeployments(JsonService):
             self._elb().register_targets(
                 TargetGroupArn=d.green_tg, Targets=[{"Id": address[0], "Port": address[1]}]
             )
-            return now - d.stage_started >= HEALTH_CHECK_SECONDS
+            return "done" if now - d.stage_started >= HEALTH_CHECK_SECONDS else "wait"
         if d.stage == "TEST_TRAFFIC_SHIFT" and advanced.get("testListenerRule"):
             if d.test_percent < 100.0:
                 self._forward(advanced["testListenerRule"], d, 100.0)
                 d.test_percent = 100.0
             # The stage ends once the change has reached the load balancer's nodes.
-            return now - d.stage_started >= PROPAGATION_SECONDS
+            return "done" if now - d.stage_started >= PROPAGATION_SECONDS else "wait"
         if d.stage == "PRODUCTION_TRAFFIC_SHIFT":
-            percent = max(p for at, p in production_schedule(d.config) if at <= elapsed_minutes)
-            if percent != d.green_percent:
-                self._forward(advanced["productionListenerRule"], d, percent)
-                d.green_percent, d.updated = percent, now
-            return percent >= 100.0
+            # Each step waits its bake time after the previous step (and that step's hooks).
+            schedule = production_schedule(d.config)
+            if d.step >= 0:
+                interval = schedule[d.step + 1][0] - schedule[d.step][0]
+                if now - d.step_done_at < interval * d.minute:
+                    return "wait"
+            d.step += 1
+            percent = schedule[d.step][1]
+            self._forward(advanced["productionListenerRule"], d, percent)
+            d.green_percent, d.updated, d.step_done_at = percent, now, now
+            return "done" if percent >= 100.0 else "step"
         if d.stage == "BAKE_TIME":
-            return elapsed_minutes >= d.config.get("bakeTimeInMinutes", 0)
+            minutes = d.config.get("bakeTimeInMinutes", 0)
+            return "done" if now - d.stage_started >= minutes * d.minute else "wait"
         if d.stage == "CLEAN_UP":
             self._deregister(d.blue_tg)
-        return True
+        return "done"
 
     def _start_hooks(self, d: ServiceDeployment, now: float) -> None:
         hooks = []
@@ -586,7 +619,7 @@ class EcsServiceDeployments(JsonService):
                         details=spec.get("hookDetails"),
                     )
                 )
-        d.hooks, d.updated = hooks, now
+        d.hooks, d.hooks_pending, d.updated = hooks, bool(hooks), now
 
     def _check_hooks(self, d: ServiceDeployment, now: float) -> tuple[bool, list[Hook]]:
         """Whether the stage's hooks are all done, and the Lambda hooks due for an invocation.
@@ -626,18 +659,21 @@ class EcsServiceDeployments(JsonService):
         }
         function = hook.spec["hookTargetArn"].split(":function:", 1)[-1]
         name, _, qualifier = function.partition(":")
+        status, delay, details = "FAILED", 0.0, hook.details
         try:
             _, error, result = self._lambda.invoke(name, qualifier or None, payload)
-        except Exception as failure:  # no such function, no code: ECS rolls back
-            error, result = f"{type(failure).__name__}: {failure}", None
-        status = result.get("hookStatus") if isinstance(result, dict) and not error else None
+            if not error and isinstance(result, dict):
+                status = result.get("hookStatus")
+                delay = float(result.get("callBackDelay", DEFAULT_CALLBACK_SECONDS))
+                details = result.get("hookDetails", details)
+        except Exception:  # no such function, no code, or an answer ECS cannot read: rolls back
+            status = "FAILED"
         with self._lock:
             if hook.status != "IN_PROGRESS":  # timed out or rolled back meanwhile
                 return
-            if status == "IN_PROGRESS":
-                delay = float(result.get("callBackDelay", DEFAULT_CALLBACK_SECONDS))
+            if status == "IN_PROGRESS" and delay >= 0:
                 hook.next_call = time.time() + delay * d.minute / 60
-                hook.details = result.get("hookDetails", hook.details)
+                hook.details = details
             else:
                 hook.status = "SUCCEEDED" if status == "SUCCEEDED" else "FAILED"
 
@@ -649,15 +685,21 @@ class EcsServiceDeployments(JsonService):
             if hook.status in ("AWAITING_ACTION", "IN_PROGRESS"):
                 hook.status = "FAILED"
 
-    def _roll_back(self, d: ServiceDeployment) -> None:
-        d.status = "ROLLBACK_IN_PROGRESS"
-        advanced = d.load_balancer.get("advancedConfiguration") or {}
-        for rule in (advanced.get("productionListenerRule"), advanced.get("testListenerRule")):
-            if rule:
-                self._forward(rule, d, 0.0)
+    def _roll_back(self, d: ServiceDeployment, now: float) -> None:
+        """Both rules back to blue, then (once that reached the load balancer) green's tasks go."""
+        if d.status == "ROLLBACK_REQUESTED":
+            d.status = "ROLLBACK_IN_PROGRESS"
+            advanced = d.load_balancer.get("advancedConfiguration") or {}
+            for rule in (advanced.get("productionListenerRule"), advanced.get("testListenerRule")):
+                if rule:
+                    self._forward(rule, d, 0.0)
+            d.green_percent = d.test_percent = 0.0
+            d.rollback_propagated_at = now + PROPAGATION_SECONDS
+            d.updated = now
+            return
+        if now < (d.rollback_propagated_at or 0.0):
+            return
         self._deregister(d.green_tg)
-        now = time.time()
-        d.green_percent = d.test_percent = 0.0
         d.status, d.finished, d.stopped, d.updated = "ROLLBACK_SUCCESSFUL", now, now, now
 
     # -- helpers -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ every other request goes to moto. boto3 cannot tell the difference.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Callable
@@ -32,17 +33,25 @@ class JsonService:
     """
 
     target_prefix: str
+    service_model: str  # botocore's name for the service: its operations are the only actions
     observed: frozenset[str] = frozenset()
     partial: bool = False  # True: moto serves the actions this extension does not
 
     def serves(self, action: str) -> bool:
-        return not self.partial or (action not in self.observed and hasattr(self, _snake(action)))
+        return not self.partial or (
+            action not in self.observed and self._method(action) is not None
+        )
 
     def handle(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
-        method = getattr(self, _snake(action), None)
+        method = self._method(action)
         if method is None:
             raise AwsError("UnknownOperationException", f"the sandbox does not implement {action}")
         return method(body) or {}
+
+    def _method(self, action: str) -> Callable | None:
+        if action not in _operations(self.service_model):
+            return None  # never an internal method (start, stop...) called by name
+        return getattr(self, _snake(action), None)
 
     def before(self, action: str, body: dict[str, Any]) -> None:
         """Called before moto serves an observed action; raise AwsError to refuse it."""
@@ -50,6 +59,19 @@ class JsonService:
     def after(self, action: str, body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
         """Complete moto's successful answer to an observed action."""
         return answer
+
+    def settled(self, action: str, body: dict[str, Any]) -> None:
+        """Called once moto has answered an observed action that `before` let through, whatever
+        the answer: to release what `before` reserved."""
+
+
+@functools.cache
+def _operations(service_model: str) -> frozenset[str]:
+    import botocore.session
+
+    return frozenset(
+        botocore.session.get_session().get_service_model(service_model).operation_names
+    )
 
 
 def _snake(name: str) -> str:
@@ -99,21 +121,30 @@ def _observed(
         return _error(start_response, error)
     environ["wsgi.input"] = io.BytesIO(raw)
     captured: dict[str, Any] = {}
+    written: list[bytes] = []
 
     def capture(status: str, headers: list, exc_info: Any = None) -> Callable:
         captured["status"], captured["headers"] = status, headers
-        return lambda data: None
+        return written.append
 
-    data = b"".join(app(environ, capture))
-    status = int(captured["status"].split()[0])
-    if status != 200:
-        start_response(captured["status"], captured["headers"])
-        return [data]
     try:
-        answer = service.after(action, body, json.loads(data or b"{}"))
-    except AwsError as error:
-        return _error(start_response, error)
-    return _answer(start_response, 200, answer)
+        result = app(environ, capture)
+        try:
+            data = b"".join([*written, *result])
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        status = int(captured["status"].split()[0])
+        if status != 200:
+            start_response(captured["status"], captured["headers"])
+            return [data]
+        try:
+            answer = service.after(action, body, json.loads(data or b"{}"))
+        except AwsError as error:
+            return _error(start_response, error)
+        return _answer(start_response, 200, answer)
+    finally:
+        service.settled(action, body)
 
 
 def _error(start_response: Callable, error: AwsError) -> list[bytes]:
