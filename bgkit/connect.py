@@ -64,7 +64,9 @@ def connect(params: ReleaseParams) -> Connection:
     scenario = info["parameters"]
     pattern = patterns.get(params.runbook)
     # Parameters the user gave win over the scenario's; the rest come from the scenario.
-    resources = {name: params.resources.get(name) or scenario[name] for name in pattern.parameters}
+    resources = {
+        name: params.resources.get(name) or scenario.get(name, "") for name in pattern.parameters
+    }
     completed = replace(
         params, region=info["region"], smoke_url=params.smoke_url or scenario["smoke_url"]
     )

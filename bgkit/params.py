@@ -159,7 +159,7 @@ def validate(
             raise ParameterError(name, "must be a string", value)
         if value:
             check(name, value)
-        elif got["target"] == "aws":
+        elif got["target"] == "aws" and not getattr(check, "optional", False):
             raise ParameterError(name, "is required when target is 'aws'", value)
         resources[name] = value
     return ReleaseParams(runbook=runbook, resources=resources, **got)

@@ -137,7 +137,8 @@ class Release:
                 )
             self._event(
                 "deploy",
-                f"deployment {deployment_id}: green installed and on the test route; waiting",
+                f"deployment {deployment_id}: green is deployed and waits for the smoke test "
+                "before any production traffic",
             )
             self.state = "deployed"
         return self.state
@@ -185,8 +186,8 @@ class Release:
                     "smoke", f"smoke test passed: {count}/{count} requests to green returned 2xx"
                 )
             if self.managed and self.pattern.ready_wait:
-                self.pattern.continue_after_smoke()
-                self._event("deploy", "continued the deployment: production traffic may shift")
+                done = self.pattern.continue_after_smoke()
+                self._event("deploy", f"{done}: production traffic may shift")
             elif self.managed:
                 self.mutated = (
                     True  # set before the call: a failure after AWS accepted it still rolls back
@@ -358,6 +359,9 @@ class Release:
             if progress.phase == "stopped":
                 self._managed_stopped(progress, "while shifting")
                 return
+            if progress.phase == "ready":  # a second wait for bgkit (a hook, then READY_WAIT)
+                done = self.pattern.continue_after_smoke()
+                self._event("deploy", f"{done}: the smoke test had passed")
             # Judge every window in which both colours served: a split at its start or its end,
             # or a shift during it (the jump to 100 % included). The gate's min_requests decides
             # whether a colour served enough.

@@ -52,6 +52,21 @@ def test_healthy_green_is_promoted_by_codedeploy(shared_sandbox, tmp_path):
     assert "image/png" in run.outputs_text()
 
 
+def test_bgkit_reports_the_after_allow_test_traffic_hook_through_its_relay(
+    shared_sandbox, tmp_path
+):
+    run = run_runbook(tmp_path, "ecs_codedeploy", hook_function_name="bgkit-hook-relay", **FAST)
+    record = run.record
+    assert record["outcome"] == "promoted", record["reason"]
+    said = [e["message"] for e in record["events"] if e["kind"] == "deploy"]
+    assert any("reported the AfterAllowTestTraffic hook Succeeded" in m for m in said)
+    assert any("ended READY_WAIT" in m for m in said)  # the group's READY_WAIT comes next
+    infos, weights, primary = state(shared_sandbox, record)
+    assert [i["status"] for i in infos] == ["Succeeded"]
+    assert {name.rsplit("-", 1)[1]: w for name, w in weights.items()} == {"blue": 0, "green": 100}
+    assert primary == [record["parameters"]["task_definition_arn"]]
+
+
 def test_green_with_errors_is_stopped_and_rolled_back(shared_sandbox, tmp_path):
     run = run_runbook(tmp_path, "ecs_codedeploy", green_error_rate=0.2, **FAST)
     assert run.error is None
@@ -97,6 +112,8 @@ def test_failing_smoke_test_stops_before_any_production_traffic(shared_sandbox, 
         ),
         ({"task_definition_arn": "web:7"}, "ParameterError", "task_definition_arn"),
         ({"deployment_group_name": "no-such-group"}, "PreflightError", "deployment_group_name"),
+        ({"hook_function_name": "no-such-relay"}, "PreflightError", "hook_function_name"),
+        ({"hook_function_name": "bad name!"}, "ParameterError", "hook_function_name"),
     ],
 )
 def test_bad_parameters_are_refused_before_any_deployment(

@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import deployments_of, run_runbook
+from conftest import Capture, deployments_of, run_runbook
 
 FAST = {"sandbox_minute_seconds": 4.0, "bake_seconds": 5}
 
@@ -122,11 +122,61 @@ def test_erroring_target_version_is_rolled_back_on_evidence(shared_sandbox, tmp_
     assert record["final_split"] == {"blue": 100, "green": 0}
 
 
-def test_failing_smoke_test_never_creates_a_deployment(shared_sandbox, tmp_path):
+def test_failing_smoke_test_at_the_hook_stops_before_the_alias_moves(shared_sandbox, tmp_path):
+    """The sandbox's runbook gates on bgkit's relay as the BeforeAllowTraffic hook."""
     run = run_runbook(tmp_path, "lambda_codedeploy", green_error_rate=1.0, **FAST)
     record = run.record
     assert record["outcome"] == "rolled_back" and "smoke test failed: 10/10" in record["reason"]
-    assert deployments_of(shared_sandbox, record) == []
+    assert record["parameters"]["hook_function_name"] == "bgkit-hook-relay"
+    assert not [e for e in record["events"] if e["kind"] == "shift"]
+    codedeploy = shared_sandbox.session().client("codedeploy")
+    infos = [
+        codedeploy.get_deployment(deploymentId=d)["deploymentInfo"]
+        for d in deployments_of(shared_sandbox, record)
+    ]
+    assert sorted(i["status"] for i in infos) == ["Stopped", "Succeeded"]  # release, rollback
+    alias = (
+        shared_sandbox.session()
+        .client("lambda")
+        .get_alias(FunctionName=record["parameters"]["function_name"], Name="live")
+    )
+    assert alias["FunctionVersion"] == "1"
+
+
+def test_without_a_hook_the_smoke_test_runs_before_any_deployment(sandbox):
+    import bgkit
+    from bgkit.patterns.lambda_codedeploy import LambdaCodeDeploy
+
+    scenario = sandbox.provision(
+        "lambda_codedeploy", minute_seconds=0.2, request_rate=5, green_error_rate=1.0
+    )
+    try:
+        resources = {
+            k: scenario.parameters[k]
+            for k in LambdaCodeDeploy.parameters
+            if k in scenario.parameters and k != "hook_function_name"
+        }
+        resources["deployment_config_name"] = "CodeDeployDefault.LambdaAllAtOnce"
+        params = bgkit.validate_parameters(
+            "lambda_codedeploy",
+            {**resources, "target": "aws", "metric_period_seconds": 1, "metric_lag_seconds": 1.5},
+        )
+        release = bgkit.Release(params, sandbox.session(), display=Capture())
+        release.preflight()
+        release.deploy()
+        release.smoke_test()
+        assert release.record.outcome == "rolled_back"
+        assert "green never received production traffic" in release.record.reason
+        codedeploy = sandbox.session().client("codedeploy")
+        assert (
+            codedeploy.list_deployments(
+                applicationName=resources["application_name"],
+                deploymentGroupName=resources["deployment_group_name"],
+            )["deployments"]
+            == []
+        )
+    finally:
+        sandbox.release_scenario(scenario.id)
 
 
 @pytest.mark.parametrize(
@@ -177,7 +227,7 @@ def test_a_verdict_after_codedeploy_finished_still_returns_traffic_to_blue(sandb
             sandbox.session(),
             clock=SystemClock(),
             pattern=pattern,
-            display=type("Quiet", (), {"__getattr__": lambda s, n: lambda *a, **k: None})(),
+            display=Capture(),
         )
         release.preflight()
         release.deploy()

@@ -197,14 +197,107 @@ def test_custom_time_based_configuration(ecs):
     codedeploy.delete_deployment_config(deploymentConfigName="canary-25-2")
 
 
-def test_hooks_are_refused_rather_than_pretended(ecs):
+def lifecycle(codedeploy, deployment_id) -> dict[str, str]:
+    target = codedeploy.list_deployment_targets(deploymentId=deployment_id)["targetIds"][0]
+    events = codedeploy.get_deployment_target(deploymentId=deployment_id, targetId=target)[
+        "deploymentTarget"
+    ]["ecsTarget"]["lifecycleEvents"]
+    return {e["lifecycleEventName"]: e["status"] for e in events}
+
+
+def relayed(sandbox, deployment_id, timeout=20.0) -> str:
+    """The hook execution id bgkit's relay function stored for the deployment."""
+    ssm = sandbox.session().client("ssm")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = ssm.get_parameter(Name=f"/bgkit/codedeploy-hooks/{deployment_id}")
+            return json.loads(value["Parameter"]["Value"])["executionId"]
+        except ssm.exceptions.ParameterNotFound:
+            time.sleep(0.1)
+    raise AssertionError("the relay function never ran")
+
+
+def deploy_with_hook(
+    scenario, codedeploy, event="AfterAllowTestTraffic", function="bgkit-hook-relay"
+):
+    p = scenario.parameters
+    return codedeploy.create_deployment(
+        applicationName=p["application_name"],
+        deploymentGroupName=p["deployment_group_name"],
+        deploymentConfigName="CodeDeployDefault.ECSAllAtOnce",
+        revision=appspec(p["task_definition_arn"], hooks=[{event: function}]),
+    )["deploymentId"]
+
+
+def test_a_hook_holds_its_event_until_its_execution_is_reported(sandbox, ecs):
+    scenario, codedeploy, elb, _ = ecs
+    deployment = deploy_with_hook(scenario, codedeploy)
+    execution = relayed(sandbox, deployment)  # the function ran, in its own process, via boto3
+    events = lifecycle(codedeploy, deployment)
+    assert events["AllowTestTraffic"] == "Succeeded"
+    assert events["AfterAllowTestTraffic"] == "InProgress"
+    time.sleep(0.5)
+    assert (
+        codedeploy.get_deployment(deploymentId=deployment)["deploymentInfo"]["status"]
+        == "InProgress"
+    )
+
+    with pytest.raises(ClientError, match="InvalidLifecycleEventHookExecutionStatusException"):
+        codedeploy.put_lifecycle_event_hook_execution_status(
+            deploymentId=deployment, lifecycleEventHookExecutionId=execution, status="Pending"
+        )
+    with pytest.raises(ClientError, match="InvalidLifecycleEventHookExecutionIdException"):
+        codedeploy.put_lifecycle_event_hook_execution_status(
+            deploymentId=deployment, lifecycleEventHookExecutionId="nope", status="Succeeded"
+        )
+    answer = codedeploy.put_lifecycle_event_hook_execution_status(
+        deploymentId=deployment, lifecycleEventHookExecutionId=execution, status="Succeeded"
+    )
+    assert answer["lifecycleEventHookExecutionId"] == execution
+    with pytest.raises(ClientError, match="LifecycleEventAlreadyCompletedException"):
+        codedeploy.put_lifecycle_event_hook_execution_status(
+            deploymentId=deployment, lifecycleEventHookExecutionId=execution, status="Failed"
+        )
+    wait_for(codedeploy, deployment, ("Ready",))  # then READY_WAIT, as the group says
+    assert lifecycle(codedeploy, deployment)["AfterAllowTestTraffic"] == "Succeeded"
+    assert weights(elb, scenario.parameters["listener_arn"], scenario) == (100, 0)
+    codedeploy.stop_deployment(deploymentId=deployment, autoRollbackEnabled=True)
+    wait_for(codedeploy, deployment, ("Stopped",))
+
+
+def test_a_failed_hook_fails_the_deployment_and_rolls_it_back(sandbox, ecs):
+    scenario, codedeploy, elb, _ = ecs
+    deployment = deploy_with_hook(scenario, codedeploy)
+    execution = relayed(sandbox, deployment)
+    codedeploy.put_lifecycle_event_hook_execution_status(
+        deploymentId=deployment, lifecycleEventHookExecutionId=execution, status="Failed"
+    )
+    info = wait_for(codedeploy, deployment, ("Failed",))
+    assert info["errorInformation"]["code"] == "HOOK_EXECUTION_FAILURE"
+    rollback = info["rollbackInfo"]["rollbackDeploymentId"]  # autoRollback on DEPLOYMENT_FAILURE
+    wait_for(codedeploy, rollback, ("Succeeded",))
+    assert weights(elb, scenario.parameters["listener_arn"], scenario) == (100, 0)
+
+
+def test_a_hook_function_that_cannot_run_fails_the_deployment(ecs):
+    scenario, codedeploy, _, _ = ecs
+    deployment = deploy_with_hook(scenario, codedeploy, "BeforeAllowTraffic", "no-such-function")
+    info = wait_for(codedeploy, deployment, ("Failed", "Ready"))
+    if info["status"] == "Ready":  # BeforeAllowTraffic comes after READY_WAIT
+        codedeploy.continue_deployment(deploymentId=deployment, deploymentWaitType="READY_WAIT")
+        info = wait_for(codedeploy, deployment, ("Failed",))
+    assert info["errorInformation"]["code"] == "HOOK_EXECUTION_FAILURE"
+
+
+def test_hooks_the_sandbox_cannot_run_are_refused(ecs):
     scenario, codedeploy, _, _ = ecs
     p = scenario.parameters
     with pytest.raises(ClientError, match="InvalidRevisionException"):
         codedeploy.create_deployment(
             applicationName=p["application_name"],
             deploymentGroupName=p["deployment_group_name"],
-            revision=appspec(p["task_definition_arn"], hooks=[{"BeforeAllowTraffic": "validate"}]),
+            revision=appspec(p["task_definition_arn"], hooks=[{"BeforeInstall": "validate"}]),
         )
 
 

@@ -9,6 +9,7 @@ StopDeployment, GetDeployment).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -17,6 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..errors import ParameterError, PreflightError, TrafficError
+from ..relay import PARAMETER_PREFIX
 from .base import Progress
 
 ACTIVE = ("Created", "Queued", "InProgress", "Baking", "Ready")
@@ -34,6 +36,21 @@ def name_checker(what: str):
             )
 
     return check
+
+
+_FUNCTION = re.compile(
+    r"^(arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]{1,128})?$"
+)
+
+
+def hook_function_checker(name: str, value: str) -> None:
+    if not _FUNCTION.match(value):
+        raise ParameterError(
+            name, "must be a Lambda function name or ARN (bgkit's hook relay), or empty", value
+        )
+
+
+hook_function_checker.optional = True  # type: ignore[attr-defined]
 
 
 def config_checker(platform: str, predefined: tuple[str, ...]):
@@ -56,8 +73,9 @@ def config_checker(platform: str, predefined: tuple[str, ...]):
 class CodeDeployDeployment:
     """The CodeDeploy side of a managed pattern: one deployment, from creation to its end."""
 
-    def __init__(self, client: Any, application: str, group: str) -> None:
+    def __init__(self, client: Any, application: str, group: str, ssm: Any = None) -> None:
         self._codedeploy = client
+        self._ssm = ssm  # where bgkit's hook relay leaves hook executions (see bgkit.relay)
         self.application = application
         self.group = group
         self.deployment_id: str | None = None
@@ -152,6 +170,28 @@ class CodeDeployDeployment:
         detail = target.get("ecsTarget") or target.get("lambdaTarget") or {}
         return {e["lifecycleEventName"]: e["status"] for e in detail.get("lifecycleEvents", [])}
 
+    def relayed_execution(self) -> str | None:
+        """The hook execution bgkit's relay function handed over for this deployment, if any."""
+        try:
+            value = self._ssm.get_parameter(Name=PARAMETER_PREFIX + self.deployment_id)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ParameterNotFound":
+                return None
+            raise
+        return json.loads(value["Parameter"]["Value"])["executionId"]
+
+    def report_hook(self, status: str) -> None:
+        """Report the relayed hook execution's result to CodeDeploy, then forget it."""
+        execution = self.relayed_execution()
+        if execution is None:
+            raise TrafficError(f"no hook execution was relayed for deployment {self.deployment_id}")
+        self._codedeploy.put_lifecycle_event_hook_execution_status(
+            deploymentId=self.deployment_id,
+            lifecycleEventHookExecutionId=execution,
+            status=status,
+        )
+        self._ssm.delete_parameter(Name=PARAMETER_PREFIX + self.deployment_id)
+
     def continue_ready(self) -> None:
         self._codedeploy.continue_deployment(
             deploymentId=self.deployment_id, deploymentWaitType="READY_WAIT"
@@ -206,6 +246,10 @@ class ManagedByCodeDeploy:
     ready_wait = True  # ECS: green waits on the test route until ContinueDeployment(READY_WAIT)
     config: str
     deployment: CodeDeployDeployment
+    # With bgkit's relay as the hook on `hook_event`, green waits there until bgkit reports the
+    # smoke test's result (PutLifecycleEventHookExecutionStatus).
+    hook_event: str
+    hook_function: str = ""
     _config_info: dict[str, Any]
     judge_seconds: float = 0.0  # bake + metric lag: how long a verdict takes (set by the release)
 
@@ -251,17 +295,44 @@ class ManagedByCodeDeploy:
         info = self.deployment.info()
         current = phase(info)
         # InProgress covers installing green as well as shifting: the lifecycle events tell which.
-        if (
-            current == "shifting"
-            and self.deployment.lifecycle().get("AllowTraffic", "Pending") == "Pending"
-        ):
-            current = "deploying"
+        if current == "shifting":
+            events = self.deployment.lifecycle()
+            if events.get("AllowTraffic", "Pending") == "Pending":
+                current = "deploying"
+                if (
+                    self.hook_function
+                    and events.get(self.hook_event) == "InProgress"
+                    and self.deployment.relayed_execution()
+                ):
+                    current = "ready"  # green waits at the hook for bgkit's smoke test
         error = info.get("errorInformation") or {}
         reason = f"{error.get('code', '')} {error.get('message', '')}".strip()
         return Progress(info["deploymentId"], current, info["status"], reason)
 
-    def continue_after_smoke(self) -> None:
+    def continue_after_smoke(self) -> str:
+        """Let green go on: report the relayed hook Succeeded, or end READY_WAIT."""
+        if self.hook_function and self.deployment.relayed_execution():
+            self.deployment.report_hook("Succeeded")
+            return f"reported the {self.hook_event} hook Succeeded (PutLifecycleEventHookExecutionStatus)"
         self.deployment.continue_ready()
+        return "ended READY_WAIT (ContinueDeployment)"
+
+    def check_hook_function(self, lambda_client: Any) -> None:
+        if not self.hook_function:
+            return
+        try:
+            lambda_client.get_function(FunctionName=self.hook_function)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                raise PreflightError(
+                    f"hook function {self.hook_function!r} does not exist (see bgkit.relay for how to create it)",
+                    parameter="hook_function_name",
+                ) from None
+            raise
+
+    def hooks(self) -> list[dict[str, str]]:
+        """The AppSpec Hooks section: bgkit's relay on `hook_event`, if one is configured."""
+        return [{self.hook_event: self.hook_function}] if self.hook_function else []
 
     def wait_after_shift_seconds(self) -> float:
         return 0.0  # bgkit ends the termination wait (TERMINATION_WAIT) once all verdicts passed

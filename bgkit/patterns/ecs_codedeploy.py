@@ -25,6 +25,7 @@ from .codedeploy import (
     CodeDeployDeployment,
     ManagedByCodeDeploy,
     config_checker,
+    hook_function_checker,
     name_checker,
     require,
 )
@@ -53,7 +54,9 @@ class EcsCodeDeploy(ManagedByCodeDeploy):
         "deployment_group_name": name_checker("deployment group"),
         "task_definition_arn": _TASK_DEFINITION,
         "deployment_config_name": config_checker("ECS", ECS_CONFIGS),
+        "hook_function_name": hook_function_checker,
     }
+    hook_event = "AfterAllowTestTraffic"
 
     def __init__(self, session: AwsSession, resources: Mapping[str, str]) -> None:
         self._elb = session.client("elbv2")
@@ -64,7 +67,10 @@ class EcsCodeDeploy(ManagedByCodeDeploy):
             session.client("codedeploy"),
             resources["application_name"],
             resources["deployment_group_name"],
+            ssm=session.client("ssm"),
         )
+        self._lambda = session.client("lambda")
+        self.hook_function = resources.get("hook_function_name", "")
         self.blue_tg = self.green_tg = self.listener_arn = self.test_listener_arn = None
         self.service: dict[str, str] = {}
         self._container: dict[str, Any] = {}
@@ -92,11 +98,13 @@ class EcsCodeDeploy(ManagedByCodeDeploy):
             )
         ready = group.get("blueGreenDeploymentConfiguration", {}).get("deploymentReadyOption", {})
         require(
-            ready.get("actionOnTimeout") == "STOP_DEPLOYMENT",
+            ready.get("actionOnTimeout") == "STOP_DEPLOYMENT" or bool(self.hook_function),
             "the deployment group must wait for bgkit's smoke test before production traffic: set "
-            "blueGreenDeploymentConfiguration.deploymentReadyOption.actionOnTimeout to STOP_DEPLOYMENT",
+            "blueGreenDeploymentConfiguration.deploymentReadyOption.actionOnTimeout to STOP_DEPLOYMENT, "
+            "or give hook_function_name (bgkit's relay, run as the AfterAllowTestTraffic hook)",
             "deployment_group_name",
         )
+        self.check_hook_function(self._lambda)
         try:
             self._ecs.describe_task_definition(taskDefinition=self.task_definition)
         except ClientError as error:
@@ -161,7 +169,7 @@ class EcsCodeDeploy(ManagedByCodeDeploy):
     # -- the deployment ------------------------------------------------------------------
 
     def start_deployment(self, release: str) -> str:
-        appspec = {
+        appspec: dict[str, Any] = {
             "version": 0.0,
             "Resources": [
                 {
@@ -178,6 +186,8 @@ class EcsCodeDeploy(ManagedByCodeDeploy):
                 }
             ],
         }
+        if self.hooks():
+            appspec["Hooks"] = self.hooks()
         revision = {
             "revisionType": "AppSpecContent",
             "appSpecContent": {"content": json.dumps(appspec)},

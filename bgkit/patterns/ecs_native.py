@@ -314,7 +314,7 @@ class EcsNative:
                 return hook["hookId"]
         return None
 
-    def continue_after_smoke(self) -> None:
+    def continue_after_smoke(self) -> str:
         hook = self._paused_hook(self._deployment())
         if hook is None:
             raise TrafficError(
@@ -323,6 +323,7 @@ class EcsNative:
         self._ecs.continue_service_deployment(
             serviceDeploymentArn=self.deployment_arn, hookId=hook, action="CONTINUE"
         )
+        return f"continued the PAUSE hook at {SMOKE_STAGE} (ContinueServiceDeployment)"
 
     def end_wait_after_shift(self) -> None:
         """ECS keeps blue for bakeTimeInMinutes and has no call to end that early: let it run."""

@@ -27,6 +27,7 @@ from .codedeploy import (
     CodeDeployDeployment,
     ManagedByCodeDeploy,
     config_checker,
+    hook_function_checker,
     name_checker,
     require,
 )
@@ -65,7 +66,7 @@ def _version(name: str, value: str) -> None:
 class LambdaCodeDeploy(ManagedByCodeDeploy):
     name: ClassVar[str] = "lambda_codedeploy"
     title: ClassVar[str] = "CodeDeploy for AWS Lambda (weighted alias)"
-    ready_wait: ClassVar[bool] = False
+    ready_wait: bool = False
     parameters: ClassVar[Mapping[str, Any]] = {
         "function_name": _pattern_checker(
             _FUNCTION, "must be a function name: 1-64 letters, digits, - or _"
@@ -77,7 +78,9 @@ class LambdaCodeDeploy(ManagedByCodeDeploy):
         "application_name": name_checker("application"),
         "deployment_group_name": name_checker("deployment group"),
         "deployment_config_name": config_checker("Lambda", LAMBDA_CONFIGS),
+        "hook_function_name": hook_function_checker,
     }
+    hook_event = "BeforeAllowTraffic"
 
     def __init__(self, session: AwsSession, resources: Mapping[str, str]) -> None:
         self._lambda = session.client("lambda")
@@ -89,7 +92,12 @@ class LambdaCodeDeploy(ManagedByCodeDeploy):
             session.client("codedeploy"),
             resources["application_name"],
             resources["deployment_group_name"],
+            ssm=session.client("ssm"),
         )
+        self.hook_function = resources.get("hook_function_name", "")
+        # With bgkit's relay as the BeforeAllowTraffic hook, the deployment starts first and
+        # waits there for the smoke test; without it, the smoke test runs before the deployment.
+        self.ready_wait = bool(self.hook_function)
         self.current_version: str | None = None
         self._config_info: dict[str, Any] = {}
 
@@ -98,6 +106,7 @@ class LambdaCodeDeploy(ManagedByCodeDeploy):
 
     def preflight(self) -> Split:
         self.check_group("Lambda")
+        self.check_hook_function(self._lambda)
         try:
             alias = self._lambda.get_alias(FunctionName=self.function, Name=self.alias)
         except ClientError as error:
@@ -197,12 +206,14 @@ class LambdaCodeDeploy(ManagedByCodeDeploy):
             "CurrentVersion": current,
             "TargetVersion": target,
         }
-        appspec = {
+        appspec: dict[str, Any] = {
             "version": 0.0,
             "Resources": [
                 {self.function: {"Type": "AWS::Lambda::Function", "Properties": properties}}
             ],
         }
+        if self.hooks() and target == self.target_version:  # not on the way back (revert)
+            appspec["Hooks"] = self.hooks()
         return {
             "revisionType": "AppSpecContent",
             "appSpecContent": {"content": json.dumps(appspec)},

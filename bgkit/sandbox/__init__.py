@@ -18,7 +18,7 @@ from typing import Any
 from ..aws import AwsSession
 from ..errors import SandboxError
 from .control import ControlPlane
-from .scenarios import SCENARIOS, Scenario
+from .scenarios import SCENARIOS, Scenario, install_hook_relay
 
 # Throwaway credentials: moto accepts any; they are not secrets and reach no AWS account.
 SANDBOX_ACCESS_KEY_ID = "sandbox"
@@ -35,18 +35,26 @@ class Sandbox:
         self._admin: Any = None
 
     def start(self) -> Sandbox:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # nothing half-started is left running
+            raise
+        return self
+
+    def _start(self) -> None:
         from .codedeploy import CodeDeploy
         from .ecs_native import EcsServiceDeployments
         from .lambda_runtime import LambdaInvoke, LocalLambda
 
         self._control.start()
-        self.codedeploy = CodeDeploy(self.session()).start()
         self.lambda_runtime = LocalLambda(self.session()).start()
+        self.codedeploy = CodeDeploy(self.session(), self.lambda_runtime).start()
         self.ecs = EcsServiceDeployments(self.session(), self.lambda_runtime).start()
         self._control.extensions.extend(
             [self.codedeploy, self.ecs, LambdaInvoke(self.lambda_runtime)]
         )
-        return self
+        install_hook_relay(self.session())  # scenarios' CodeDeploy hooks use it
 
     @property
     def endpoint_url(self) -> str:
@@ -94,10 +102,10 @@ class Sandbox:
             self._admin = None
         for scenario_id in list(self._scenarios):
             self.release_scenario(scenario_id)
-        if getattr(self, "codedeploy", None) is not None:
-            self.codedeploy.stop()
-            self.ecs.stop()
-            self.lambda_runtime.stop()
+        for engine in ("codedeploy", "ecs", "lambda_runtime"):
+            if getattr(self, engine, None) is not None:
+                getattr(self, engine).stop()
+                setattr(self, engine, None)
         self._control.stop()
 
     def __enter__(self) -> Sandbox:

@@ -24,10 +24,18 @@ CodeDeploy API itself (same endpoint, same JSON protocol). What it follows:
 * One active deployment per group: CreateDeployment raises DeploymentLimitExceededException.
 * The deployment group keeps its alarm and auto-rollback configuration (moto drops alarms).
 
+* Lifecycle hooks ("AppSpec 'hooks' section" for ECS and for Lambda; API Reference,
+  PutLifecycleEventHookExecutionStatus): at each hooked event CodeDeploy invokes the function
+  with DeploymentId and LifecycleEventHookExecutionId, and the event stays InProgress until the
+  function (or anyone) reports Succeeded or Failed for that execution, or one hour passes. A
+  failed or timed-out hook fails the deployment (HOOK_EXECUTION_FAILURE), and automatic
+  rollback on DEPLOYMENT_FAILURE rolls it back. Hook functions run in their own process with
+  their environment variables, the SDK pointed at the sandbox (see lambda_worker).
+  ECS hooks on AfterAllowTestTraffic, BeforeAllowTraffic and AfterAllowTraffic are run;
+  BeforeInstall and AfterInstall hooks are refused (the sandbox installs in one step).
+
 Time runs on the sandbox's clock: each application has `minute_seconds`, the real seconds
 that one CodeDeploy minute takes (60 on AWS; a few seconds in a demo).
-Lifecycle hook Lambda functions are not run yet: a deployment whose AppSpec names hooks is
-refused with a clear error rather than pretending the hooks passed.
 """
 
 from __future__ import annotations
@@ -90,8 +98,35 @@ PREDEFINED: dict[str, tuple[str, dict[str, Any]]] = {
     "CodeDeployDefault.LambdaLinear10PercentEvery10Minutes": ("Lambda", _linear(10, 10)),
 }
 LAMBDA_EVENTS = ["BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic"]
+HOOKED = {
+    "Lambda": ("BeforeAllowTraffic", "AfterAllowTraffic"),
+    "ECS": ("AfterAllowTestTraffic", "BeforeAllowTraffic", "AfterAllowTraffic"),
+}
+HOOK_TIMEOUT_MINUTES = 60  # "an hour", AppSpec hooks section
 ECS_EVENTS = ["BeforeInstall", "Install", "AfterInstall", "AllowTestTraffic", "AfterAllowTestTraffic",
               "BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic"]  # fmt: skip
+
+
+class HookFailed(Exception):
+    code = "HOOK_EXECUTION_FAILURE"
+
+
+def _hooks(appspec: dict[str, Any], platform: str) -> dict[str, str]:
+    """The AppSpec's Hooks ([{"BeforeAllowTraffic": "function"}, ...]) as event -> function."""
+    hooks: dict[str, str] = {}
+    for entry in appspec.get("Hooks") or []:
+        if not isinstance(entry, dict):
+            raise AwsError(
+                "InvalidRevisionException", "each Hooks entry maps an event to a function"
+            )
+        for event, function in entry.items():
+            if event not in HOOKED.get(platform, ()):
+                raise AwsError(
+                    "InvalidRevisionException",
+                    f"the bgkit sandbox runs {platform} hooks on {', '.join(HOOKED[platform])}, not {event}",
+                )
+            hooks[event] = str(function)
+    return hooks
 
 
 def traffic_schedule(routing: dict[str, Any]) -> list[tuple[float, int]]:
@@ -142,6 +177,8 @@ class Deployment:
     lambda_target: dict[str, str] | None = None  # Name, Alias, CurrentVersion, TargetVersion
     stop_requested: bool | None = None  # StopDeployment received: with automatic rollback or not
     description: str = ""
+    hooks: dict[str, str] = field(default_factory=dict)  # lifecycle event -> Lambda function
+    executions: dict[str, dict[str, Any]] = field(default_factory=dict)  # hook executions by id
 
     def __post_init__(self) -> None:
         if not self.events:
@@ -194,8 +231,11 @@ class CodeDeploy(JsonService):
     target_prefix = "CodeDeploy_20141006."
     service_model = "codedeploy"
 
-    def __init__(self, session: AwsSession, tick_seconds: float = 0.1) -> None:
+    def __init__(
+        self, session: AwsSession, lambda_runtime: Any = None, tick_seconds: float = 0.1
+    ) -> None:
         self._session = session
+        self._lambda_runtime = lambda_runtime
         self._lock = threading.RLock()
         self.applications: dict[str, dict[str, Any]] = {}
         self.groups: dict[tuple[str, str], dict[str, Any]] = {}
@@ -323,11 +363,7 @@ class CodeDeploy(JsonService):
         config = body.get("deploymentConfigName") or group["deploymentConfigName"]
         self._config(config)
         appspec = self._appspec(body.get("revision", {}), group["computePlatform"])
-        if appspec.get("Hooks"):
-            raise AwsError(
-                "InvalidRevisionException",
-                "the bgkit sandbox does not run lifecycle hook Lambda functions yet; remove Hooks",
-            )
+        hooks = _hooks(appspec, group["computePlatform"])
         with self._lock:
             busy = [
                 d
@@ -352,6 +388,7 @@ class CodeDeploy(JsonService):
                 ),
                 platform=group["computePlatform"],
                 description=body.get("description", ""),
+                hooks=hooks,
             )
             if deployment.platform == "Lambda":
                 deployment.lambda_target = next(iter(appspec["Resources"][0].values()))[
@@ -407,6 +444,29 @@ class CodeDeploy(JsonService):
                     "InvalidDeploymentWaitTypeException", f"unknown deploymentWaitType {wait_type}"
                 )
         return {}
+
+    def put_lifecycle_event_hook_execution_status(self, body: dict[str, Any]) -> dict[str, Any]:
+        status = body.get("status")
+        if status not in ("Succeeded", "Failed"):
+            raise AwsError(
+                "InvalidLifecycleEventHookExecutionStatusException",
+                "status must be Succeeded or Failed",
+            )
+        with self._lock:
+            d = self._deployment(body["deploymentId"])
+            execution = d.executions.get(body.get("lifecycleEventHookExecutionId", ""))
+            if execution is None:
+                raise AwsError(
+                    "InvalidLifecycleEventHookExecutionIdException",
+                    "No lifecycle event hook execution found for that id",
+                )
+            if execution["status"] != "InProgress" or d.status not in ACTIVE:
+                raise AwsError(
+                    "LifecycleEventAlreadyCompletedException",
+                    f"The lifecycle event {execution['event']} is already {execution['status']}",
+                )
+            execution["status"] = status
+        return {"lifecycleEventHookExecutionId": body["lifecycleEventHookExecutionId"]}
 
     def stop_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
         """Asynchronous, as on AWS: the answer is Pending; the engine stops the deployment (and
@@ -516,15 +576,13 @@ class CodeDeploy(JsonService):
                         self._advance(d)
                     except (
                         Exception
-                    ) as error:  # an AWS call failed: the deployment fails, as on AWS
-                        self._finish(
-                            d,
-                            "Failed",
-                            {
-                                "code": "INTERNAL_ERROR",
-                                "message": f"{type(error).__name__}: {error}",
-                            },
+                    ) as error:  # a hook or an AWS call failed: so does the deployment
+                        code, message = (
+                            (error.code, str(error))
+                            if isinstance(error, HookFailed)
+                            else ("INTERNAL_ERROR", f"{type(error).__name__}: {error}")
                         )
+                        self._finish(d, "Failed", {"code": code, "message": message})
                         events = (d.auto_rollback or {}).get("events", ["DEPLOYMENT_FAILURE"])
                         if (d.auto_rollback or {}).get(
                             "enabled"
@@ -555,10 +613,10 @@ class CodeDeploy(JsonService):
             pair = group["loadBalancerInfo"]["targetGroupPairInfoList"][0]
             for listener in pair.get("testTrafficRoute", {}).get("listenerArns", []):
                 self._forward(listener, {d.replacement_tg: 100})
-            d.events["AllowTestTraffic"] = d.events["AfterAllowTestTraffic"] = "Succeeded"
+            d.events["AllowTestTraffic"] = "Succeeded"
             d.phase, d.deadline = "test_route_propagating", now + PROPAGATION_SECONDS
         elif d.phase == "test_route_propagating":
-            if now < d.deadline:
+            if now < d.deadline or not self._hook(d, "AfterAllowTestTraffic", now, minute):
                 return
             ready = blue_green.get("deploymentReadyOption", {})
             if ready.get("actionOnTimeout") == "STOP_DEPLOYMENT":
@@ -575,7 +633,8 @@ class CodeDeploy(JsonService):
                 )
                 self._start_rollback(d, "Ready wait timed out")
         elif d.phase == "before_allow_traffic":
-            d.events["BeforeAllowTraffic"] = "Succeeded"
+            if not self._hook(d, "BeforeAllowTraffic", now, minute):
+                return
             d.events["AllowTraffic"] = "InProgress"
             d.phase, d.shift_started = "allow_traffic", now
         elif d.phase == "allow_traffic":
@@ -585,7 +644,10 @@ class CodeDeploy(JsonService):
             if target != d.green_percent:
                 self._set_weights(group, d, target)
             if target == 100:
-                d.events["AllowTraffic"] = d.events["AfterAllowTraffic"] = "Succeeded"
+                d.events["AllowTraffic"] = "Succeeded"
+                d.phase = "after_allow_traffic"
+        elif d.phase == "after_allow_traffic":
+            if self._hook(d, "AfterAllowTraffic", now, minute):
                 ecs = self._session.client("ecs")
                 service = group["ecsServices"][0]
                 ecs.update_service_primary_task_set(
@@ -636,9 +698,11 @@ class CodeDeploy(JsonService):
                     },
                 )
                 return
-            d.events["BeforeAllowTraffic"] = "Succeeded"
-            d.events["AllowTraffic"] = "InProgress"
-            d.phase, d.shift_started = "allow_traffic", now
+            d.phase = "before_allow_traffic"
+        elif d.phase == "before_allow_traffic":
+            if self._hook(d, "BeforeAllowTraffic", now, minute):
+                d.events["AllowTraffic"] = "InProgress"
+                d.phase, d.shift_started = "allow_traffic", now
         elif d.phase == "allow_traffic":
             schedule = traffic_schedule(self._config(d.config)[1])
             percent = max(p for at, p in schedule if at <= (now - d.shift_started) / minute)
@@ -653,8 +717,56 @@ class CodeDeploy(JsonService):
                     f"Traffic shifted: {percent}% to version {target['TargetVersion']}"
                 )
             if percent == 100:
-                d.events["AllowTraffic"] = d.events["AfterAllowTraffic"] = "Succeeded"
-                self._finish(d, "Succeeded", None)
+                d.events["AllowTraffic"] = "Succeeded"
+                d.phase = "after_allow_traffic"
+        elif d.phase == "after_allow_traffic" and self._hook(d, "AfterAllowTraffic", now, minute):
+            self._finish(d, "Succeeded", None)
+
+    def _hook(self, d: Deployment, event: str, now: float, minute: float) -> bool:
+        """Run `event`'s lifecycle hook, if the AppSpec names one. True once the event succeeded;
+        raises HookFailed when its hook reported Failed or ran out of time."""
+        function = d.hooks.get(event)
+        if function is None:
+            d.events[event] = "Succeeded"
+            return True
+        execution = next((e for e in d.executions.values() if e["event"] == event), None)
+        if execution is None:
+            execution_id = str(uuid.uuid4())
+            d.executions[execution_id] = {
+                "event": event,
+                "status": "InProgress",
+                "deadline": now + HOOK_TIMEOUT_MINUTES * minute,
+            }
+            d.events[event] = "InProgress"
+            payload = {"DeploymentId": d.id, "LifecycleEventHookExecutionId": execution_id}
+            threading.Thread(
+                target=self._invoke_hook,
+                args=(d, execution_id, function, payload),
+                name="bgkit-codedeploy-hook",
+                daemon=True,
+            ).start()
+            return False
+        if execution["status"] == "Succeeded":
+            d.events[event] = "Succeeded"
+            return True
+        if execution["status"] == "InProgress" and now < execution["deadline"]:
+            return False
+        d.events[event] = "Failed"
+        why = "reported Failed" if execution["status"] == "Failed" else "timed out"
+        raise HookFailed(f"The {event} hook ({function}) {why}.")
+
+    def _invoke_hook(self, d: Deployment, execution_id: str, function: str, payload: dict) -> None:
+        """The hook function, in its own process; a function error fails the hook at once."""
+        name = function.split(":function:", 1)[-1].split(":", 1)[0]
+        try:
+            error, _ = self._lambda_runtime.invoke_isolated(name, payload)
+        except Exception as failure:  # no such function: the hook cannot succeed
+            error = f"{type(failure).__name__}: {failure}"
+        if error:
+            with self._lock:
+                execution = d.executions[execution_id]
+                if execution["status"] == "InProgress":
+                    execution["status"] = "Failed"
 
     def _alias(self, target: dict[str, str], version: str, green_percent: int) -> None:
         weights = (

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
 import random
 import re
 import shutil
@@ -52,7 +53,9 @@ class LocalLambda:
         self._modules: dict[tuple[str, str], Any] = {}
         self._aliases: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._alias_refresh = alias_refresh_seconds
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._endpoint_url = session.endpoint_url
+        self._credentials = (session.access_key_id, session.secret_access_key)
         self._seconds: dict[tuple[str, str, str, int], list[float]] = defaultdict(list)
         self._errors: dict[tuple[str, str, str, int], int] = defaultdict(int)
         self._dir: Path | None = None  # made when the first handler is loaded
@@ -109,6 +112,56 @@ class LocalLambda:
                     self._errors[key] += 1
         return version, error, result
 
+    def invoke_isolated(self, function: str, payload: Any) -> tuple[str | None, Any]:
+        """Run one invocation in a worker process with the function's environment variables and
+        the SDK pointed at the sandbox (see lambda_worker). For functions that call AWS, such as
+        lifecycle hooks. Returns (function error or None, result)."""
+        import subprocess
+        import sys
+
+        from moto.awslambda.models import lambda_backends
+
+        stored = lambda_backends[self.account_id][self.region].get_function(function, None)
+        folder = self._code(function, "isolated", stored.code_bytes)
+        module_file, _, attribute = stored.handler.rpartition(".")
+        env = {
+            **{k: v for k, v in os.environ.items() if k in ("PATH", "SYSTEMROOT", "TMPDIR")},
+            **stored.environment_vars,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": self._credentials[0],
+            "AWS_SECRET_ACCESS_KEY": self._credentials[1],
+            "AWS_ENDPOINT_URL": self._endpoint_url or "",
+            "AWS_LAMBDA_FUNCTION_NAME": function,
+        }
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "bgkit.sandbox.lambda_worker", str(folder),
+                 f"{module_file.replace('.', '/')}.py", attribute],
+                input=json.dumps(payload), capture_output=True, text=True, env=env,
+                timeout=stored.timeout,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return f"Task timed out after {stored.timeout} seconds", None
+        try:
+            answer = json.loads(done.stdout)
+        except ValueError:
+            return f"Runtime.ExitError: {done.stderr.strip()[-300:]}", None
+        if "error" in answer:
+            return "Unhandled", {"errorMessage": answer["error"], "errorType": answer["type"]}
+        return None, answer["result"]
+
+    def _code(self, function: str, version: str, code: bytes) -> Path:
+        """The function version's code, unpacked into the sandbox's own temporary folder."""
+        with self._lock:
+            if self._dir is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="bgkit-lambda-"))
+            folder = self._dir / function / version
+            if not folder.exists():
+                with zipfile.ZipFile(io.BytesIO(code)) as archive:
+                    archive.extractall(folder)
+            return folder
+
     def _alias(self, function: str, name: str) -> dict[str, Any]:
         now = time.monotonic()
         cached = self._aliases.get((function, name))
@@ -128,11 +181,7 @@ class LocalLambda:
                     function, version
                 )
                 module_file, _, attribute = stored.handler.rpartition(".")
-                if self._dir is None:
-                    self._dir = Path(tempfile.mkdtemp(prefix="bgkit-lambda-"))
-                folder = self._dir / function / version
-                with zipfile.ZipFile(io.BytesIO(stored.code_bytes)) as archive:
-                    archive.extractall(folder)
+                folder = self._code(function, version, stored.code_bytes)
                 spec = importlib.util.spec_from_file_location(
                     f"bgkit_lambda_{uuid.uuid4().hex}",
                     folder / f"{module_file.replace('.', '/')}.py",

@@ -174,6 +174,39 @@ def _task_definitions(session: AwsSession, family: str) -> list[str]:
     return revisions
 
 
+RELAY_FUNCTION = "bgkit-hook-relay"
+
+
+def install_hook_relay(session: AwsSession) -> str:
+    """bgkit's lifecycle hook relay (bgkit/relay.py), installed as its docstring says; the
+    sandbox does this once when it starts. Returns the function's name."""
+    from pathlib import Path
+
+    lam, iam = session.client("lambda"), session.client("iam")
+    # moto keeps one account per process: a second sandbox in the same process finds it there.
+    if RELAY_FUNCTION in [f["FunctionName"] for f in lam.list_functions()["Functions"]]:
+        return RELAY_FUNCTION
+    role_name = f"{RELAY_FUNCTION}-role"
+    if role_name in [r["RoleName"] for r in iam.list_roles()["Roles"]]:
+        role = iam.get_role(RoleName=role_name)["Role"]["Arn"]
+    else:
+        role = iam.create_role(
+            RoleName=role_name,
+            AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
+            '"Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}',
+        )["Role"]["Arn"]
+    source = (Path(__file__).resolve().parent.parent / "relay.py").read_text()
+    lam.create_function(
+        FunctionName=RELAY_FUNCTION,
+        Runtime="python3.12",
+        Role=role,
+        Handler="relay.handler",
+        Code={"ZipFile": _zip(source, "relay.py")},
+        Timeout=30,
+    )
+    return RELAY_FUNCTION
+
+
 def _forward(weights: dict[str, int]) -> list[dict[str, Any]]:
     groups = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in weights.items()]
     return [{"Type": "forward", "ForwardConfig": {"TargetGroups": groups}}]
@@ -447,13 +480,13 @@ def handler(event, context):
 """
 
 
-def _zip(source: str) -> bytes:
+def _zip(source: str, name: str = "app.py") -> bytes:
     import io
     import zipfile
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", source)
+        archive.writestr(name, source)
     return buffer.getvalue()
 
 
@@ -506,6 +539,7 @@ class LambdaCodeDeployScenario(Scenario):
             "target_version": versions[1],
             "application_name": name,
             "deployment_group_name": f"{name}-dg",
+            "hook_function_name": RELAY_FUNCTION,  # BeforeAllowTraffic holds green for the smoke test
             "smoke_url": "",
             "production_url": front.url,
         }
