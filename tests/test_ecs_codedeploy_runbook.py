@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import deployments_of, run_runbook
+from conftest import Capture, deployments_of, run_runbook
 
 FAST = {"sandbox_minute_seconds": 4.0, "bake_seconds": 5}
 
@@ -135,3 +135,38 @@ def test_bad_parameters_are_refused_before_any_deployment(
                 pytest.fail("the bad group name must not exist")
     if run.record:
         assert deployments_of(shared_sandbox, run.record) == []
+
+
+def test_an_alarm_that_stops_codedeploy_is_recorded_as_the_reason(shared_sandbox):
+    """CodeDeploy stops the deployment itself on its group's alarm; bgkit sees it, waits for
+    CodeDeploy's rollback, and the record says why."""
+    import bgkit
+    from bgkit.patterns.ecs_codedeploy import EcsCodeDeploy
+
+    scenario = shared_sandbox.provision("ecs_codedeploy", minute_seconds=4.0, request_rate=20)
+    try:
+        p = scenario.parameters
+        resources = {k: p[k] for k in EcsCodeDeploy.parameters if k in p}
+        resources["deployment_config_name"] = "CodeDeployDefault.ECSLinear10PercentEvery1Minutes"
+        params = bgkit.validate_parameters(
+            "ecs_codedeploy",
+            {**resources, "target": "aws", "bake_seconds": 5, "metric_period_seconds": 1,
+             "metric_lag_seconds": 1.5},
+        )  # fmt: skip
+        release = bgkit.Release(params, shared_sandbox.session(), display=Capture())
+        release.preflight()
+        release.deploy()
+        release.smoke_test()
+        alarm = f"{p['application_name']}-green-5xx"
+        shared_sandbox.session().client("cloudwatch").set_alarm_state(
+            AlarmName=alarm, StateValue="ALARM", StateReason="5xx on green"
+        )
+        release.shift()
+        record = release.finish(plot=False)
+        assert record["outcome"] == "rolled_back"
+        assert (
+            "Stopped while shifting: ALARM_ACTIVE" in record["reason"] and alarm in record["reason"]
+        )
+        assert release.pattern.read_split() == {"blue": 100, "green": 0}
+    finally:
+        shared_sandbox.release_scenario(scenario.id)

@@ -328,3 +328,23 @@ def test_task_sets_report_their_counts_through_a_deployment(ecs):
     codedeploy.continue_deployment(deploymentId=deployment, deploymentWaitType="TERMINATION_WAIT")
     wait_for(codedeploy, deployment, ("Succeeded",))
     assert counts() == (2, [("PRIMARY", 2, 2, 0)])
+
+
+def test_an_alarm_in_alarm_state_stops_the_deployment_and_rolls_it_back(sandbox, ecs):
+    scenario, codedeploy, elb, _ = ecs
+    p = scenario.parameters
+    group = codedeploy.get_deployment_group(
+        applicationName=p["application_name"], deploymentGroupName=p["deployment_group_name"]
+    )["deploymentGroupInfo"]
+    alarm = group["alarmConfiguration"]["alarms"][0]["name"]
+    cloudwatch = sandbox.session().client("cloudwatch")
+    assert cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]  # a real alarm
+    deployment = deploy(scenario, codedeploy)
+    wait_for(codedeploy, deployment, ("Ready",))  # the alarm is not firing: nothing stops
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="test")
+    info = wait_for(codedeploy, deployment, ("Stopped",))
+    assert info["errorInformation"]["code"] == "ALARM_ACTIVE"
+    assert alarm in info["errorInformation"]["message"]
+    wait_for(codedeploy, info["rollbackInfo"]["rollbackDeploymentId"], ("Succeeded",))
+    assert weights(elb, p["listener_arn"], scenario) == (100, 0)
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="test")

@@ -23,6 +23,12 @@ CodeDeploy API itself (same endpoint, same JSON protocol). What it follows:
   alias points to the target version), AfterAllowTraffic. Rollback points the alias back.
 * One active deployment per group: CreateDeployment raises DeploymentLimitExceededException.
 * The deployment group keeps its alarm and auto-rollback configuration (moto drops alarms).
+  While a deployment is active, its group's alarms are polled ("Monitoring deployments with
+  CloudWatch alarms in CodeDeploy"; AlarmConfiguration): an alarm in ALARM stops it
+  (ALARM_ACTIVE) and rolls it back when autoRollbackConfiguration has
+  DEPLOYMENT_STOP_ON_ALARM; an alarm whose state cannot be read stops it too unless
+  ignorePollAlarmFailure. (The alarms' own evaluation is CloudWatch's, which moto does not do:
+  their state changes with SetAlarmState.)
 
 * Lifecycle hooks ("AppSpec 'hooks' section" for ECS and for Lambda; API Reference,
   PutLifecycleEventHookExecutionStatus): at each hooked event CodeDeploy invokes the function
@@ -103,6 +109,7 @@ HOOKED = {
     "ECS": ("AfterAllowTestTraffic", "BeforeAllowTraffic", "AfterAllowTraffic"),
 }
 HOOK_TIMEOUT_MINUTES = 60  # "an hour", AppSpec hooks section
+ALARM_POLL_SECONDS = 1.0
 ECS_EVENTS = ["BeforeInstall", "Install", "AfterInstall", "AllowTestTraffic", "AfterAllowTestTraffic",
               "BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic"]  # fmt: skip
 
@@ -178,6 +185,7 @@ class Deployment:
     stop_requested: bool | None = None  # StopDeployment received: with automatic rollback or not
     description: str = ""
     hooks: dict[str, str] = field(default_factory=dict)  # lifecycle event -> Lambda function
+    alarms_polled: float = 0.0
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)  # hook executions by id
 
     def __post_init__(self) -> None:
@@ -560,6 +568,8 @@ class CodeDeploy(JsonService):
                     d = self.deployments[deployment_id]
                     if d.status not in ACTIVE:
                         continue
+                    if self._alarm_stops(d):
+                        continue
                     if d.stop_requested is not None:
                         self._finish(
                             d,
@@ -721,6 +731,33 @@ class CodeDeploy(JsonService):
                 d.phase = "after_allow_traffic"
         elif d.phase == "after_allow_traffic" and self._hook(d, "AfterAllowTraffic", now, minute):
             self._finish(d, "Succeeded", None)
+
+    def _alarm_stops(self, d: Deployment) -> bool:
+        """Poll the group's alarms (once a second); stop the deployment if one is in ALARM."""
+        now = time.time()
+        group = self._group(d.application, d.group)
+        alarms = group.get("alarmConfiguration") or {}
+        names = [a["name"] for a in alarms.get("alarms", [])]
+        if d.creator == "codeDeployRollback" or not alarms.get("enabled") or not names:
+            return False
+        if now - d.alarms_polled < ALARM_POLL_SECONDS:
+            return False
+        d.alarms_polled = now
+        found = self._session.client("cloudwatch").describe_alarms(AlarmNames=names)
+        states = {a["AlarmName"]: a["StateValue"] for a in found["MetricAlarms"]}
+        firing = [n for n in names if states.get(n) == "ALARM"]
+        missing = [n for n in names if n not in states]
+        if missing and not alarms.get("ignorePollAlarmFailure"):
+            message = f"The state of alarm(s) {', '.join(missing)} could not be retrieved."
+        elif firing:
+            message = f"Alarm(s) {', '.join(firing)} in ALARM state."
+        else:
+            return False
+        self._finish(d, "Stopped", {"code": "ALARM_ACTIVE", "message": message})
+        rollback = d.auto_rollback or {}
+        if rollback.get("enabled") and "DEPLOYMENT_STOP_ON_ALARM" in rollback.get("events", []):
+            self._start_rollback(d, message)
+        return True
 
     def _hook(self, d: Deployment, event: str, now: float, minute: float) -> bool:
         """Run `event`'s lifecycle hook, if the AppSpec names one. True once the event succeeded;

@@ -90,10 +90,24 @@ def _target_group(session: AwsSession, name: str, vpc: str) -> str:
 
 
 def _codedeploy_group(
-    scenario: Scenario, name: str, platform: str, alarm: str, **extra: Any
+    scenario: Scenario, name: str, platform: str, alarm: dict[str, Any], **extra: Any
 ) -> str:
-    """A CodeDeploy application and blue/green deployment group with automatic rollback and an
-    alarm, as a team would set them up; the sandbox's CodeDeploy runs on the scenario's clock."""
+    """A CodeDeploy application and blue/green deployment group with automatic rollback and a
+    CloudWatch alarm on green's errors, as a team would set them up; the sandbox's CodeDeploy
+    runs on the scenario's clock. (moto stores the alarm but does not evaluate it: it stays
+    INSUFFICIENT_DATA unless set with SetAlarmState.)"""
+    scenario.session.client("cloudwatch").put_metric_alarm(
+        AlarmName=f"{name}-{alarm['name']}",
+        Namespace=alarm["namespace"],
+        MetricName=alarm["metric"],
+        Dimensions=[{"Name": k, "Value": v} for k, v in alarm["dimensions"].items()],
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=alarm["threshold"],
+        ComparisonOperator="GreaterThanThreshold",
+        TreatMissingData="notBreaching",
+    )
     codedeploy = scenario.session.client("codedeploy")
     codedeploy.create_application(applicationName=name, computePlatform=platform)
     scenario.sandbox.codedeploy.minute_seconds[name] = scenario.minute_seconds
@@ -108,9 +122,9 @@ def _codedeploy_group(
         },
         autoRollbackConfiguration={
             "enabled": True,
-            "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST"],
+            "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST", "DEPLOYMENT_STOP_ON_ALARM"],
         },
-        alarmConfiguration={"enabled": True, "alarms": [{"name": f"{name}-{alarm}"}]},
+        alarmConfiguration={"enabled": True, "alarms": [{"name": f"{name}-{alarm['name']}"}]},
         **extra,
     )
     return f"{name}-dg"
@@ -317,7 +331,16 @@ class EcsCodeDeployScenario(AlbScenario):
             self,
             name,
             "ECS",
-            "green-5xx",
+            {
+                "name": "green-5xx",
+                "namespace": "AWS/ApplicationELB",
+                "metric": "HTTPCode_Target_5XX_Count",
+                "dimensions": {
+                    "LoadBalancer": lb_arn.split(":loadbalancer/", 1)[1],
+                    "TargetGroup": groups["green"].split(":", 5)[5],
+                },
+                "threshold": 10,
+            },
             blueGreenDeploymentConfiguration={
                 "deploymentReadyOption": {
                     "actionOnTimeout": "STOP_DEPLOYMENT",
@@ -530,7 +553,22 @@ class LambdaCodeDeployScenario(Scenario):
                 lam.update_function_code(FunctionName=name, ZipFile=code)
             versions.append(lam.publish_version(FunctionName=name)["Version"])
         lam.create_alias(FunctionName=name, Name="live", FunctionVersion=versions[0])
-        _codedeploy_group(self, name, "Lambda", "errors")
+        _codedeploy_group(
+            self,
+            name,
+            "Lambda",
+            {
+                "name": "errors",
+                "namespace": "AWS/Lambda",
+                "metric": "Errors",
+                "dimensions": {
+                    "FunctionName": name,
+                    "Resource": f"{name}:live",
+                    "ExecutedVersion": versions[1],
+                },
+                "threshold": 5,
+            },
+        )
         front = self._started(FunctionUrl(self.sandbox.lambda_runtime, name, "live"))
         self._started(LoadGenerator(front.url, self.request_rate))
         self.parameters = {
