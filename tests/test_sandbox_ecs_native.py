@@ -321,3 +321,22 @@ def test_strategies_schedule_production_traffic_as_documented():
     assert weights(25) == (75, 25)
     assert weights(2.5) == (975, 25)  # tenths of a percent, within ALB's 0-999
     assert weights(0) == (100, 0)
+
+
+def test_an_alarm_in_alarm_state_fails_the_deployment_and_rolls_it_back(sandbox, ecs):
+    scenario, client, elb = ecs
+    p = scenario.parameters
+    alarms = service(client, p)["deploymentConfiguration"]["alarms"]
+    assert alarms["enable"] and alarms["rollback"]
+    arn = start(client, p)
+    d = wait_for(client, arn, paused)
+    assert d["alarms"]["status"] == "MONITORING"
+    cloudwatch = sandbox.session().client("cloudwatch")
+    cloudwatch.set_alarm_state(
+        AlarmName=alarms["alarmNames"][0], StateValue="ALARM", StateReason="test"
+    )
+    d = wait_for(client, arn, lambda d: d["status"] in DONE)
+    assert d["status"] == "ROLLBACK_SUCCESSFUL"
+    assert d["alarms"]["status"] == "TRIGGERED"
+    assert d["alarms"]["triggeredAlarmNames"] == alarms["alarmNames"]
+    assert rule_split(elb, p["production_rule_arn"], p) == (100, 0)

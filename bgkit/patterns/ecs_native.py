@@ -134,6 +134,13 @@ class EcsNative:
             "so that a release abandoned before its smoke test never reaches production",
             "service_name",
         )
+        alarms = self.config.get("alarms") or {}
+        require(
+            not alarms.get("enable") or bool(alarms.get("rollback")),
+            "deploymentConfiguration.alarms is enabled without rollback: ECS would stop a failed "
+            "deployment where it is, possibly half-shifted; set alarms.rollback to true",
+            "service_name",
+        )
         bake = 60 * self.config.get("bakeTimeInMinutes", 0)
         need = self.judge_seconds + 60
         require(

@@ -34,6 +34,11 @@ What it follows:
   back on the source revision's target group and green's tasks gone. A rollback uses the last
   successful service revision and creates none ("Amazon ECS service revisions").
 
+* Alarms (DeploymentAlarms, ServiceDeploymentAlarms; "How CloudWatch alarms detect Amazon ECS
+  deployment failures"): while a deployment is in progress its alarms are polled; one in ALARM
+  fails it: rolled back when `rollback` is set, else STOPPED where it is. moto does not
+  evaluate alarms itself: their state changes with SetAlarmState.
+
 Time runs on the sandbox's clock: `minute_seconds[service ARN]` is how many real seconds one
 ECS minute takes (60 on AWS; a few seconds in a demo).
 """
@@ -69,6 +74,7 @@ ACTIVE = ("PENDING", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"
 HEALTH_CHECK_SECONDS = 1.0  # green's targets pass the load balancer's health check after this
 DEFAULT_HOOK_TIMEOUT_MINUTES = 1440
 DEFAULT_CALLBACK_SECONDS = 30
+ALARM_POLL_SECONDS = 1.0
 
 
 def production_schedule(config: dict[str, Any]) -> list[tuple[float, float]]:
@@ -144,6 +150,8 @@ class ServiceDeployment:
     step: int = -1  # index of the production step applied last (PRODUCTION_TRAFFIC_SHIFT)
     step_done_at: float = 0.0  # when that step's hooks finished: the next step waits from here
     rollback_propagated_at: float | None = None
+    alarms_polled: float = 0.0
+    triggered: list[str] = field(default_factory=list)
     hooks: list[Hook] = field(default_factory=list)
     created: float = field(default_factory=time.time)
     started: float | None = None
@@ -194,6 +202,17 @@ class ServiceDeployment:
             "deploymentConfiguration": self.config,
             "lifecycleHookDetails": [h.describe() for h in self.hooks],
         }
+        alarms = self.config.get("alarms") or {}
+        if alarms.get("enable") and alarms.get("alarmNames"):
+            answer["alarms"] = {
+                "status": "TRIGGERED"
+                if self.triggered
+                else ("MONITORING" if self.status == "IN_PROGRESS" else "MONITORING_COMPLETE"),
+                "alarmNames": list(alarms["alarmNames"]),
+                "triggeredAlarmNames": list(self.triggered),
+            }
+        else:
+            answer["alarms"] = {"status": "DISABLED"}
         if self.reason:
             answer["statusReason"] = self.reason
         for key, value in (
@@ -540,6 +559,8 @@ class EcsServiceDeployments(JsonService):
         if d.status == "PENDING":
             d.status, d.started = "IN_PROGRESS", now
             self._enter(d, "PRE_SCALE_UP", now)
+        if self._alarm_fails(d, now):
+            return []
         if d.hooks_pending:
             done, due = self._check_hooks(d, now)
             if not done:
@@ -558,6 +579,24 @@ class EcsServiceDeployments(JsonService):
             return []
         self._enter(d, STAGES[d.stage_index() + 1], now)
         return []
+
+    def _alarm_fails(self, d: ServiceDeployment, now: float) -> bool:
+        """Poll the deployment's alarms (once a second): one in ALARM fails it."""
+        alarms = d.config.get("alarms") or {}
+        names = alarms.get("alarmNames") or []
+        if not alarms.get("enable") or not names or now - d.alarms_polled < ALARM_POLL_SECONDS:
+            return False
+        d.alarms_polled = now
+        found = self._session.client("cloudwatch").describe_alarms(AlarmNames=names)
+        d.triggered = [a["AlarmName"] for a in found["MetricAlarms"] if a["StateValue"] == "ALARM"]
+        if not d.triggered:
+            return False
+        reason = f"Service deployment failed: alarm(s) {', '.join(d.triggered)} in ALARM state."
+        if alarms.get("rollback"):
+            self._request_rollback(d, reason)
+        else:
+            d.status, d.reason, d.stopped, d.finished, d.updated = "STOPPED", reason, now, now, now
+        return True
 
     def _enter(self, d: ServiceDeployment, stage: str, now: float) -> None:
         d.stage, d.stage_started, d.stage_done, d.hooks, d.updated = stage, now, False, [], now

@@ -89,25 +89,51 @@ def _target_group(session: AwsSession, name: str, vpc: str) -> str:
     )["TargetGroups"][0]["TargetGroupArn"]
 
 
+def _error_alarm(
+    session: AwsSession,
+    name: str,
+    namespace: str,
+    metric: str,
+    dimensions: dict[str, str],
+    threshold: float,
+) -> str:
+    """A CloudWatch alarm on green's errors, as a team would have (Sum over a minute above
+    `threshold`). moto stores it but does not evaluate it: SetAlarmState changes its state."""
+    session.client("cloudwatch").put_metric_alarm(
+        AlarmName=name,
+        Namespace=namespace,
+        MetricName=metric,
+        Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=threshold,
+        ComparisonOperator="GreaterThanThreshold",
+        TreatMissingData="notBreaching",
+    )
+    return name
+
+
+def _alb_5xx(lb_arn: str, target_group: str) -> dict[str, Any]:
+    """The metric of a target group's 5xx, for _error_alarm."""
+    return {
+        "namespace": "AWS/ApplicationELB",
+        "metric": "HTTPCode_Target_5XX_Count",
+        "dimensions": {
+            "LoadBalancer": lb_arn.split(":loadbalancer/", 1)[1],
+            "TargetGroup": target_group.split(":", 5)[5],
+        },
+        "threshold": 10,
+    }
+
+
 def _codedeploy_group(
     scenario: Scenario, name: str, platform: str, alarm: dict[str, Any], **extra: Any
 ) -> str:
     """A CodeDeploy application and blue/green deployment group with automatic rollback and a
-    CloudWatch alarm on green's errors, as a team would set them up; the sandbox's CodeDeploy
-    runs on the scenario's clock. (moto stores the alarm but does not evaluate it: it stays
-    INSUFFICIENT_DATA unless set with SetAlarmState.)"""
-    scenario.session.client("cloudwatch").put_metric_alarm(
-        AlarmName=f"{name}-{alarm['name']}",
-        Namespace=alarm["namespace"],
-        MetricName=alarm["metric"],
-        Dimensions=[{"Name": k, "Value": v} for k, v in alarm["dimensions"].items()],
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=alarm["threshold"],
-        ComparisonOperator="GreaterThanThreshold",
-        TreatMissingData="notBreaching",
-    )
+    CloudWatch alarm on green's errors (`alarm`: name and metric), as a team would set them up;
+    the sandbox's CodeDeploy runs on the scenario's clock."""
+    _error_alarm(scenario.session, f"{name}-{alarm['name']}", **alarm["metric"])
     codedeploy = scenario.session.client("codedeploy")
     codedeploy.create_application(applicationName=name, computePlatform=platform)
     scenario.sandbox.codedeploy.minute_seconds[name] = scenario.minute_seconds
@@ -122,7 +148,11 @@ def _codedeploy_group(
         },
         autoRollbackConfiguration={
             "enabled": True,
-            "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST", "DEPLOYMENT_STOP_ON_ALARM"],
+            "events": [
+                "DEPLOYMENT_FAILURE",
+                "DEPLOYMENT_STOP_ON_REQUEST",
+                "DEPLOYMENT_STOP_ON_ALARM",
+            ],
         },
         alarmConfiguration={"enabled": True, "alarms": [{"name": f"{name}-{alarm['name']}"}]},
         **extra,
@@ -331,16 +361,7 @@ class EcsCodeDeployScenario(AlbScenario):
             self,
             name,
             "ECS",
-            {
-                "name": "green-5xx",
-                "namespace": "AWS/ApplicationELB",
-                "metric": "HTTPCode_Target_5XX_Count",
-                "dimensions": {
-                    "LoadBalancer": lb_arn.split(":loadbalancer/", 1)[1],
-                    "TargetGroup": groups["green"].split(":", 5)[5],
-                },
-                "threshold": 10,
-            },
+            {"name": "green-5xx", "metric": _alb_5xx(lb_arn, groups["green"])},
             blueGreenDeploymentConfiguration={
                 "deploymentReadyOption": {
                     "actionOnTimeout": "STOP_DEPLOYMENT",
@@ -418,6 +439,7 @@ class EcsNativeScenario(AlbScenario):
         self.sandbox.ecs.task_definition_targets[revisions[0]] = ("127.0.0.1", blue.port)
         self.sandbox.ecs.task_definition_targets[revisions[1]] = ("127.0.0.1", green.port)
         role = f"arn:aws:iam::123456789012:role/{name}-ecs-infrastructure"
+        alarm = _error_alarm(self.session, f"{name}-green-5xx", **_alb_5xx(lb_arn, groups["green"]))
         service = ecs.create_service(
             cluster=cluster,
             serviceName="web",
@@ -426,7 +448,7 @@ class EcsNativeScenario(AlbScenario):
             launchType="FARGATE",
             networkConfiguration=_ecs_network(self.session, vpc, name),
             deploymentController={"type": "ECS"},
-            deploymentConfiguration=self._deployment_configuration(),
+            deploymentConfiguration=self._deployment_configuration(alarm),
             loadBalancers=[
                 {
                     "targetGroupArn": groups["blue"],
@@ -456,8 +478,9 @@ class EcsNativeScenario(AlbScenario):
         }
         return self
 
-    def _deployment_configuration(self) -> dict[str, Any]:
+    def _deployment_configuration(self, alarm: str) -> dict[str, Any]:
         config: dict[str, Any] = {
+            "alarms": {"alarmNames": [alarm], "enable": True, "rollback": True},
             "bakeTimeInMinutes": 5,
             "lifecycleHooks": [
                 {
@@ -559,14 +582,16 @@ class LambdaCodeDeployScenario(Scenario):
             "Lambda",
             {
                 "name": "errors",
-                "namespace": "AWS/Lambda",
-                "metric": "Errors",
-                "dimensions": {
-                    "FunctionName": name,
-                    "Resource": f"{name}:live",
-                    "ExecutedVersion": versions[1],
+                "metric": {
+                    "namespace": "AWS/Lambda",
+                    "metric": "Errors",
+                    "dimensions": {
+                        "FunctionName": name,
+                        "Resource": f"{name}:live",
+                        "ExecutedVersion": versions[1],
+                    },
+                    "threshold": 5,
                 },
-                "threshold": 5,
             },
         )
         front = self._started(FunctionUrl(self.sandbox.lambda_runtime, name, "live"))
