@@ -91,6 +91,27 @@ class ManagedPattern(Pattern, Protocol):
     def all_at_once(self) -> bool: ...
 
 
+class TargetGroupPair:
+    """Reads of a pattern whose blue and green are two target groups of one load balancer,
+    weighted by a forward action that the service moves (`_weights`)."""
+
+    blue_tg: str | None
+    green_tg: str | None
+    _load_balancer_arn: str | None
+
+    def _weights(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def read_split(self) -> Split:
+        weights = self._weights()
+        return split_of(weights.get(self.blue_tg, 0), weights.get(self.green_tg, 0))
+
+    def metric_source(self) -> MetricSource:
+        from ..metrics import alb_source
+
+        return alb_source(self._load_balancer_arn, {"blue": self.blue_tg, "green": self.green_tg})
+
+
 def forward_action(actions: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The forward action among a listener's or rule's actions (authenticate-* may come first)."""
     return next((a for a in actions if a["Type"] == "forward"), None)

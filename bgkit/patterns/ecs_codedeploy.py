@@ -17,10 +17,9 @@ from botocore.exceptions import ClientError
 
 from ..aws import AwsSession
 from ..errors import PreflightError
-from ..metrics import MetricSource, alb_source
 from ..params import arn_checker
 from . import register
-from .base import Split, forward_action, forward_weights, split_of
+from .base import Split, TargetGroupPair, forward_action, forward_weights
 from .codedeploy import (
     CodeDeployDeployment,
     ManagedByCodeDeploy,
@@ -37,22 +36,34 @@ ECS_CONFIGS = (
     "CodeDeployDefault.ECSCanary10Percent5Minutes",
     "CodeDeployDefault.ECSCanary10Percent15Minutes",
 )
-_TASK_DEFINITION = arn_checker(
+TASK_DEFINITION = arn_checker(
     "ecs",
     r"task-definition/[A-Za-z0-9_-]{1,255}:\d+",
     "arn:aws:ecs:us-east-1:123456789012:task-definition/web:42",
 )
 
 
+def require_task_definition(ecs: Any, arn: str) -> None:
+    """The task definition revision exists (ECS answers ClientException when it does not)."""
+    try:
+        ecs.describe_task_definition(taskDefinition=arn)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("ClientException", "InvalidParameterException"):
+            raise PreflightError(
+                f"task definition {arn} does not exist", parameter="task_definition_arn"
+            ) from None
+        raise
+
+
 @register
-class EcsCodeDeploy(ManagedByCodeDeploy):
+class EcsCodeDeploy(TargetGroupPair, ManagedByCodeDeploy):
     name: ClassVar[str] = "ecs_codedeploy"
     title: ClassVar[str] = "CodeDeploy blue/green for Amazon ECS"
     managed: ClassVar[bool] = True
     parameters: ClassVar[Mapping[str, Any]] = {
         "application_name": name_checker("application"),
         "deployment_group_name": name_checker("deployment group"),
-        "task_definition_arn": _TASK_DEFINITION,
+        "task_definition_arn": TASK_DEFINITION,
         "deployment_config_name": config_checker("ECS", ECS_CONFIGS),
         "hook_function_name": hook_function_checker,
     }
@@ -105,15 +116,7 @@ class EcsCodeDeploy(ManagedByCodeDeploy):
             "deployment_group_name",
         )
         self.check_hook_function(self._lambda)
-        try:
-            self._ecs.describe_task_definition(taskDefinition=self.task_definition)
-        except ClientError as error:
-            if error.response["Error"]["Code"] in ("ClientException", "InvalidParameterException"):
-                raise PreflightError(
-                    f"task definition {self.task_definition} does not exist",
-                    parameter="task_definition_arn",
-                ) from None
-            raise
+        require_task_definition(self._ecs, self.task_definition)
         pair = group["loadBalancerInfo"]["targetGroupPairInfoList"][0]
         self.listener_arn = pair["prodTrafficRoute"]["listenerArns"][0]
         test_routes = pair.get("testTrafficRoute", {}).get("listenerArns", [])
@@ -146,13 +149,6 @@ class EcsCodeDeploy(ManagedByCodeDeploy):
         self._load_balancer_arn = listener["LoadBalancerArn"]
         action = forward_action(listener["DefaultActions"])
         return forward_weights(action) if action else {}
-
-    def read_split(self) -> Split:
-        weights = self._weights()
-        return split_of(weights.get(self.blue_tg, 0), weights.get(self.green_tg, 0))
-
-    def metric_source(self) -> MetricSource:
-        return alb_source(self._load_balancer_arn, {"blue": self.blue_tg, "green": self.green_tg})
 
     def describe(self) -> dict[str, Any]:
         state: dict[str, Any] = {"split": self.read_split(), **self.deployment_state()}

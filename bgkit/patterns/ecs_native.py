@@ -25,11 +25,10 @@ from botocore.exceptions import ClientError
 
 from ..aws import AwsSession
 from ..errors import ParameterError, PreflightError, TrafficError
-from ..metrics import MetricSource, alb_source
-from ..params import arn_checker
 from . import register
-from .base import Progress, Split, forward_action, forward_weights, split_of
+from .base import Progress, Split, TargetGroupPair, forward_action, forward_weights
 from .codedeploy import require
+from .ecs_codedeploy import TASK_DEFINITION, require_task_definition
 
 STRATEGIES = ("BLUE_GREEN", "CANARY", "LINEAR")
 IN_FLIGHT = (
@@ -50,11 +49,6 @@ _BEFORE_SMOKE = (
 )
 _SHIFTING = ("PRODUCTION_TRAFFIC_SHIFT", "POST_PRODUCTION_TRAFFIC_SHIFT")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-_TASK_DEFINITION = arn_checker(
-    "ecs",
-    r"task-definition/[A-Za-z0-9_-]{1,255}:\d+",
-    "arn:aws:ecs:us-east-1:123456789012:task-definition/web:42",
-)
 _PAUSE_HOOK = (
     '{"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"], '
     '"timeoutConfiguration": {"timeoutInMinutes": 60, "action": "ROLLBACK"}}'
@@ -72,7 +66,7 @@ def _name(what: str):
 
 
 @register
-class EcsNative:
+class EcsNative(TargetGroupPair):
     name: ClassVar[str] = "ecs_native"
     title: ClassVar[str] = "Amazon ECS blue/green, canary or linear deployment (no CodeDeploy)"
     managed: ClassVar[bool] = True
@@ -80,7 +74,7 @@ class EcsNative:
     parameters: ClassVar[Mapping[str, Any]] = {
         "cluster_name": _name("cluster"),
         "service_name": _name("service"),
-        "task_definition_arn": _TASK_DEFINITION,
+        "task_definition_arn": TASK_DEFINITION,
     }
 
     def __init__(self, session: AwsSession, resources: Mapping[str, str]) -> None:
@@ -159,15 +153,7 @@ class EcsNative:
             "productionListenerRule, testListenerRule, roleArn)",
             "service_name",
         )
-        try:
-            self._ecs.describe_task_definition(taskDefinition=self.task_definition)
-        except ClientError as error:
-            if error.response["Error"]["Code"] in ("ClientException", "InvalidParameterException"):
-                raise PreflightError(
-                    f"task definition {self.task_definition} does not exist",
-                    parameter="task_definition_arn",
-                ) from None
-            raise
+        require_task_definition(self._ecs, self.task_definition)
         require(
             service.get("taskDefinition") != self.task_definition,
             f"the service already runs {self.task_definition}",
@@ -218,13 +204,6 @@ class EcsNative:
         rule = self._elb.describe_rules(RuleArns=[self.production_rule])["Rules"][0]
         action = forward_action(rule["Actions"])
         return forward_weights(action) if action else {}
-
-    def read_split(self) -> Split:
-        weights = self._weights()
-        return split_of(weights.get(self.blue_tg, 0), weights.get(self.green_tg, 0))
-
-    def metric_source(self) -> MetricSource:
-        return alb_source(self._load_balancer_arn, {"blue": self.blue_tg, "green": self.green_tg})
 
     def describe(self) -> dict[str, Any]:
         state: dict[str, Any] = {}

@@ -263,19 +263,8 @@ class AlbScenario(Scenario):
     pattern = "alb_weighted"
 
     def start(self) -> AlbScenario:
-        elb = self.session.client("elbv2")
         name = f"bgkit-{self.id}"
-        vpc, lb_arn = _network(self.session, name)
-        # Servers start before anything routes to them; they stop last (registered first).
-        blue = self._started(ColourService("blue", "v1"))
-        green = self._started(self._green_service())
-        groups = {}
-        for colour, service in (("blue", blue), ("green", green)):
-            groups[colour] = _target_group(self.session, f"{name}-{colour}", vpc)
-            # The target is the service's real loopback address; the router connects to it.
-            elb.register_targets(
-                TargetGroupArn=groups[colour], Targets=[{"Id": "127.0.0.1", "Port": service.port}]
-            )
+        _, lb_arn, groups = self._colours(name, registered=("blue", "green"))
         production, _ = _listeners(self.session, lb_arn, groups, test_colour="green")
         router = self._start_traffic(lb_arn)
         self.parameters = {
@@ -287,6 +276,27 @@ class AlbScenario(Scenario):
             "load_balancer_arn": lb_arn,
         }
         return self
+
+    def _colours(self, name: str, registered: tuple[str, ...]) -> tuple[str, str, dict[str, str]]:
+        """A VPC and ALB, blue and green services and a target group each, the `registered`
+        colours' services registered in theirs. Returns (vpc, load balancer ARN, groups)."""
+        elb = self.session.client("elbv2")
+        vpc, lb_arn = _network(self.session, name)
+        # Servers start before anything routes to them; they stop last (registered first).
+        self.services = {
+            "blue": self._started(ColourService("blue", "v1")),
+            "green": self._started(self._green_service()),
+        }
+        groups = {}
+        for colour, service in self.services.items():
+            groups[colour] = _target_group(self.session, f"{name}-{colour}", vpc)
+            if colour in registered:
+                # The target is the service's real loopback address; the router connects to it.
+                elb.register_targets(
+                    TargetGroupArn=groups[colour],
+                    Targets=[{"Id": "127.0.0.1", "Port": service.port}],
+                )
+        return vpc, lb_arn, groups
 
     def _green_service(self) -> ColourService:
         return ColourService(
@@ -315,19 +325,11 @@ class EcsCodeDeployScenario(AlbScenario):
     pattern = "ecs_codedeploy"
 
     def start(self) -> EcsCodeDeployScenario:
-        elb, ecs = self.session.client("elbv2"), self.session.client("ecs")
+        ecs = self.session.client("ecs")
         name = f"bgkit-{self.id}"
-        vpc, lb_arn = _network(self.session, name)
+        vpc, lb_arn, groups = self._colours(name, registered=("blue",))
         self.network_configuration = _ecs_network(self.session, vpc, name)
-        blue = self._started(ColourService("blue", "v1"))
-        green = self._started(self._green_service())
-        groups = {
-            colour: _target_group(self.session, f"{name}-{colour}", vpc)
-            for colour in ("blue", "green")
-        }
-        elb.register_targets(
-            TargetGroupArn=groups["blue"], Targets=[{"Id": "127.0.0.1", "Port": blue.port}]
-        )
+        blue, green = self.services["blue"], self.services["green"]
         # CodeDeploy points the test listener at the replacement target group during a deployment.
         production, test = _listeners(self.session, lb_arn, groups, test_colour="blue")
         cluster = ecs.create_cluster(clusterName=name)["cluster"]["clusterName"]
@@ -415,16 +417,8 @@ class EcsNativeScenario(AlbScenario):
     def start(self) -> EcsNativeScenario:
         elb, ecs = self.session.client("elbv2"), self.session.client("ecs")
         name = f"bgkit-{self.id}"
-        vpc, lb_arn = _network(self.session, name)
-        blue = self._started(ColourService("blue", "v1"))
-        green = self._started(self._green_service())
-        groups = {
-            colour: _target_group(self.session, f"{name}-{colour}", vpc)
-            for colour in ("blue", "green")
-        }
-        elb.register_targets(
-            TargetGroupArn=groups["blue"], Targets=[{"Id": "127.0.0.1", "Port": blue.port}]
-        )
+        vpc, lb_arn, groups = self._colours(name, registered=("blue",))
+        blue, green = self.services["blue"], self.services["green"]
         rules = []
         for listener in _listeners(self.session, lb_arn, groups, test_colour="blue"):
             rule = elb.create_rule(
