@@ -34,7 +34,12 @@ class MetricSource:
 def alb_source(load_balancer_arn: str, target_groups: Mapping[str, str]) -> MetricSource:
     """An Application Load Balancer's per-target-group metrics ("CloudWatch metrics for your
     Application Load Balancer"): colour -> target group ARN."""
-    lb = load_balancer_arn.split(":loadbalancer/", 1)[1]
+    return albs_source({c: (load_balancer_arn, tg) for c, tg in target_groups.items()})
+
+
+def albs_source(targets: Mapping[str, tuple[str, str]]) -> MetricSource:
+    """Per-target-group ALB metrics where each colour may sit behind its own load balancer:
+    colour -> (load balancer ARN, target group ARN)."""
     return MetricSource(
         namespace="AWS/ApplicationELB",
         requests="RequestCount",
@@ -42,8 +47,11 @@ def alb_source(load_balancer_arn: str, target_groups: Mapping[str, str]) -> Metr
         latency="TargetResponseTime",
         latency_to_ms=1000.0,
         dimensions={
-            colour: {"LoadBalancer": lb, "TargetGroup": arn.split(":", 5)[5]}
-            for colour, arn in target_groups.items()
+            colour: {
+                "LoadBalancer": lb.split(":loadbalancer/", 1)[1],
+                "TargetGroup": tg.split(":", 5)[5],
+            }
+            for colour, (lb, tg) in targets.items()
         },
     )
 

@@ -207,6 +207,16 @@ def _url(name: str, value: Any) -> None:
             raise ParameterError(name, "must be an http:// or https:// URL, or empty", value)
 
 
+def regex_checker(regex: re.Pattern, allowed: str):
+    """A checker for a pattern parameter that must match `regex`; `allowed` says what may."""
+
+    def check(name: str, value: str) -> None:
+        if not regex.match(value):
+            raise ParameterError(name, allowed, value)
+
+    return check
+
+
 def arn_checker(service: str, resource_pattern: str, example: str):
     """A checker for a pattern parameter holding an ARN of `service` matching `resource_pattern`."""
     regex = re.compile(
@@ -220,4 +230,11 @@ def arn_checker(service: str, resource_pattern: str, example: str):
     return check
 
 
-__all__ = ["ReleaseParams", "arn_checker", "default_release_id", "redact", "validate"]
+__all__ = [
+    "ReleaseParams",
+    "arn_checker",
+    "default_release_id",
+    "redact",
+    "regex_checker",
+    "validate",
+]

@@ -291,10 +291,17 @@ class Release:
         for number, step in enumerate(self.plan.steps, start=1):
             self.mutated = True
             self.split = self.pattern.set_split(step.green_percent)
-            shifted_at = self.clock.now()
+            # A change that clients see only later (a DNS TTL) is baked from when it is effective.
+            effective = float(getattr(self.pattern, "effective_after_seconds", lambda: 0.0)())
+            shifted_at = self.clock.now() + timedelta(seconds=effective)
             self._event(
                 "shift",
-                f"step {number}: green {step.green_percent}%",
+                f"step {number}: green {step.green_percent}%"
+                + (
+                    f" (effective after the {effective:g} s TTL; the bake starts then)"
+                    if effective
+                    else ""
+                ),
                 step=number,
                 green_percent=step.green_percent,
                 split=self.split,

@@ -34,6 +34,6 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-from . import alb_weighted, ecs_codedeploy, ecs_native, lambda_codedeploy  # noqa: E402,F401  (each registers itself)
+from . import alb_weighted, ecs_codedeploy, ecs_native, lambda_codedeploy, route53_weighted  # noqa: E402,F401  (each registers itself)
 
 __all__ = ["Pattern", "Split", "check_resources", "get", "names", "register"]

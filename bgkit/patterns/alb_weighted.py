@@ -25,7 +25,7 @@ _LISTENER = arn_checker(
     r"listener/app/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}/[0-9a-f]{16}",
     "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/prod/50dc6c495c0c9188/f2f7dc8efc522ab2",
 )
-_TARGET_GROUP = arn_checker(
+TARGET_GROUP = arn_checker(
     "elasticloadbalancing",
     r"targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}",
     "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/prod-blue/73e2d6bc24d8a067",
@@ -48,8 +48,8 @@ class AlbWeighted:
     title: ClassVar[str] = "ALB weighted target groups"
     parameters: ClassVar[Mapping[str, Any]] = {
         "listener_arn": _LISTENER,
-        "blue_target_group_arn": _TARGET_GROUP,
-        "green_target_group_arn": _TARGET_GROUP,
+        "blue_target_group_arn": TARGET_GROUP,
+        "green_target_group_arn": TARGET_GROUP,
     }
     check_resources = staticmethod(_check_target_groups)
 

@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from ..aws import AwsSession
 from ..errors import ParameterError, PreflightError
 from ..metrics import MetricSource
+from ..params import regex_checker
 from . import register
 from .base import Split
 from .codedeploy import (
@@ -47,14 +48,6 @@ _FUNCTION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ALIAS = re.compile(r"^(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}$")
 
 
-def _pattern_checker(regex: re.Pattern, allowed: str):
-    def check(name: str, value: str) -> None:
-        if not regex.match(value):
-            raise ParameterError(name, allowed, value)
-
-    return check
-
-
 def _version(name: str, value: str) -> None:
     if not value.isdigit() or int(value) < 1:
         raise ParameterError(
@@ -68,10 +61,10 @@ class LambdaCodeDeploy(ManagedByCodeDeploy):
     title: ClassVar[str] = "CodeDeploy for AWS Lambda (weighted alias)"
     ready_wait: bool = False
     parameters: ClassVar[Mapping[str, Any]] = {
-        "function_name": _pattern_checker(
+        "function_name": regex_checker(
             _FUNCTION, "must be a function name: 1-64 letters, digits, - or _"
         ),
-        "alias_name": _pattern_checker(
+        "alias_name": regex_checker(
             _ALIAS, "must be an alias name: 1-128 letters, digits, - or _, not all digits"
         ),
         "target_version": _version,

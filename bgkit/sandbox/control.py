@@ -15,6 +15,11 @@ Gaps filled here, behind the same HTTP API that boto3 calls:
   pendingCount): moto reports none. A task set's desired count is the service's desired
   count times its scale, rounded up; the sandbox's tasks start at once, so all of them run,
   and the service's runningCount is the sum over its task sets.
+* Route 53 ChangeResourceRecordSets checks (API Reference, ChangeResourceRecordSets errors;
+  ResourceRecordSet.Weight and SetIdentifier; "Weighted routing"): Weight is 0-255 and needs a
+  SetIdentifier (and a SetIdentifier needs a routing policy); CREATE of a record that exists
+  (same name, type and set identifier) and DELETE of one that does not are InvalidChangeBatch;
+  a weighted record cannot share its name and type with a simple one. moto checks none of it.
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ def install_gap_fills() -> None:
 
         cloudwatch_models.CloudWatchBackend.get_metric_data = get_metric_data
         _install_task_set_counts()
+        _install_route53_checks()
         _installed = True
 
 
@@ -115,6 +121,69 @@ def _install_task_set_counts() -> None:
     backend_class.create_task_set = create_task_set
 
     backend_class.delete_task_set = delete_task_set
+
+
+def _install_route53_checks() -> None:
+    from moto.route53 import exceptions, models
+
+    backend_class = models.Route53Backend
+    original = backend_class.change_resource_record_sets
+
+    def invalid(message: str) -> Exception:
+        error = exceptions.Route53ClientError("InvalidChangeBatch", message)
+        return error
+
+    def key(record: dict) -> tuple[str, str, str | None]:  # type: ignore[type-arg]
+        return (record["Name"].rstrip(".") + ".", record["Type"], record.get("SetIdentifier"))
+
+    def change_resource_record_sets(self, zoneid, change_list):  # type: ignore[no-untyped-def]
+        zone = self.get_hosted_zone(zoneid)
+        existing = {(r.name.rstrip(".") + ".", r.type, r.set_identifier): r for r in zone.rrsets}
+        for change in change_list:
+            record = change["ResourceRecordSet"]
+            name, kind, set_id = key(record)
+            described = f"[name='{name}', type='{kind}'" + (
+                f", set-identifier='{set_id}']" if set_id else "]"
+            )
+            routed = any(k in record for k in ("Weight", "Region", "Failover", "GeoLocation",
+                                               "MultiValueAnswer"))  # fmt: skip
+            if "Weight" in record:
+                try:
+                    weight = int(record["Weight"])
+                except (TypeError, ValueError):
+                    weight = -1
+                if not 0 <= weight <= 255:
+                    raise exceptions.InvalidInput(
+                        f"Invalid request: Weight must be between 0 and 255 in {described}"
+                    )
+            if routed and not set_id:
+                raise exceptions.InvalidInput(
+                    f"Invalid request: Missing field 'SetIdentifier' in Change with {described}"
+                )
+            if set_id and not routed:
+                raise exceptions.InvalidInput(
+                    f"Invalid request: Unexpected field 'SetIdentifier' in Change with {described}"
+                )
+            if change["Action"] == "CREATE" and (name, kind, set_id) in existing:
+                raise invalid(
+                    f"Tried to create resource record set {described} but it already exists"
+                )
+            if change["Action"] == "DELETE" and (name, kind, set_id) not in existing:
+                raise invalid(
+                    f"Tried to delete resource record set {described} but it was not found"
+                )
+            if change["Action"] in ("CREATE", "UPSERT"):
+                clash = [
+                    k for k in existing if k[:2] == (name, kind) and bool(k[2]) != bool(set_id)
+                ]
+                if clash:
+                    raise invalid(
+                        f"RRSet {described} conflicts with another record of the same name and "
+                        "type whose routing policy differs"
+                    )
+        return original(self, zoneid, change_list)
+
+    backend_class.change_resource_record_sets = change_resource_record_sets
 
 
 class _QuietHandler(MotoRequestHandler):

@@ -6,15 +6,26 @@ import http.client
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 
 class LoadGenerator:
     """Open-loop load: request i is due at start + i / rate, whatever the latency of others."""
 
-    def __init__(self, url: str, rate: float, *, workers: int = 16, path: str = "/") -> None:
+    def __init__(
+        self,
+        url: str,
+        rate: float,
+        *,
+        workers: int = 16,
+        path: str = "/",
+        target: Callable[[int], tuple[str, int]] | None = None,
+    ) -> None:
+        """`target`, if given, says where request i goes (e.g. as DNS clients resolve it)."""
         parts = urlsplit(url)
-        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._target = target or (lambda index: address)
         self.rate = rate
         self.path = path
         self.statuses: Counter[int] = Counter()
@@ -40,15 +51,27 @@ class LoadGenerator:
 
     def _work(self) -> None:
         connection: http.client.HTTPConnection | None = None
+        connected_to: tuple[str, int] | None = None
         try:
             while not self._stop.is_set():
                 with self._lock:
-                    due = self._started + self._next / self.rate
+                    index = self._next
+                    due = self._started + index / self.rate
                     self._next += 1
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     break
+                try:
+                    address = self._target(index)
+                except LookupError:
+                    with self._lock:
+                        self.statuses[0] += 1  # the name did not resolve
+                    continue
+                if connection is not None and address != connected_to:
+                    connection.close()
+                    connection = None
                 if connection is None:
-                    connection = http.client.HTTPConnection(self._host, self._port, timeout=10)
+                    connection = http.client.HTTPConnection(*address, timeout=10)
+                    connected_to = address
                 try:
                     connection.request("GET", self.path)
                     response = connection.getresponse()

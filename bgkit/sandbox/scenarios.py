@@ -67,6 +67,14 @@ class Scenario:
         self._stoppables.append(thing)
         return thing.start()
 
+    def _green_service(self) -> ColourService:
+        return ColourService(
+            "green",
+            "v2",
+            error_rate=self.green_error_rate,
+            added_latency_ms=self.green_added_latency_ms,
+        )
+
 
 def _network(session: AwsSession, name: str) -> tuple[str, str]:
     """A VPC with two subnets and an internal ALB. Returns (vpc id, load balancer ARN)."""
@@ -298,14 +306,6 @@ class AlbScenario(Scenario):
                 )
         return vpc, lb_arn, groups
 
-    def _green_service(self) -> ColourService:
-        return ColourService(
-            "green",
-            "v2",
-            error_rate=self.green_error_rate,
-            added_latency_ms=self.green_added_latency_ms,
-        )
-
     def _start_traffic(self, lb_arn: str) -> AlbRouter:
         router = self._started(AlbRouter(self.session, lb_arn))
         self._started(LoadGenerator(router.url(PRODUCTION_PORT), self.request_rate))
@@ -499,6 +499,98 @@ class EcsNativeScenario(AlbScenario):
                 "stepBakeTimeInMinutes": 3,
             }
         return config
+
+
+@register
+class Route53Scenario(Scenario):
+    """A weighted DNS name: one CNAME record per colour (SetIdentifier blue and green, blue at
+    weight 100, green at 0, TTL 5 s) pointing at each colour's own load balancer, with a Route 53
+    health check per colour. Clients resolve the name and cache answers for the TTL."""
+
+    pattern = "route53_weighted"
+    TTL = 5
+
+    def start(self) -> Route53Scenario:
+        from .dns import CachingClients, WeightedResolver
+
+        elb, route53 = self.session.client("elbv2"), self.session.client("route53")
+        name = f"bgkit-{self.id}"
+        vpc, blue_lb = _network(self.session, f"{name}-blue")
+        subnets = elb.describe_load_balancers(LoadBalancerArns=[blue_lb])["LoadBalancers"][0][
+            "AvailabilityZones"
+        ]
+        green_lb = elb.create_load_balancer(
+            Name=f"{name}-green",
+            Subnets=[z["SubnetId"] for z in subnets],
+            Type="application",
+            Scheme="internal",
+        )["LoadBalancers"][0]["LoadBalancerArn"]
+        zone = route53.create_hosted_zone(Name=f"{name}.test", CallerReference=name)
+        zone_id = zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
+        record = f"www.{name}.test"
+        routers, groups, endpoints, changes = {}, {}, {}, []
+        for colour, lb_arn, weight in (("blue", blue_lb, 100), ("green", green_lb, 0)):
+            service = self._started(
+                ColourService("blue", "v1") if colour == "blue" else self._green_service()
+            )
+            groups[colour] = _target_group(self.session, f"{name}-{colour}", vpc)
+            elb.register_targets(
+                TargetGroupArn=groups[colour], Targets=[{"Id": "127.0.0.1", "Port": service.port}]
+            )
+            elb.create_listener(
+                LoadBalancerArn=lb_arn,
+                Protocol="HTTP",
+                Port=PRODUCTION_PORT,
+                DefaultActions=_forward({groups[colour]: 1}),
+            )
+            routers[colour] = self._started(AlbRouter(self.session, lb_arn))
+            dns_name = elb.describe_load_balancers(LoadBalancerArns=[lb_arn])["LoadBalancers"][0][
+                "DNSName"
+            ]
+            port = int(routers[colour].url(PRODUCTION_PORT).rsplit(":", 1)[1])
+            endpoints[dns_name] = ("127.0.0.1", port)
+            check = route53.create_health_check(
+                CallerReference=f"{name}-{colour}",
+                HealthCheckConfig={
+                    "Type": "HTTP",
+                    "FullyQualifiedDomainName": dns_name,
+                    "Port": 80,
+                    "ResourcePath": "/health",
+                    "RequestInterval": 10,
+                    "FailureThreshold": 3,
+                },
+            )["HealthCheck"]["Id"]
+            changes.append(
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": record,
+                        "Type": "CNAME",
+                        "SetIdentifier": colour,
+                        "Weight": weight,
+                        "TTL": self.TTL,
+                        "ResourceRecords": [{"Value": dns_name}],
+                        "HealthCheckId": check,
+                    },
+                }
+            )
+        route53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": changes})
+        clients = CachingClients(WeightedResolver(self.session, zone_id, record), endpoints)
+        self._started(
+            LoadGenerator(
+                routers["blue"].url(PRODUCTION_PORT), self.request_rate, target=clients.target
+            )
+        )
+        self.parameters = {
+            "hosted_zone_id": zone_id,
+            "record_name": record,
+            "blue_set_identifier": "blue",
+            "green_set_identifier": "green",
+            "blue_target_group_arn": groups["blue"],
+            "green_target_group_arn": groups["green"],
+            "smoke_url": routers["green"].url(PRODUCTION_PORT) + "/",  # green's own endpoint
+        }
+        return self
 
 
 _APP_CODE = """\

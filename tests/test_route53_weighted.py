@@ -1,0 +1,145 @@
+"""Route 53 weighted records: the sandbox's checks and DNS clients through boto3, and the runbook
+executed by papermill with assertions on the records read back."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+from conftest import run_runbook
+
+from bgkit.sandbox.dns import CachingClients, WeightedResolver
+
+FAST = {"bake_seconds": 5}
+
+
+@pytest.fixture
+def zone(sandbox):
+    route53 = sandbox.session().client("route53")
+    zone_id = route53.create_hosted_zone(Name="checks.test", CallerReference=str(time.time()))[
+        "HostedZone"
+    ]["Id"].rsplit("/", 1)[-1]
+    return route53, zone_id
+
+
+def record(set_id, weight, ttl=1, value=None, name="www.checks.test"):
+    answer = {
+        "Name": name,
+        "Type": "CNAME",
+        "TTL": ttl,
+        "ResourceRecords": [{"Value": value or f"{set_id}.checks.test"}],
+    }
+    if set_id is not None:
+        answer["SetIdentifier"] = set_id
+    if weight is not None:
+        answer["Weight"] = weight
+    return answer
+
+
+def change(route53, zone_id, action, rrset):
+    return route53.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={"Changes": [{"Action": action, "ResourceRecordSet": rrset}]},
+    )
+
+
+@pytest.mark.parametrize(
+    ("action", "rrset", "code", "says"),
+    [
+        ("CREATE", record("blue", 10), "InvalidChangeBatch", "already exists"),
+        ("DELETE", record("purple", 10), "InvalidChangeBatch", "was not found"),
+        ("UPSERT", record("blue", 256), "InvalidInput", "between 0 and 255"),
+        ("UPSERT", record(None, 10), "InvalidInput", "Missing field 'SetIdentifier'"),
+        ("UPSERT", record("blue", None), "InvalidInput", "Unexpected field 'SetIdentifier'"),
+        ("CREATE", record(None, None), "InvalidChangeBatch", "routing policy differs"),
+    ],
+)
+def test_record_changes_moto_accepts_are_refused_as_route53_does(zone, action, rrset, code, says):
+    route53, zone_id = zone
+    change(route53, zone_id, "CREATE", record("blue", 10))
+    with pytest.raises(ClientError) as refused:
+        change(route53, zone_id, action, rrset)
+    assert refused.value.response["Error"]["Code"] == code
+    assert says in refused.value.response["Error"]["Message"]
+
+
+def test_clients_keep_their_answer_for_the_ttl(sandbox, zone):
+    route53, zone_id = zone
+    for set_id, weight in (("blue", 100), ("green", 0)):
+        change(route53, zone_id, "CREATE", record(set_id, weight, ttl=2))
+    endpoints = {"blue.checks.test": ("127.0.0.1", 1), "green.checks.test": ("127.0.0.1", 2)}
+    clients = CachingClients(
+        WeightedResolver(sandbox.session(), zone_id, "www.checks.test"), endpoints, count=40
+    )
+    assert {clients.target(i)[1] for i in range(40)} == {1}
+    for set_id, weight in (("blue", 50), ("green", 50)):
+        change(route53, zone_id, "UPSERT", record(set_id, weight, ttl=2))
+    time.sleep(0.3)  # past the resolver's re-read, within the TTL: the clients' answers stand
+    assert {clients.target(i)[1] for i in range(40)} == {1}
+    time.sleep(2.0)  # the TTL has passed: each client asks again, and the weights decide
+    ports = [clients.target(i)[1] for i in range(40)]
+    assert 5 <= ports.count(2) <= 35  # about half; 40 draws of a fair coin
+
+
+def records_of(sandbox, record):
+    p = record["parameters"]
+    answer = (
+        sandbox.session()
+        .client("route53")
+        .list_resource_record_sets(
+            HostedZoneId=p["hosted_zone_id"], StartRecordName=p["record_name"]
+        )["ResourceRecordSets"]
+    )
+    return {r["SetIdentifier"]: r["Weight"] for r in answer if "SetIdentifier" in r}
+
+
+def test_healthy_green_is_promoted_with_bakes_after_the_ttl(shared_sandbox, tmp_path):
+    run = run_runbook(tmp_path, "route53_weighted", **FAST)
+    assert run.error is None
+    record = run.record
+    assert record["outcome"] == "promoted", record["reason"]
+    assert records_of(shared_sandbox, record) == {"blue": 0, "green": 100}
+    shifts = [e for e in record["events"] if e["kind"] == "shift"]
+    assert [e["green_percent"] for e in shifts] == [25, 50, 75]
+    assert all("effective after the 5 s TTL" in e["message"] for e in shifts)
+    for shift, verdict in zip(shifts, record["verdicts"], strict=True):
+        # each judged window starts after the shift plus the TTL
+        assert verdict["blue"]["start"] >= _plus(shift["at"], 5)
+        assert verdict["decision"] == "PASS"
+
+
+def _plus(iso: str, seconds: float) -> str:
+    from datetime import datetime, timedelta
+
+    return (datetime.fromisoformat(iso) + timedelta(seconds=seconds)).isoformat()
+
+
+def test_green_with_errors_is_rolled_back_to_blue(shared_sandbox, tmp_path):
+    run = run_runbook(tmp_path, "route53_weighted", green_error_rate=0.2, smoke_requests=1, **FAST)
+    record = run.record
+    assert record["outcome"] == "rolled_back"
+    assert records_of(shared_sandbox, record) == {"blue": 100, "green": 0}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "error", "name"),
+    [
+        ({"green_set_identifier": "blue"}, "ParameterError", "green_set_identifier"),
+        ({"green_set_identifier": "purple"}, "PreflightError", "green_set_identifier"),
+        ({"hosted_zone_id": "not-a-zone"}, "ParameterError", "hosted_zone_id"),
+        ({"hosted_zone_id": "ZNOSUCHZONE123"}, "PreflightError", "hosted_zone_id"),
+        ({"record_name": "nothing.example.test"}, "PreflightError", "blue_set_identifier"),
+        ({"record_name": "bad name"}, "ParameterError", "record_name"),
+    ],
+)
+def test_bad_parameters_are_refused_before_any_change(
+    shared_sandbox, tmp_path, parameters, error, name
+):
+    run = run_runbook(tmp_path, "route53_weighted", **parameters, **FAST)
+    assert run.error is not None
+    assert run.error.ename == error
+    assert run.error.evalue.startswith(f"{name}: ")
+    if run.record:
+        assert run.record["outcome"] == "failed"
+        assert not [e for e in run.record["events"] if e["kind"] == "shift"]
