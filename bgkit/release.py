@@ -188,6 +188,12 @@ class Release:
             if self.managed and self.pattern.ready_wait:
                 done = self.pattern.continue_after_smoke()
                 self._event("deploy", f"{done}: production traffic may shift")
+                progress = self._wait_phase(
+                    ("ready", "shifting", "shifted", "succeeded", "stopped")
+                )
+                if progress.phase == "ready":  # a second wait for bgkit (a hook, then READY_WAIT)
+                    done = self.pattern.continue_after_smoke()
+                    self._event("deploy", f"{done}: the smoke test had passed")
             elif self.managed:
                 self.mutated = (
                     True  # set before the call: a failure after AWS accepted it still rolls back

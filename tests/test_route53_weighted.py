@@ -143,3 +143,57 @@ def test_bad_parameters_are_refused_before_any_change(
     if run.record:
         assert run.record["outcome"] == "failed"
         assert not [e for e in run.record["events"] if e["kind"] == "shift"]
+
+
+def test_a_batch_is_one_transaction(zone):
+    """Route 53's own example: delete a record and create it anew in one batch."""
+    route53, zone_id = zone
+    change(route53, zone_id, "CREATE", record("blue", 10))
+    route53.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={
+            "Changes": [
+                {"Action": "DELETE", "ResourceRecordSet": record("blue", 10)},
+                {"Action": "CREATE", "ResourceRecordSet": record("blue", 20)},
+            ]
+        },
+    )
+    with pytest.raises(ClientError, match="already exists"):
+        route53.change_resource_record_sets(
+            HostedZoneId=zone_id,
+            ChangeBatch={
+                "Changes": [
+                    {"Action": "CREATE", "ResourceRecordSet": record("green", 1)},
+                    {"Action": "CREATE", "ResourceRecordSet": record("green", 2)},
+                ]
+            },
+        )
+
+
+def test_a_name_with_several_record_types_per_colour_is_refused(sandbox, zone):
+    from bgkit.errors import PreflightError
+    from bgkit.patterns.route53_weighted import Route53Weighted
+
+    route53, zone_id = zone
+    for kind, value in (("A", "10.0.0.1"), ("AAAA", "fd00::1")):
+        for set_id, weight in (("blue", 100), ("green", 0)):
+            rrset = {
+                "Name": "dual.checks.test", "Type": kind, "TTL": 5, "SetIdentifier": set_id,
+                "Weight": weight, "ResourceRecords": [{"Value": value}],
+            }  # fmt: skip
+            change(route53, zone_id, "CREATE", rrset)
+    tg = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/x/0123456789abcdef"
+    pattern = Route53Weighted(
+        sandbox.session(),
+        {
+            "hosted_zone_id": zone_id,
+            "record_name": "DUAL.checks.test.",  # case and trailing dot do not matter
+            "blue_set_identifier": "blue",
+            "green_set_identifier": "green",
+            "blue_target_group_arn": tg,
+            "green_target_group_arn": tg.replace("/x/", "/y/"),
+        },
+    )
+    with pytest.raises(PreflightError, match="several types") as refused:
+        pattern.preflight()
+    assert refused.value.parameter == "record_name"

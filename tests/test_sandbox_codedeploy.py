@@ -348,3 +348,78 @@ def test_an_alarm_in_alarm_state_stops_the_deployment_and_rolls_it_back(sandbox,
     wait_for(codedeploy, info["rollbackInfo"]["rollbackDeploymentId"], ("Succeeded",))
     assert weights(elb, p["listener_arn"], scenario) == (100, 0)
     cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="test")
+
+
+def test_isolated_invocations_get_the_sandbox_and_never_the_hosts_aws_config(sandbox):
+    import io
+    import os
+    import zipfile
+
+    code = (
+        "import os\n"
+        "def handler(event, context):\n"
+        "    print('a log line, not the answer')\n"
+        "    keys = ('AWS_ENDPOINT_URL', 'AWS_SHARED_CREDENTIALS_FILE', 'AWS_CONFIG_FILE', 'COLOUR')\n"
+        "    return {k: os.environ.get(k) for k in keys}\n"
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("probe.py", code)
+    session = sandbox.session()
+    role = session.client("iam").create_role(RoleName="probe-role", AssumeRolePolicyDocument="{}")
+    session.client("lambda").create_function(
+        FunctionName="probe",
+        Runtime="python3.12",
+        Role=role["Role"]["Arn"],
+        Handler="probe.handler",
+        Code={"ZipFile": buffer.getvalue()},
+        Environment={"Variables": {"COLOUR": "green"}},
+        Timeout=30,
+    )
+    error, result = sandbox.lambda_runtime.invoke_isolated("probe", {})
+    assert error is None
+    assert result == {
+        "AWS_ENDPOINT_URL": sandbox.endpoint_url,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_CONFIG_FILE": os.devnull,
+        "COLOUR": "green",
+    }
+
+
+def test_a_group_whose_alarms_would_not_roll_back_is_refused():
+    from bgkit.errors import PreflightError
+    from bgkit.patterns.codedeploy import ManagedByCodeDeploy
+
+    class Group:
+        def __init__(self, info):
+            self.info = info
+
+        def group_info(self):
+            return self.info
+
+        def check_config(self, name, platform):
+            return {}
+
+        def active(self):
+            return []
+
+    class Pattern(ManagedByCodeDeploy):
+        config = "CodeDeployDefault.ECSAllAtOnce"
+
+        def __init__(self, info):
+            self.deployment = Group(info)
+
+    base = {
+        "computePlatform": "ECS",
+        "alarmConfiguration": {"enabled": True, "alarms": [{"name": "a"}]},
+    }
+    for events in ([], ["DEPLOYMENT_FAILURE"]):
+        group = {**base, "autoRollbackConfiguration": {"enabled": True, "events": events}}
+        with pytest.raises(PreflightError, match="DEPLOYMENT_STOP_ON_ALARM") as refused:
+            Pattern(group).check_group("ECS")
+        assert refused.value.parameter == "deployment_group_name"
+    group = {
+        **base,
+        "autoRollbackConfiguration": {"enabled": True, "events": ["DEPLOYMENT_STOP_ON_ALARM"]},
+    }
+    assert Pattern(group).check_group("ECS") == group

@@ -190,7 +190,17 @@ class CodeDeployDeployment:
             lifecycleEventHookExecutionId=execution,
             status=status,
         )
-        self._ssm.delete_parameter(Name=PARAMETER_PREFIX + self.deployment_id)
+        self.forget_hook()
+
+    def forget_hook(self) -> None:
+        """Delete the relay's parameter for this deployment, if there is one."""
+        if self._ssm is None or self.deployment_id is None:
+            return
+        try:
+            self._ssm.delete_parameter(Name=PARAMETER_PREFIX + self.deployment_id)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ParameterNotFound":
+                raise
 
     def continue_ready(self) -> None:
         self._codedeploy.continue_deployment(
@@ -250,6 +260,7 @@ class ManagedByCodeDeploy:
     # smoke test's result (PutLifecycleEventHookExecutionStatus).
     hook_event: str
     hook_function: str = ""
+    _ready_continued = False  # ContinueDeployment(READY_WAIT) was called for this deployment
     _config_info: dict[str, Any]
     judge_seconds: float = 0.0  # bake + metric lag: how long a verdict takes (set by the release)
 
@@ -266,6 +277,22 @@ class ManagedByCodeDeploy:
             style.get("deploymentType", "BLUE_GREEN") == "BLUE_GREEN"
             and style.get("deploymentOption", "WITH_TRAFFIC_CONTROL") == "WITH_TRAFFIC_CONTROL",
             "the deployment group must be BLUE_GREEN WITH_TRAFFIC_CONTROL",
+            "deployment_group_name",
+        )
+        alarms = group.get("alarmConfiguration") or {}
+        rollback = group.get("autoRollbackConfiguration") or {}
+        events = rollback.get("events", []) if rollback.get("enabled") else []
+        require(
+            not (alarms.get("enabled") and alarms.get("alarms"))
+            or "DEPLOYMENT_STOP_ON_ALARM" in events,
+            "the deployment group's alarms can stop a deployment without rolling it back, leaving "
+            "traffic where it is: add DEPLOYMENT_STOP_ON_ALARM to autoRollbackConfiguration.events",
+            "deployment_group_name",
+        )
+        require(
+            not self.hook_function or "DEPLOYMENT_FAILURE" in events,
+            "with a hook, a failed hook fails the deployment: add DEPLOYMENT_FAILURE to "
+            "autoRollbackConfiguration.events so that CodeDeploy rolls it back",
             "deployment_group_name",
         )
         self._config_info = self.deployment.check_config(self.config, platform)
@@ -305,6 +332,8 @@ class ManagedByCodeDeploy:
                     and self.deployment.relayed_execution()
                 ):
                     current = "ready"  # green waits at the hook for bgkit's smoke test
+        if current == "ready" and info["status"] == "Ready" and self._ready_continued:
+            current = "deploying"  # continued already; AWS may still read Ready for a moment
         error = info.get("errorInformation") or {}
         reason = f"{error.get('code', '')} {error.get('message', '')}".strip()
         return Progress(info["deploymentId"], current, info["status"], reason)
@@ -315,6 +344,7 @@ class ManagedByCodeDeploy:
             self.deployment.report_hook("Succeeded")
             return f"reported the {self.hook_event} hook Succeeded (PutLifecycleEventHookExecutionStatus)"
         self.deployment.continue_ready()
+        self._ready_continued = True
         return "ended READY_WAIT (ContinueDeployment)"
 
     def check_hook_function(self, lambda_client: Any) -> None:
@@ -349,6 +379,8 @@ class ManagedByCodeDeploy:
         """
         deployment = self.deployment
         rollback_id = deployment.stop_with_rollback(clock)
+        if self.hook_function:
+            deployment.forget_hook()  # a hook execution that will never be reported
         if rollback_id:
             note(
                 f"stopped {deployment.deployment_id}; CodeDeploy rollback deployment {rollback_id} started"

@@ -88,6 +88,7 @@ class EcsNative(TargetGroupPair):
         self.blue_tg = self.green_tg = self.production_rule = None
         self._load_balancer_arn: str | None = None
         self.deployment_arn: str | None = None
+        self._continued: set[str] = set()  # PAUSE hooks bgkit has continued
 
     def target_id(self) -> str:
         return f"ecs:{self.cluster}/{self.service}"
@@ -295,8 +296,13 @@ class EcsNative(TargetGroupPair):
         return Progress(d["serviceDeploymentArn"], phase, status, d.get("statusReason", ""))
 
     def _paused_hook(self, d: dict[str, Any]) -> str | None:
+        """The PAUSE hook waiting for bgkit (not one bgkit has continued already)."""
         for hook in d.get("lifecycleHookDetails") or []:
-            if hook.get("targetType") == "PAUSE" and hook.get("status") == "AWAITING_ACTION":
+            if (
+                hook.get("targetType") == "PAUSE"
+                and hook.get("status") == "AWAITING_ACTION"
+                and hook["hookId"] not in self._continued
+            ):
                 return hook["hookId"]
         return None
 
@@ -309,6 +315,7 @@ class EcsNative(TargetGroupPair):
         self._ecs.continue_service_deployment(
             serviceDeploymentArn=self.deployment_arn, hookId=hook, action="CONTINUE"
         )
+        self._continued.add(hook)
         return f"continued the PAUSE hook at {SMOKE_STAGE} (ContinueServiceDeployment)"
 
     def end_wait_after_shift(self) -> None:

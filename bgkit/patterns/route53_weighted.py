@@ -29,6 +29,7 @@ _ZONE = re.compile(r"^(/hostedzone/)?Z[A-Z0-9]{1,31}$")
 _DNS_NAME = re.compile(
     r"^(?=.{1,253}\.?$)([A-Za-z0-9*_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)+[A-Za-z]{2,63}\.?$"
 )
+ALIAS_TTL = 60
 _SET_ID = re.compile(r"^[\x21-\x7e ]{1,128}$")
 
 
@@ -65,7 +66,8 @@ class Route53Weighted:
         self._route53 = session.client("route53")
         self._elb = session.client("elbv2")
         self.zone = resources["hosted_zone_id"].rsplit("/", 1)[-1]
-        self.record = resources["record_name"].rstrip(".") + "."
+        # Route 53 keeps names in lower case
+        self.record = resources["record_name"].rstrip(".").lower() + "."
         self.set_ids = {
             "blue": resources["blue_set_identifier"],
             "green": resources["green_set_identifier"],
@@ -93,15 +95,23 @@ class Route53Weighted:
                     f"hosted zone {self.zone} does not exist", parameter="hosted_zone_id"
                 ) from None
             raise
-        by_id = {
-            r.get("SetIdentifier"): r
-            for r in answer["ResourceRecordSets"]
-            if r["Name"] == self.record
-        }
+        by_id: dict[str, list[dict[str, Any]]] = {}
+        for r in answer["ResourceRecordSets"]:
+            if r["Name"] == self.record and "Weight" in r:
+                by_id.setdefault(r["SetIdentifier"], []).append(r)
         found = {}
         for colour, set_id in self.set_ids.items():
-            record = by_id.get(set_id)
-            if record is None or "Weight" not in record:
+            records = by_id.get(set_id, [])
+            if len(records) > 1:
+                # e.g. A and AAAA: shifting one type would leave the other's clients behind
+                raise PreflightError(
+                    f"{self.record} has weighted records of several types for SetIdentifier "
+                    f"{set_id!r} ({', '.join(sorted(r['Type'] for r in records))}); bgkit shifts "
+                    "names with one record type per colour",
+                    parameter="record_name",
+                )
+            record = records[0] if records else None
+            if record is None:
                 raise PreflightError(
                     f"{self.record} has no weighted record with SetIdentifier {set_id!r}",
                     parameter=f"{colour}_set_identifier",
@@ -114,8 +124,15 @@ class Route53Weighted:
         return split_of(records["blue"]["Weight"], records["green"]["Weight"])
 
     def effective_after_seconds(self) -> float:
-        """Clients keep a cached answer for the TTL: a weight change is effective after it."""
-        return float(max(r.get("TTL", 0) for r in self._records().values()))
+        """Clients keep a cached answer for the TTL: a weight change is effective after it.
+        An alias record has no TTL of its own; an ELB alias answers with 60 s ("Values for
+        alias records", TTL)."""
+        return float(
+            max(
+                r.get("TTL", ALIAS_TTL if "AliasTarget" in r else 0)
+                for r in self._records().values()
+            )
+        )
 
     def preflight(self) -> Split:
         records = self._records()

@@ -568,7 +568,7 @@ class CodeDeploy(JsonService):
                     d = self.deployments[deployment_id]
                     if d.status not in ACTIVE:
                         continue
-                    if self._alarm_stops(d):
+                    if d.stop_requested is None and self._alarm_stops(d):
                         continue
                     if d.stop_requested is not None:
                         self._finish(
@@ -743,8 +743,11 @@ class CodeDeploy(JsonService):
         if now - d.alarms_polled < ALARM_POLL_SECONDS:
             return False
         d.alarms_polled = now
-        found = self._session.client("cloudwatch").describe_alarms(AlarmNames=names)
-        states = {a["AlarmName"]: a["StateValue"] for a in found["MetricAlarms"]}
+        try:
+            found = self._session.client("cloudwatch").describe_alarms(AlarmNames=names)
+            states = {a["AlarmName"]: a["StateValue"] for a in found["MetricAlarms"]}
+        except Exception:  # CloudWatch did not answer: the alarms' state could not be read
+            states = {}
         firing = [n for n in names if states.get(n) == "ALARM"]
         missing = [n for n in names if n not in states]
         if missing and not alarms.get("ignorePollAlarmFailure"):

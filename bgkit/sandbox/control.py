@@ -181,6 +181,9 @@ def _install_route53_checks() -> None:
                         f"RRSet {described} conflicts with another record of the same name and "
                         "type whose routing policy differs"
                     )
+                existing[(name, kind, set_id)] = record
+            else:  # the batch is one transaction: later changes see this one
+                existing.pop((name, kind, set_id), None)
         return original(self, zoneid, change_list)
 
     backend_class.change_resource_record_sets = change_resource_record_sets

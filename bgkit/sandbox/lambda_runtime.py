@@ -133,6 +133,10 @@ class LocalLambda:
             "AWS_SECRET_ACCESS_KEY": self._credentials[1],
             "AWS_ENDPOINT_URL": self._endpoint_url or "",
             "AWS_LAMBDA_FUNCTION_NAME": function,
+            # Never the host's own AWS configuration: the sandbox's credentials only.
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
         }
         try:
             done = subprocess.run(

@@ -22,12 +22,13 @@ def main() -> None:
     spec = importlib.util.spec_from_file_location("lambda_function", Path(folder) / module_file)
     module = importlib.util.module_from_spec(spec)
     event = json.loads(sys.stdin.read() or "null")
+    answer_to, sys.stdout = sys.stdout, sys.stderr  # the function's prints are its logs
     try:
         spec.loader.exec_module(module)
         answer = {"result": getattr(module, attribute)(event, None)}
     except Exception as error:  # the function's own failure, reported as Lambda reports it
         answer = {"error": str(error), "type": type(error).__name__}
-    json.dump(answer, sys.stdout, default=str)
+    json.dump(answer, answer_to, default=str)
 
 
 if __name__ == "__main__":

@@ -50,8 +50,8 @@ class LoadGenerator:
             thread.join(timeout=10)
 
     def _work(self) -> None:
-        connection: http.client.HTTPConnection | None = None
-        connected_to: tuple[str, int] | None = None
+        # One keep-alive connection per address, as a client keeps one per host it talks to.
+        connections: dict[tuple[str, int], http.client.HTTPConnection] = {}
         try:
             while not self._stop.is_set():
                 with self._lock:
@@ -66,26 +66,23 @@ class LoadGenerator:
                     with self._lock:
                         self.statuses[0] += 1  # the name did not resolve
                     continue
-                if connection is not None and address != connected_to:
-                    connection.close()
-                    connection = None
+                connection = connections.get(address)
                 if connection is None:
-                    connection = http.client.HTTPConnection(*address, timeout=10)
-                    connected_to = address
+                    connection = connections[address] = http.client.HTTPConnection(
+                        *address, timeout=10
+                    )
                 try:
                     connection.request("GET", self.path)
                     response = connection.getresponse()
                     response.read()
                     status = response.status
                     if response.will_close:
-                        connection.close()
-                        connection = None
+                        connections.pop(address).close()
                 except (OSError, http.client.HTTPException):
                     status = 0  # connection-level failure, counted apart from HTTP statuses
-                    connection.close()
-                    connection = None
+                    connections.pop(address).close()
                 with self._lock:
                     self.statuses[status] += 1
         finally:
-            if connection is not None:
+            for connection in connections.values():
                 connection.close()
