@@ -297,6 +297,7 @@ class Release:
         for number, step in enumerate(self.plan.steps, start=1):
             self.mutated = True
             self.split = self.pattern.set_split(step.green_percent)
+            self._await_applied()
             # A change that clients see only later (a DNS TTL) is baked from when it is effective.
             effective = float(getattr(self.pattern, "effective_after_seconds", lambda: 0.0)())
             shifted_at = self.clock.now() + timedelta(seconds=effective)
@@ -331,6 +332,17 @@ class Release:
                 )
                 return
         self.state = "shifted"
+
+    def _await_applied(self) -> None:
+        """Wait until the service says the change is live everywhere (e.g. Route 53 INSYNC)."""
+        applied = getattr(self.pattern, "change_applied", None)
+        if applied is None:
+            return
+        deadline = self.clock.now() + timedelta(seconds=MANAGED_WAIT_SECONDS)
+        while not applied():
+            if self.clock.now() > deadline:
+                raise TrafficError("the traffic change was not applied in time", split=self.split)
+            self.clock.sleep(1.0)
 
     def _judge(self, source, end: datetime, window: int, **where: Any):
         self._await_metrics(source, end)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import run_runbook
+from conftest import Capture, run_runbook
 
 from bgkit.sandbox.dns import CachingClients, WeightedResolver
 
@@ -197,3 +197,51 @@ def test_a_name_with_several_record_types_per_colour_is_refused(sandbox, zone):
     with pytest.raises(PreflightError, match="several types") as refused:
         pattern.preflight()
     assert refused.value.parameter == "record_name"
+
+
+def test_swapped_target_groups_are_refused_before_any_change(shared_sandbox):
+    """The evidence must come from the endpoint each colour's record answers."""
+    import bgkit
+    from bgkit.errors import PreflightError
+
+    scenario = shared_sandbox.provision("route53_weighted", request_rate=5)
+    try:
+        p = dict(scenario.parameters)
+        p["blue_target_group_arn"], p["green_target_group_arn"] = (
+            p["green_target_group_arn"],
+            p["blue_target_group_arn"],
+        )
+        names = bgkit.patterns.get("route53_weighted").parameters
+        params = bgkit.validate_parameters(
+            "route53_weighted",
+            {"target": "aws", "metric_period_seconds": 1, **{k: p[k] for k in names}},
+        )
+        release = bgkit.Release(params, shared_sandbox.session(), display=Capture())
+        with pytest.raises(PreflightError, match="evidence would be swapped") as refused:
+            release.preflight()
+        assert refused.value.parameter == "blue_target_group_arn"
+        assert release.mutated is False
+    finally:
+        shared_sandbox.release_scenario(scenario.id)
+
+
+def test_the_release_waits_for_the_change_to_be_insync_before_the_ttl():
+    from bgkit.clock import FakeClock
+    from bgkit.patterns.route53_weighted import Route53Weighted
+    from bgkit.release import Release
+
+    class Route53:
+        def __init__(self):
+            self.asked = 0
+
+        def get_change(self, Id):
+            self.asked += 1
+            return {"ChangeInfo": {"Id": Id, "Status": "INSYNC" if self.asked >= 3 else "PENDING"}}
+
+    pattern = Route53Weighted.__new__(Route53Weighted)
+    pattern._route53, pattern._change_id = Route53(), "/change/C1"
+    release = Release.__new__(Release)
+    release.pattern, release.clock, release.split = pattern, FakeClock(), None
+    release._await_applied()
+    assert pattern._route53.asked == 3
+    assert release.clock.slept == [1.0, 1.0]

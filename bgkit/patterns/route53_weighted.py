@@ -25,7 +25,7 @@ from . import register
 from .alb_weighted import TARGET_GROUP
 from .base import Split, split_of
 
-_ZONE = re.compile(r"^(/hostedzone/)?Z[A-Z0-9]{1,31}$")
+_ZONE = re.compile(r"^(/hostedzone/)?[A-Z0-9]{1,32}$")
 _DNS_NAME = re.compile(
     r"^(?=.{1,253}\.?$)([A-Za-z0-9*_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)+[A-Za-z]{2,63}\.?$"
 )
@@ -40,6 +40,15 @@ def _check_pair(resources: Mapping[str, str]) -> None:
     ):
         if resources.get(blue) and resources.get(blue) == resources.get(green):
             raise ParameterError(green, f"must differ from {blue}", resources[green])
+
+
+def _answers(record: dict[str, Any]) -> str:
+    """The host a record answers: an alias target's DNS name or the first value."""
+    if "AliasTarget" in record:
+        value = record["AliasTarget"]["DNSName"]
+    else:
+        value = (record.get("ResourceRecords") or [{"Value": ""}])[0]["Value"]
+    return value.rstrip(".").lower().removeprefix("dualstack.")
 
 
 @register
@@ -77,6 +86,7 @@ class Route53Weighted:
             "green": resources["green_target_group_arn"],
         }
         self._load_balancers: dict[str, str] = {}
+        self._change_id: str | None = None
 
     def target_id(self) -> str:
         return f"route53:{self.zone}/{self.record}"
@@ -122,6 +132,13 @@ class Route53Weighted:
     def read_split(self) -> Split:
         records = self._records()
         return split_of(records["blue"]["Weight"], records["green"]["Weight"])
+
+    def change_applied(self) -> bool:
+        """Whether the last change has reached all Route 53 name servers (GetChange INSYNC);
+        the TTL counts from then."""
+        if self._change_id is None:
+            return True
+        return self._route53.get_change(Id=self._change_id)["ChangeInfo"]["Status"] == "INSYNC"
 
     def effective_after_seconds(self) -> float:
         """Clients keep a cached answer for the TTL: a weight change is effective after it.
@@ -174,6 +191,22 @@ class Route53Weighted:
                     parameter=f"{colour}_target_group_arn",
                 )
             self._load_balancers[colour] = group["LoadBalancerArns"][0]
+        # The evidence must be the endpoint the colour's record answers, or verdicts judge
+        # something else. (Records that name an IP or another host are not checked.)
+        names = {
+            colour: self._elb.describe_load_balancers(LoadBalancerArns=[arn])["LoadBalancers"][0][
+                "DNSName"
+            ].lower()
+            for colour, arn in self._load_balancers.items()
+        }
+        for colour, record in records.items():
+            target = _answers(record)
+            if target in names.values() and target != names[colour]:
+                raise PreflightError(
+                    f"the {colour} record answers {target}, the load balancer of the other colour's "
+                    "target group: the evidence would be swapped",
+                    parameter=f"{colour}_target_group_arn",
+                )
         return self.read_split()
 
     def metric_source(self) -> MetricSource:
@@ -196,10 +229,11 @@ class Route53Weighted:
         for colour, weight in (("blue", 100 - green_percent), ("green", green_percent)):
             record = {k: v for k, v in records[colour].items() if k != "Weight"}
             changes.append({"Action": "UPSERT", "ResourceRecordSet": {**record, "Weight": weight}})
-        self._route53.change_resource_record_sets(
+        answer = self._route53.change_resource_record_sets(
             HostedZoneId=self.zone,
             ChangeBatch={"Comment": f"bgkit: green {green_percent}%", "Changes": changes},
         )
+        self._change_id = answer["ChangeInfo"]["Id"]
         split = self.read_split()
         if split["green"] != green_percent:
             raise TrafficError(
