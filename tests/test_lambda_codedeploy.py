@@ -55,7 +55,10 @@ def test_alias_weights_choose_the_executed_version_and_metrics_follow(function):
         for _ in range(200)
     )
     assert 60 < versions["2"] < 140, versions
-    time.sleep(2.5)
+    # One fixed, finished window for every query: the scenario's own load keeps invoking the
+    # alias, so two queries ending "now" would count different seconds.
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    time.sleep((end - datetime.now(UTC)).total_seconds() + 2.0)  # its datapoints are published
     cloudwatch = scenario.session.client("cloudwatch")
 
     def total(version: str, metric: str) -> float:
@@ -80,7 +83,7 @@ def test_alias_weights_choose_the_executed_version_and_metrics_follow(function):
                 }
             ],
             StartTime=start - timedelta(seconds=2),
-            EndTime=datetime.now(UTC),
+            EndTime=end,
         )["MetricDataResults"][0]
         return sum(result["Values"])
 
