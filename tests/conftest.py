@@ -62,6 +62,16 @@ def run_runbook(
     return Run(out, nbformat.read(str(out), as_version=4), error)
 
 
+def assert_refused(run: Run, error: str, parameter: str, *, step: str = "deploy") -> None:
+    """The run failed with `error` naming `parameter`, before any `step` event (no change)."""
+    assert run.error is not None
+    assert run.error.ename == error
+    assert run.error.evalue.startswith(f"{parameter}: ")
+    if run.record:  # preflight failures are recorded
+        assert run.record["outcome"] == "failed"
+        assert not [e for e in run.record["events"] if e["kind"] == step]
+
+
 def deployments_of(sandbox, record: dict) -> list[str]:
     """The CodeDeploy deployments of the group a runbook's record names."""
     p = record["parameters"]

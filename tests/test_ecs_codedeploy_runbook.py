@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Capture, deployments_of, run_runbook
+from conftest import Capture, assert_refused, deployments_of, run_runbook
 
 FAST = {"sandbox_minute_seconds": 4.0, "bake_seconds": 5}
 
@@ -120,12 +120,7 @@ def test_bad_parameters_are_refused_before_any_deployment(
     shared_sandbox, tmp_path, parameters, error, name
 ):
     run = run_runbook(tmp_path, "ecs_codedeploy", **parameters, **FAST)
-    assert run.error is not None
-    assert run.error.ename == error
-    assert run.error.evalue.startswith(f"{name}: ")
-    if run.record:  # preflight failures are recorded; nothing was deployed
-        assert run.record["outcome"] == "failed"
-        assert not [e for e in run.record["events"] if e["kind"] == "deploy"]
+    assert_refused(run, error, name)
     codedeploy = shared_sandbox.session().client("codedeploy")
     for application in codedeploy.list_applications()["applications"]:
         for group in codedeploy.list_deployment_groups(applicationName=application)[

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -263,6 +263,18 @@ class ManagedByCodeDeploy:
     _ready_continued = False  # ContinueDeployment(READY_WAIT) was called for this deployment
     _config_info: dict[str, Any]
     judge_seconds: float = 0.0  # bake + metric lag: how long a verdict takes (set by the release)
+
+    def _use_codedeploy(self, session: Any, resources: Mapping[str, str]) -> None:
+        """The deployment group, configuration and optional hook relay from the parameters."""
+        self.config = resources["deployment_config_name"]
+        self.deployment = CodeDeployDeployment(
+            session.client("codedeploy"),
+            resources["application_name"],
+            resources["deployment_group_name"],
+            ssm=session.client("ssm"),
+        )
+        self.hook_function = resources.get("hook_function_name", "")
+        self._config_info = {}
 
     def check_group(self, platform: str) -> dict[str, Any]:
         """The deployment group, its configuration and that nothing else is deploying. Read-only."""

@@ -21,7 +21,6 @@ from ..params import arn_checker
 from . import register
 from .base import Split, TargetGroupPair, forward_action, forward_weights
 from .codedeploy import (
-    CodeDeployDeployment,
     ManagedByCodeDeploy,
     config_checker,
     hook_function_checker,
@@ -73,20 +72,12 @@ class EcsCodeDeploy(TargetGroupPair, ManagedByCodeDeploy):
         self._elb = session.client("elbv2")
         self._ecs = session.client("ecs")
         self.task_definition = resources["task_definition_arn"]
-        self.config = resources["deployment_config_name"]
-        self.deployment = CodeDeployDeployment(
-            session.client("codedeploy"),
-            resources["application_name"],
-            resources["deployment_group_name"],
-            ssm=session.client("ssm"),
-        )
+        self._use_codedeploy(session, resources)
         self._lambda = session.client("lambda")
-        self.hook_function = resources.get("hook_function_name", "")
         self.blue_tg = self.green_tg = self.listener_arn = self.test_listener_arn = None
         self.service: dict[str, str] = {}
         self._container: dict[str, Any] = {}
         self._load_balancer_arn: str | None = None
-        self._config_info: dict[str, Any] = {}
 
     def target_id(self) -> str:
         return f"codedeploy:{self.deployment.application}/{self.deployment.group}"

@@ -25,7 +25,6 @@ from ..params import regex_checker
 from . import register
 from .base import Split
 from .codedeploy import (
-    CodeDeployDeployment,
     ManagedByCodeDeploy,
     config_checker,
     hook_function_checker,
@@ -80,19 +79,11 @@ class LambdaCodeDeploy(ManagedByCodeDeploy):
         self.function = resources["function_name"]
         self.alias = resources["alias_name"]
         self.target_version = resources["target_version"]
-        self.config = resources["deployment_config_name"]
-        self.deployment = CodeDeployDeployment(
-            session.client("codedeploy"),
-            resources["application_name"],
-            resources["deployment_group_name"],
-            ssm=session.client("ssm"),
-        )
-        self.hook_function = resources.get("hook_function_name", "")
+        self._use_codedeploy(session, resources)
         # With bgkit's relay as the BeforeAllowTraffic hook, the deployment starts first and
         # waits there for the smoke test; without it, the smoke test runs before the deployment.
         self.ready_wait = bool(self.hook_function)
         self.current_version: str | None = None
-        self._config_info: dict[str, Any] = {}
 
     def target_id(self) -> str:
         return f"lambda:{self.function}:{self.alias}"
