@@ -54,6 +54,9 @@ class Release:
         self.session = session
         self.clock = clock or SystemClock()
         self.pattern = pattern or patterns.get(params.runbook)(session, params.resources)
+        # A pattern that waits for AWS to finish a change it made (a new group's instances to
+        # pass health checks, a drain) waits on the release's clock, so tests need not sleep.
+        self.pattern.clock = self.clock
         self.managed = bool(getattr(self.pattern, "managed", False))
         if self.managed:
             self.pattern.judge_seconds = params.bake_seconds + params.metric_lag_seconds
@@ -109,7 +112,14 @@ class Release:
         if self.state != "ready":
             return self._note(f"deploy not run (state: {self.state})")
         if not self.managed:
-            self._event("deploy", "green is already deployed in its own target group")
+            deploy_green = getattr(self.pattern, "deploy_green", None)
+            if deploy_green is None:
+                self._event("deploy", "green is already deployed in its own target group")
+            else:
+                with self._guard("deploy"):
+                    # Set before the call: a failure after AWS accepted part of it still rolls back.
+                    self.mutated = True
+                    self._event("deploy", deploy_green(self.params.release, self._deploy_note))
             self.state = "deployed"
             return self.state
         if not self.pattern.ready_wait:
@@ -244,6 +254,9 @@ class Release:
             self._event(
                 "promote", f"promoted: green 100% ({reason})", green_percent=100, split=self.split
             )
+            retire_blue = getattr(self.pattern, "retire_blue", None)
+            if retire_blue is not None:  # e.g. detach blue's instances once they have drained
+                self._event("promote", retire_blue(self._promote_note))
             self._end("promoted", reason)
         return self.state
 
@@ -560,6 +573,12 @@ class Release:
     def _event(self, kind: str, message: str, **data: Any) -> None:
         self.record.add_event(self.clock.now(), kind, message, **data)
         self._display.text(f"[{self.clock.now():%H:%M:%S}] {message}")
+
+    def _deploy_note(self, message: str) -> None:
+        self._event("deploy", message)
+
+    def _promote_note(self, message: str) -> None:
+        self._event("promote", message)
 
     def _note(self, message: str) -> str:
         self._display.text(message)

@@ -34,6 +34,14 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-from . import alb_weighted, ecs_codedeploy, ecs_native, lambda_codedeploy, route53_weighted  # noqa: E402,F401  (each registers itself)
+# Each pattern module registers itself when imported.
+from . import (  # noqa: E402
+    alb_weighted,  # noqa: F401
+    asg_swap,  # noqa: F401
+    ecs_codedeploy,  # noqa: F401
+    ecs_native,  # noqa: F401
+    lambda_codedeploy,  # noqa: F401
+    route53_weighted,  # noqa: F401
+)
 
 __all__ = ["Pattern", "Split", "check_resources", "get", "names", "register"]

@@ -20,7 +20,7 @@ from ..params import arn_checker
 from . import register
 from .base import Split, forward_action, forward_weights, split_of
 
-_LISTENER = arn_checker(
+LISTENER = arn_checker(
     "elasticloadbalancing",
     r"listener/app/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}/[0-9a-f]{16}",
     "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/prod/50dc6c495c0c9188/f2f7dc8efc522ab2",
@@ -47,7 +47,7 @@ class AlbWeighted:
     name: ClassVar[str] = "alb_weighted"
     title: ClassVar[str] = "ALB weighted target groups"
     parameters: ClassVar[Mapping[str, Any]] = {
-        "listener_arn": _LISTENER,
+        "listener_arn": LISTENER,
         "blue_target_group_arn": TARGET_GROUP,
         "green_target_group_arn": TARGET_GROUP,
     }
@@ -99,6 +99,24 @@ class AlbWeighted:
         return split_of(weights.get(self.blue, 0), weights.get(self.green, 0))
 
     def preflight(self) -> Split:
+        self.check_listener()
+        health = self._elb.describe_target_health(TargetGroupArn=self.green)[
+            "TargetHealthDescriptions"
+        ]
+        healthy = [t for t in health if t["TargetHealth"]["State"] == "healthy"]
+        if not healthy:
+            states = sorted({t["TargetHealth"]["State"] for t in health}) or [
+                "no targets registered"
+            ]
+            raise PreflightError(
+                f"green has no healthy targets ({', '.join(states)}); deploy green before releasing",
+                parameter="green_target_group_arn",
+            )
+        return self.read_split()
+
+    def check_listener(self) -> dict[str, Any]:
+        """Check the listener forwards to blue, both target groups are its load balancer's, and
+        no rule of it sends blue's or green's traffic elsewhere; returns the listener. Read-only."""
         listener = self._listener()
         self._load_balancer_arn = listener["LoadBalancerArn"]
         for parameter, arn in (
@@ -119,18 +137,6 @@ class AlbWeighted:
                     f"target group {arn} is not used by the listener's load balancer",
                     parameter=parameter,
                 )
-        health = self._elb.describe_target_health(TargetGroupArn=self.green)[
-            "TargetHealthDescriptions"
-        ]
-        healthy = [t for t in health if t["TargetHealth"]["State"] == "healthy"]
-        if not healthy:
-            states = sorted({t["TargetHealth"]["State"] for t in health}) or [
-                "no targets registered"
-            ]
-            raise PreflightError(
-                f"green has no healthy targets ({', '.join(states)}); deploy green before releasing",
-                parameter="green_target_group_arn",
-            )
         for rule in self._elb.describe_rules(ListenerArn=self.listener_arn)["Rules"]:
             if rule["IsDefault"]:
                 continue
@@ -152,7 +158,7 @@ class AlbWeighted:
                 "the listener's default action does not forward to blue",
                 parameter="blue_target_group_arn",
             )
-        return self.read_split()
+        return listener
 
     def metric_source(self) -> MetricSource:
         if self._load_balancer_arn is None:

@@ -1,7 +1,8 @@
 """What a deployment pattern must provide: how to read and change its traffic control.
 
 The release loop (`bgkit.release`) owns everything else: plans, bakes, judging,
-rollback and the record. A pattern never sleeps, judges or records.
+rollback and the record. A pattern never judges or records, and sleeps only on the release's
+clock (set as its `clock`) while AWS finishes a change the pattern made.
 """
 
 from __future__ import annotations
@@ -42,6 +43,18 @@ class Pattern(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """The traffic control's state as AWS reports it, for the record."""
+
+    # Optional, for a self-driven pattern that creates green itself (a new Auto Scaling group,
+    # an API Gateway canary deployment) instead of finding it deployed:
+    #
+    #   def deploy_green(self, release: str, note: Callable[[str], None]) -> str:
+    #       """Create green with no production traffic and wait until it can be smoke-tested;
+    #       `note` records progress, the return value is the last event. From the first call
+    #       on, `set_split(0)` must undo it as far as traffic goes (the release's rollback)."""
+    #
+    #   def retire_blue(self, note: Callable[[str], None]) -> str:
+    #       """After the promotion: take blue out of service (e.g. detach its instances once they
+    #       have drained), keeping it for a rollback; returns what was done, for the record."""
 
 
 # Where a managed deployment is, in the release loop's terms.

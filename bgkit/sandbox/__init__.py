@@ -45,9 +45,11 @@ class Sandbox:
     def _start(self) -> None:
         from .codedeploy import CodeDeploy
         from .ecs_native import EcsServiceDeployments
+        from .instances import InstanceRuntime
         from .lambda_runtime import LambdaInvoke, LocalLambda
 
         self._control.start()
+        self.instances = InstanceRuntime(self.session()).start()
         self.lambda_runtime = LocalLambda(self.session()).start()
         self.codedeploy = CodeDeploy(self.session(), self.lambda_runtime).start()
         self.ecs = EcsServiceDeployments(self.session(), self.lambda_runtime).start()
@@ -102,7 +104,7 @@ class Sandbox:
             self._admin = None
         for scenario_id in list(self._scenarios):
             self.release_scenario(scenario_id)
-        for engine in ("codedeploy", "ecs", "lambda_runtime"):
+        for engine in ("codedeploy", "ecs", "lambda_runtime", "instances"):
             if getattr(self, engine, None) is not None:
                 getattr(self, engine).stop()
                 setattr(self, engine, None)

@@ -20,6 +20,8 @@ Gaps filled here, behind the same HTTP API that boto3 calls:
   SetIdentifier (and a SetIdentifier needs a routing policy); CREATE of a record that exists
   (same name, type and set identifier) and DELETE of one that does not are InvalidChangeBatch;
   a weighted record cannot share its name and type with a simple one. moto checks none of it.
+* Target health and deregistration delay for the target groups of Auto Scaling instances that
+  the sandbox runs (see instances.py): real health checks, `initial`, `unhealthy`, `draining`.
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ def install_gap_fills() -> None:
         cloudwatch_models.CloudWatchBackend.get_metric_data = get_metric_data
         _install_task_set_counts()
         _install_route53_checks()
+        from .instances import install_target_health
+
+        install_target_health()
         _installed = True
 
 

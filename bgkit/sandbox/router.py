@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,7 +51,11 @@ class AlbRouter:
         *,
         refresh_seconds: float = 0.2,
         target_refresh_seconds: float = 0.2,
+        resolve: Callable[[str], tuple[str, int] | None] | None = None,
     ) -> None:
+        # A target's address: its Id and port (ip targets), or where the sandbox runs an
+        # instance target's process (`resolve`, from the instance runtime).
+        self._resolve = resolve
         self._elb = session.client("elbv2")
         self._cloudwatch = session.client("cloudwatch")
         self.load_balancer_arn = load_balancer_arn
@@ -128,11 +133,16 @@ class AlbRouter:
         targets = {}
         for group in groups:
             health = self._elb.describe_target_health(TargetGroupArn=group["TargetGroupArn"])
-            targets[group["TargetGroupArn"]] = [
-                (t["Target"]["Id"], t["Target"].get("Port", group["Port"]))
-                for t in health["TargetHealthDescriptions"]
-                if t["TargetHealth"]["State"] == "healthy"
-            ]
+            addresses = []
+            for t in health["TargetHealthDescriptions"]:
+                if t["TargetHealth"]["State"] != "healthy":
+                    continue  # initial, unhealthy and draining targets get no new requests
+                address = (t["Target"]["Id"], t["Target"].get("Port", group["Port"]))
+                if self._resolve is not None:
+                    address = self._resolve(t["Target"]["Id"])
+                if address is not None:
+                    addresses.append(address)
+            targets[group["TargetGroupArn"]] = addresses
         with self._lock:
             self._targets = targets
 
@@ -195,6 +205,12 @@ class AlbRouter:
         group = self.choose_target_group(action) if action["Type"] == "forward" else None
         with self._lock:
             targets = self._targets.get(group, []) if group else []
+        if group and not targets:
+            # A target the control plane reports healthy is routable at once, as on AWS: read
+            # the table now rather than answer 503 for up to target_refresh_seconds.
+            self._refresh_targets()
+            with self._lock:
+                targets = self._targets.get(group, [])
         if not targets:
             self._count_elb_5xx()
             request.reply(503, b'{"error": "no healthy targets"}')

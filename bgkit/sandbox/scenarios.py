@@ -693,3 +693,109 @@ class LambdaCodeDeployScenario(Scenario):
             "production_url": front.url,
         }
         return self
+
+
+@register
+class AsgScenario(Scenario):
+    """Blue: an Auto Scaling group of three instances (launch template version 1) in blue's
+    target group behind an ALB whose production listener forwards 100 % to blue and 0 % to
+    green's empty target group; a test listener forwards to green's. Version 2 of the launch
+    template is the release. Each instance is served by its own blue or green process, so
+    boots, health checks and drains are real; the target groups check health every 5 s (two
+    checks to change state) and drain for 30 s, in the scenario's compressed time."""
+
+    pattern = "asg_swap"
+    INSTANCES = 3
+    BOOT_SECONDS = 30.0
+
+    def start(self) -> AsgScenario:
+        ec2, elb = self.session.client("ec2"), self.session.client("elbv2")
+        autoscaling = self.session.client("autoscaling")
+        runtime, scale = self.sandbox.instances, self.minute_seconds / 60
+        name = f"bgkit-{self.id}"
+        vpc, lb_arn = _network(self.session, name)
+        subnets = [
+            s["SubnetId"]
+            for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+        ]
+        groups = {}
+        for colour in ("blue", "green"):
+            groups[colour] = elb.create_target_group(
+                Name=f"{name}-{colour}", Protocol="HTTP", Port=80, VpcId=vpc,
+                TargetType="instance", HealthCheckPath="/health", HealthCheckIntervalSeconds=5,
+                HealthyThresholdCount=2, UnhealthyThresholdCount=2,
+            )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
+            elb.modify_target_group_attributes(
+                TargetGroupArn=groups[colour],
+                Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "30"}],
+            )
+            runtime.manage(groups[colour], scale)
+        production, _ = _listeners(self.session, lb_arn, groups, test_colour="green")
+        self.images = {colour: f"ami-{uuid.uuid4().hex[:17]}" for colour in ("blue", "green")}
+        runtime.serve_image(
+            self.images["blue"], lambda: ColourService("blue", "v1"), self.BOOT_SECONDS * scale
+        )
+        runtime.serve_image(self.images["green"], self._green_service, self.BOOT_SECONDS * scale)
+        template = ec2.create_launch_template(
+            LaunchTemplateName=name,
+            LaunchTemplateData={"ImageId": self.images["blue"], "InstanceType": "t3.micro"},
+        )["LaunchTemplate"]["LaunchTemplateId"]
+        ec2.create_launch_template_version(
+            LaunchTemplateId=template,
+            SourceVersion="1",
+            VersionDescription="the release: image v2",
+            LaunchTemplateData={"ImageId": self.images["green"]},
+        )
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=f"{name}-v1",
+            LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
+            MinSize=self.INSTANCES,
+            MaxSize=2 * self.INSTANCES,
+            DesiredCapacity=self.INSTANCES,
+            VPCZoneIdentifier=",".join(subnets),
+            HealthCheckType="ELB",
+            HealthCheckGracePeriod=60,
+            TargetGroupARNs=[groups["blue"]],
+        )
+        _wait_healthy(
+            elb, groups["blue"], self.INSTANCES, timeout=(self.BOOT_SECONDS + 60) * scale + 5
+        )
+        self.router = self._started(AlbRouter(self.session, lb_arn, resolve=runtime.address))
+        self._started(LoadGenerator(self.router.url(PRODUCTION_PORT), self.request_rate))
+        self.parameters = {
+            "listener_arn": production,
+            "blue_target_group_arn": groups["blue"],
+            "green_target_group_arn": groups["green"],
+            "blue_asg_name": f"{name}-v1",
+            "green_asg_name": f"{name}-v2",
+            "launch_template_version": "2",
+            "smoke_url": self.router.url(TEST_PORT) + "/",
+            "production_url": self.router.url(PRODUCTION_PORT) + "/",
+            "load_balancer_arn": lb_arn,
+        }
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        for image in getattr(self, "images", {}).values():
+            self.sandbox.instances.stop_image(image)  # the instances stay; their processes end
+
+
+def _wait_healthy(elb: Any, target_group: str, count: int, timeout: float) -> None:
+    import time
+
+    from ..errors import SandboxError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [
+            t["TargetHealth"]["State"]
+            for t in elb.describe_target_health(TargetGroupArn=target_group)[
+                "TargetHealthDescriptions"
+            ]
+        ]
+        if states.count("healthy") >= count:
+            return
+        if time.monotonic() > deadline:
+            raise SandboxError(f"targets of {target_group} not healthy in {timeout:g} s: {states}")
+        time.sleep(0.1)

@@ -1,0 +1,327 @@
+"""Swapping Auto Scaling groups behind a load balancer.
+
+Blue is an Auto Scaling group attached to blue's target group. bgkit creates green as a new
+group from a new version of blue's launch template, with blue's size, subnets and health
+check settings; waits until its instances are InService; attaches it to green's (empty)
+target group and waits until every target passes the load balancer's health checks. Each
+group has its own target group so that each colour's load balancer metrics are its own
+evidence; the listener's forward action then moves traffic step by step, as in alb_weighted.
+After the promotion bgkit detaches blue from its target group, which stops new requests to
+blue's instances and lets in-flight ones finish for the deregistration delay (connection
+draining), and waits until they have drained. Blue keeps its instances for a rollback.
+
+AWS: Amazon EC2 Auto Scaling User Guide, "Use Elastic Load Balancing to distribute incoming
+application traffic in your Auto Scaling group" (AttachLoadBalancerTargetGroups,
+DetachLoadBalancerTargetGroups: instances are deregistered and drain); Elastic Load Balancing
+User Guide, "Deregistration delay"; AWS whitepaper "Blue/Green Deployments on AWS", "Swap the
+Auto Scaling group behind the Elastic Load Balancer".
+
+Rollback: the listener back to blue 100 % (blue re-attached first if it had been detached,
+and waited for until healthy), then green detached from its target group. Green's group is
+kept, out of service, for investigation; the record names it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from botocore.exceptions import ClientError
+
+from ..aws import AwsSession
+from ..clock import Clock, SystemClock
+from ..errors import ParameterError, PreflightError, TrafficError
+from ..metrics import MetricSource
+from ..params import regex_checker
+from . import register
+from .alb_weighted import LISTENER, TARGET_GROUP, AlbWeighted
+from .base import Split
+
+_GROUP_NAME = re.compile(r"^[A-Za-z0-9][\x21-\x7e]{0,254}$")
+_VERSION = re.compile(r"^([1-9][0-9]{0,9}|\$Latest|\$Default)$")
+GROUP_WAIT_SECONDS = 900.0  # longest wait for instances to be InService, targets healthy, a drain
+
+
+def _check_pair(resources: Mapping[str, str]) -> None:
+    for blue, green in (
+        ("blue_asg_name", "green_asg_name"),
+        ("blue_target_group_arn", "green_target_group_arn"),
+    ):
+        if resources.get(blue) and resources.get(blue) == resources.get(green):
+            raise ParameterError(green, f"must differ from {blue}", resources[green])
+
+
+@register
+class AsgSwap:
+    name: ClassVar[str] = "asg_swap"
+    title: ClassVar[str] = "Auto Scaling group swap"
+    parameters: ClassVar[Mapping[str, Any]] = {
+        "listener_arn": LISTENER,
+        "blue_target_group_arn": TARGET_GROUP,
+        "green_target_group_arn": TARGET_GROUP,
+        "blue_asg_name": regex_checker(
+            _GROUP_NAME, "must be an Auto Scaling group name: 1-255 printable characters"
+        ),
+        "green_asg_name": regex_checker(
+            _GROUP_NAME,
+            "must be a name for the new Auto Scaling group: 1-255 printable characters",
+        ),
+        "launch_template_version": regex_checker(
+            _VERSION, "must be a launch template version number, $Latest or $Default"
+        ),
+    }
+    check_resources = staticmethod(_check_pair)
+    clock: Clock = SystemClock()
+
+    def __init__(self, session: AwsSession, resources: Mapping[str, str]) -> None:
+        self._autoscaling = session.client("autoscaling")
+        self._ec2 = session.client("ec2")
+        self._elb = session.client("elbv2")
+        self._listener = AlbWeighted(session, resources)
+        self.groups = {"blue": resources["blue_asg_name"], "green": resources["green_asg_name"]}
+        self.target_groups = {
+            "blue": resources["blue_target_group_arn"],
+            "green": resources["green_target_group_arn"],
+        }
+        self.requested_version = resources["launch_template_version"]
+        self._blue: dict[str, Any] = {}  # blue's group as preflight read it
+        self._version: str | None = None  # the launch template version green runs, resolved
+
+    def target_id(self) -> str:
+        return self._listener.target_id()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def _group(self, colour: str) -> dict[str, Any] | None:
+        groups = self._autoscaling.describe_auto_scaling_groups(
+            AutoScalingGroupNames=[self.groups[colour]]
+        )["AutoScalingGroups"]
+        return groups[0] if groups else None
+
+    def _attached(self, colour: str) -> bool:
+        group = self._group(colour)
+        return group is not None and self.target_groups[colour] in group.get("TargetGroupARNs", [])
+
+    def _targets(self, colour: str) -> list[dict[str, Any]]:
+        return self._elb.describe_target_health(TargetGroupArn=self.target_groups[colour])[
+            "TargetHealthDescriptions"
+        ]
+
+    def read_split(self) -> Split:
+        return self._listener.read_split()
+
+    def metric_source(self) -> MetricSource:
+        return self._listener.metric_source()
+
+    def preflight(self) -> Split:
+        self._listener.check_listener()
+        blue = self._group("blue")
+        if blue is None:
+            raise PreflightError(
+                f"Auto Scaling group {self.groups['blue']!r} does not exist",
+                parameter="blue_asg_name",
+            )
+        if self.target_groups["blue"] not in blue.get("TargetGroupARNs", []):
+            raise PreflightError(
+                f"Auto Scaling group {self.groups['blue']!r} is not attached to blue's target group",
+                parameter="blue_asg_name",
+            )
+        template = blue.get("LaunchTemplate")
+        if template is None:
+            raise PreflightError(
+                f"Auto Scaling group {self.groups['blue']!r} has no launch template (a launch "
+                "configuration or mixed instances policy); bgkit makes green from a new version "
+                "of blue's launch template",
+                parameter="blue_asg_name",
+            )
+        if not any(t["TargetHealth"]["State"] == "healthy" for t in self._targets("blue")):
+            raise PreflightError(
+                "blue's target group has no healthy targets", parameter="blue_target_group_arn"
+            )
+        if self._group("green") is not None:
+            raise PreflightError(
+                f"Auto Scaling group {self.groups['green']!r} already exists (left by an earlier "
+                "release?); choose another green_asg_name or delete it: aws autoscaling "
+                f"delete-auto-scaling-group --auto-scaling-group-name {self.groups['green']} "
+                "--force-delete",
+                parameter="green_asg_name",
+            )
+        serving = [t for t in self._targets("green") if t["TargetHealth"]["State"] != "draining"]
+        if serving:
+            raise PreflightError(
+                f"green's target group already has {len(serving)} target(s); it must be empty, so "
+                "that green's evidence is green's alone",
+                parameter="green_target_group_arn",
+            )
+        self._version = self._resolve_version(template, blue)
+        self._blue = blue
+        return self.read_split()
+
+    def _resolve_version(self, template: dict[str, Any], blue: dict[str, Any]) -> str:
+        """The version number green will run ($Latest and $Default resolved now, so the record
+        and green's group name one version)."""
+        try:
+            versions = self._ec2.describe_launch_template_versions(
+                LaunchTemplateId=template["LaunchTemplateId"], Versions=[self.requested_version]
+            )["LaunchTemplateVersions"]
+        except ClientError as error:
+            if "NotFound" not in error.response["Error"]["Code"]:
+                raise
+            versions = []
+        if not versions:
+            raise PreflightError(
+                f"launch template {template['LaunchTemplateName']} has no version "
+                f"{self.requested_version}",
+                parameter="launch_template_version",
+            )
+        wanted = str(versions[0]["VersionNumber"])
+        running = {str(i.get("LaunchTemplate", {}).get("Version")) for i in blue["Instances"]}
+        if running == {wanted}:
+            raise PreflightError(
+                f"blue already runs launch template version {wanted}",
+                parameter="launch_template_version",
+            )
+        return wanted
+
+    def describe(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"listener": self._listener.describe(), "groups": {}}
+        for colour in ("blue", "green"):
+            group = self._group(colour)
+            targets = self._targets(colour)
+            state["groups"][colour] = {
+                "name": self.groups[colour],
+                "exists": group is not None,
+                "target_group_attached": bool(
+                    group and self.target_groups[colour] in group.get("TargetGroupARNs", [])
+                ),
+                "launch_template_version": (group or {}).get("LaunchTemplate", {}).get("Version"),
+                "desired_capacity": (group or {}).get("DesiredCapacity"),
+                "in_service": _in_service(group),
+                "targets": _states(targets),
+            }
+        return state
+
+    # -- changes -----------------------------------------------------------------------
+
+    def deploy_green(self, release: str, note: Callable[[str], None]) -> str:
+        blue, green = self._blue, self.groups["green"]
+        template = blue["LaunchTemplate"]
+        self._autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=green,
+            LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": self._version},
+            MinSize=blue["MinSize"],
+            MaxSize=blue["MaxSize"],
+            DesiredCapacity=blue["DesiredCapacity"],
+            VPCZoneIdentifier=blue["VPCZoneIdentifier"],
+            HealthCheckType=blue["HealthCheckType"],
+            HealthCheckGracePeriod=blue.get("HealthCheckGracePeriod", 0),
+            Tags=[
+                {"Key": "bgkit:release", "Value": release, "PropagateAtLaunch": True},
+                {"Key": "bgkit:colour-of", "Value": blue["AutoScalingGroupName"], "PropagateAtLaunch": False},
+            ],
+        )  # fmt: skip
+        desired = blue["DesiredCapacity"]
+        note(
+            f"created Auto Scaling group {green} from {template['LaunchTemplateName']} version "
+            f"{self._version}, {desired} instance(s) like blue"
+        )
+        started = self.clock.now()
+        self._wait(
+            lambda: _in_service(self._group("green")) >= desired,
+            f"green's {desired} instance(s) to be InService",
+        )
+        self._autoscaling.attach_load_balancer_target_groups(
+            AutoScalingGroupName=green, TargetGroupARNs=[self.target_groups["green"]]
+        )
+        note(f"green's instances are InService; attached {green} to green's target group")
+        self._wait(
+            lambda: _states(self._targets("green")).get("healthy", 0) >= desired,
+            f"green's {desired} target(s) to pass the load balancer's health checks",
+        )
+        return (
+            f"green is deployed: {desired} instance(s) InService and healthy in green's target "
+            f"group, {(self.clock.now() - started).total_seconds():.1f} s after the group was created"
+        )
+
+    def set_split(self, green_percent: int) -> Split:
+        if green_percent == 0:
+            return self._back_to_blue()
+        return self._listener.set_split(green_percent)
+
+    def retire_blue(self, note: Callable[[str], None]) -> str:
+        blue = self.groups["blue"]
+        delay = self._deregistration_delay("blue")
+        self._autoscaling.detach_load_balancer_target_groups(
+            AutoScalingGroupName=blue, TargetGroupARNs=[self.target_groups["blue"]]
+        )
+        note(
+            f"detached {blue} from blue's target group: its targets get no new requests and "
+            f"drain for the deregistration delay ({delay:g} s)"
+        )
+        started = self.clock.now()
+        self._wait(lambda: not self._targets("blue"), "blue's targets to drain", longer=delay)
+        size = (self._group("blue") or {}).get("DesiredCapacity")
+        return (
+            f"blue's targets drained in {(self.clock.now() - started).total_seconds():.1f} s; {blue} keeps its "
+            f"{size} instance(s) for a rollback. When the release is trusted: aws autoscaling "
+            f"update-auto-scaling-group --auto-scaling-group-name {blue} --min-size 0 "
+            "--desired-capacity 0"
+        )
+
+    def _back_to_blue(self) -> Split:
+        if not self._attached("blue"):
+            self._autoscaling.attach_load_balancer_target_groups(
+                AutoScalingGroupName=self.groups["blue"],
+                TargetGroupARNs=[self.target_groups["blue"]],
+            )
+            self._wait(
+                lambda: _states(self._targets("blue")).get("healthy", 0) > 0,
+                "blue's targets to pass health checks again",
+            )
+        split = self._listener.set_split(0)
+        if self._attached("green"):
+            # Green has no weight now; its targets drain in the background.
+            self._autoscaling.detach_load_balancer_target_groups(
+                AutoScalingGroupName=self.groups["green"],
+                TargetGroupARNs=[self.target_groups["green"]],
+            )
+        return split
+
+    def _deregistration_delay(self, colour: str) -> float:
+        attributes = self._elb.describe_target_group_attributes(
+            TargetGroupArn=self.target_groups[colour]
+        )["Attributes"]
+        return float(
+            next(
+                (
+                    a["Value"]
+                    for a in attributes
+                    if a["Key"] == "deregistration_delay.timeout_seconds"
+                ),
+                300,
+            )
+        )
+
+    def _wait(self, done: Callable[[], bool], what: str, longer: float = 0.0) -> None:
+        deadline = self.clock.now() + timedelta(seconds=GROUP_WAIT_SECONDS + longer)
+        while not done():
+            if self.clock.now() > deadline:
+                raise TrafficError(
+                    f"gave up waiting for {what} after {GROUP_WAIT_SECONDS + longer:g} s",
+                    split=self.read_split(),
+                )
+            self.clock.sleep(0.5)
+
+
+def _in_service(group: dict[str, Any] | None) -> int:
+    return sum(1 for i in (group or {}).get("Instances", []) if i["LifecycleState"] == "InService")
+
+
+def _states(targets: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for target in targets:
+        state = target["TargetHealth"]["State"]
+        counts[state] = counts.get(state, 0) + 1
+    return counts
