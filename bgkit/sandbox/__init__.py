@@ -43,6 +43,7 @@ class Sandbox:
         return self
 
     def _start(self) -> None:
+        from .apprunner import AppRunner  # its scenario registers itself
         from .codedeploy import CodeDeploy
         from .ecs_native import EcsServiceDeployments
         from .instances import InstanceRuntime
@@ -53,8 +54,9 @@ class Sandbox:
         self.lambda_runtime = LocalLambda(self.session()).start()
         self.codedeploy = CodeDeploy(self.session(), self.lambda_runtime).start()
         self.ecs = EcsServiceDeployments(self.session(), self.lambda_runtime).start()
+        self.apprunner = AppRunner(self.session()).start()
         self._control.extensions.extend(
-            [self.codedeploy, self.ecs, LambdaInvoke(self.lambda_runtime)]
+            [self.codedeploy, self.ecs, self.apprunner, LambdaInvoke(self.lambda_runtime)]
         )
         install_hook_relay(self.session())  # scenarios' CodeDeploy hooks use it
 
@@ -104,7 +106,7 @@ class Sandbox:
             self._admin = None
         for scenario_id in list(self._scenarios):
             self.release_scenario(scenario_id)
-        for engine in ("codedeploy", "ecs", "lambda_runtime", "instances"):
+        for engine in ("apprunner", "codedeploy", "ecs", "lambda_runtime", "instances"):
             if getattr(self, engine, None) is not None:
                 getattr(self, engine).stop()
                 setattr(self, engine, None)
