@@ -31,6 +31,11 @@ def validate_parameters(runbook: str, namespace: dict) -> ReleaseParams:
 
     pattern = patterns.get(runbook)
     params = validate(runbook, namespace, pattern.parameters)
+    allowed = getattr(pattern, "plans", None)
+    if allowed is not None and params.plan not in allowed:
+        raise ParameterError(
+            "plan", f"must be one of {', '.join(allowed)} for {pattern.title}", params.plan
+        )
     patterns.check_resources(pattern, params.resources)
     return params
 

@@ -4,6 +4,7 @@
     ├── ParameterError        a release parameter is invalid (raised before any AWS call)
     ├── PreflightError        the target is missing or not in a releasable state (before any mutation)
     ├── TrafficError          AWS refused or did not apply a traffic change
+    │   ├── DeploymentStopped the service stopped green's deployment itself; blue serves
     │   └── RollbackFailed    traffic could not be returned to blue; carries where it is now
     └── SandboxError          the embedded sandbox could not start or provision a scenario
 
@@ -44,6 +45,11 @@ class TrafficError(BgkitError):
     def __init__(self, message: str, *, split: Mapping[str, int] | None = None) -> None:
         self.split = dict(split) if split is not None else None
         super().__init__(message if split is None else f"{message} (traffic now: {_fmt(split)})")
+
+
+class DeploymentStopped(TrafficError):
+    """The service stopped green's deployment by itself (e.g. App Runner rolled back a version
+    that failed its health check) and blue serves: the release ends as rolled back."""
 
 
 class RollbackFailed(TrafficError):

@@ -30,7 +30,7 @@ from . import metrics as _metrics
 from . import patterns
 from .aws import AwsSession
 from .clock import Clock, SystemClock
-from .errors import PreflightError, RollbackFailed, TrafficError
+from .errors import DeploymentStopped, PreflightError, RollbackFailed, TrafficError
 from .gate import Decision, HealthGate
 from .params import ReleaseParams
 from .patterns.base import Progress
@@ -58,6 +58,10 @@ class Release:
         # pass health checks, a drain) waits on the release's clock, so tests need not sleep.
         self.pattern.clock = self.clock
         self.managed = bool(getattr(self.pattern, "managed", False))
+        # A service that moves all traffic at once (App Runner): green is judged after the
+        # switch against blue as measured just before the deployment (`baseline`).
+        self.switches_at_once = bool(getattr(self.pattern, "switches_at_once", False))
+        self.baseline: Any = None
         if self.managed:
             self.pattern.judge_seconds = params.bake_seconds + params.metric_lag_seconds
         self.plan = params.traffic_plan
@@ -72,7 +76,8 @@ class Release:
         self.split: dict[str, int] | None = None
         self.mutated = False
         self.deployment_id: str | None = None  # managed patterns: the service's deployment
-        plan = self.pattern.plan_description() if self.managed else self.plan.describe()
+        describe = getattr(self.pattern, "plan_description", None)
+        plan = describe() if describe is not None else self.plan.describe()
         self.record = Record(
             runbook=params.runbook,
             release=params.release,
@@ -117,9 +122,23 @@ class Release:
                 self._event("deploy", "green is already deployed in its own target group")
             else:
                 with self._guard("deploy"):
+                    if self.switches_at_once:
+                        self.baseline = self._measure_baseline()
                     # Set before the call: a failure after AWS accepted part of it still rolls back.
                     self.mutated = True
-                    self._event("deploy", deploy_green(self.params.release, self._deploy_note))
+                    try:
+                        self._event("deploy", deploy_green(self.params.release, self._deploy_note))
+                    except DeploymentStopped as stopped:  # the service put blue back itself
+                        self.rollback(str(stopped))
+                        return self.state
+                    if self.switches_at_once:
+                        self.split = self.pattern.read_split()
+                        self._event(
+                            "shift",
+                            f"the service moved all traffic at once: green {self.split['green']}%",
+                            green_percent=self.split["green"],
+                            split=self.split,
+                        )
             self.state = "deployed"
             return self.state
         if not self.pattern.ready_wait:
@@ -183,7 +202,9 @@ class Release:
                         f"smoke test failed: {len(failures)}/{count} requests to {url} were not 2xx"
                     )
                     self._event("smoke", reason)
-                    if self.mutated:
+                    if self.mutated and self.switches_at_once:
+                        self.rollback(reason + " after the service had moved all traffic to green")
+                    elif self.mutated:
                         self.rollback(
                             reason + "; stopped before any production traffic reached green"
                         )
@@ -278,8 +299,12 @@ class Release:
                 "(see the runbook's first cell, 'Rollback')",
                 split=where,
             ) from error
+        how = getattr(self.pattern, "how_rolled_back", lambda: "")()
         self._event(
-            "rollback", f"rolled back: blue 100% ({reason})", green_percent=0, split=self.split
+            "rollback",
+            f"rolled back: blue 100% ({reason})" + (f"; {how}" if how else ""),
+            green_percent=0,
+            split=self.split,
         )
         self._end("rolled_back", reason)
         return self.state
@@ -299,6 +324,9 @@ class Release:
     # -- self-driven shifting -----------------------------------------------------------
 
     def _shift_steps(self) -> None:
+        if self.switches_at_once:
+            self._watch_after_switch()
+            return
         if not self.plan.steps:
             self._event(
                 "shift", "all_at_once plan: no canary steps, promoting after the smoke test"
@@ -346,6 +374,51 @@ class Release:
                 return
         self.state = "shifted"
 
+    def _measure_baseline(self) -> Any:
+        """Blue's numbers over the last full bake window before the deployment (holding for
+        the next window while blue served fewer than min_requests)."""
+        source, window = self.pattern.metric_source(), int(self.params.bake_seconds)
+        end = _floor_seconds(self.clock.now(), window)
+        for _ in range(self.params.max_holds + 1):
+            self._await_metrics(source, end)
+            blue = _metrics.read_window(self.session, source, end - timedelta(seconds=window), end)[
+                "blue"
+            ]
+            if blue.requests >= self.params.min_requests:
+                p99 = "no p99" if blue.p99_ms is None else f"p99 {blue.p99_ms:.1f} ms"
+                self._event(
+                    "deploy",
+                    f"blue measured before the deployment, {blue.start:%H:%M:%S}–{blue.end:%H:%M:%S}: "
+                    f"{blue.requests} requests, {blue.errors} 5xx, {p99}; green will be judged "
+                    "against these numbers, since this service moves all traffic at once",
+                )
+                return blue
+            end += timedelta(seconds=window)
+        raise PreflightError(
+            f"blue served fewer than {self.params.min_requests} requests in each of "
+            f"{self.params.max_holds + 1} bake windows: nothing to judge green against "
+            "(lower min_requests or raise bake_seconds)"
+        )
+
+    def _watch_after_switch(self) -> None:
+        """Judge green's windows after the switch against blue's baseline, holding on NO_DATA."""
+        self.state = "shifting"
+        source, window = self.pattern.metric_source(), int(self.params.bake_seconds)
+        end = _ceil_seconds(self.clock.now() + timedelta(seconds=window), window)
+        for hold in range(self.params.max_holds + 1):
+            verdict = self._judge(source, end, window, green_percent=100, hold=hold)
+            if verdict.decision is Decision.PASS:
+                self.state = "shifted"
+                return
+            if verdict.decision is Decision.ROLLBACK:
+                self.rollback(f"after the switch: {verdict.reason}")
+                return
+            end += timedelta(seconds=window)
+        self.rollback(
+            f"after the switch: no verdict after {self.params.max_holds} holds "
+            "(too little traffic to judge)"
+        )
+
     def _await_applied(self) -> None:
         """Wait until the service says the change is live everywhere (e.g. Route 53 INSYNC)."""
         applied = getattr(self.pattern, "change_applied", None)
@@ -360,13 +433,17 @@ class Release:
     def _judge(self, source, end: datetime, window: int, **where: Any):
         self._await_metrics(source, end)
         stats = _metrics.read_window(self.session, source, end - timedelta(seconds=window), end)
-        verdict = self.gate.evaluate(stats["blue"], stats["green"])
+        # Blue is measured in the same window, or (all traffic moved at once) before the deployment.
+        blue = stats["blue"] if self.baseline is None else self.baseline
+        verdict = self.gate.evaluate(blue, stats["green"])
         self.record.verdicts.append(
             {**where, "at": self.clock.now().isoformat(), **verdict.as_dict()}
         )
         label = (
             f"step {where['step']} ({where['green_percent']}%)"
             if "step" in where
+            else "after the switch (blue: before the deployment)"
+            if self.baseline is not None
             else f"at {where['green_percent']}%"
         )
         self._event(
@@ -545,6 +622,8 @@ class Release:
             end,
             self.params.metric_period_seconds,
         )
+        if self.switches_at_once:
+            series = _serving_only(series, self.record.events)
         title = f"{self.params.runbook} · {self.params.release} · {self.record.outcome}"
         return plots.release_figure(series, self.record.events, title)
 
@@ -598,6 +677,30 @@ class Release:
         remaining = (when - self.clock.now()).total_seconds()
         if remaining > 0:
             self.clock.sleep(remaining)
+
+
+def _serving_only(series: Any, events: list[dict[str, Any]]) -> Any:
+    """A service that moves all traffic at once has one set of metrics: each period is shown as
+    the colour that served it (blue until the switch event, green after, blue after a rollback)."""
+    import pandas as pd
+
+    switches = [
+        (pd.Timestamp(datetime.fromisoformat(e["at"])), e["green_percent"])
+        for e in events
+        if "green_percent" in e and e["kind"] in ("shift", "promote", "rollback")
+    ]
+    green = pd.Series(False, index=series.index)
+    for at, percent in switches:
+        green[series.index >= at] = percent == 100
+    series = series.copy()
+    series.loc[green, "blue"] = float("nan")
+    series.loc[~green, "green"] = float("nan")
+    return series
+
+
+def _floor_seconds(when: datetime, period: int) -> datetime:
+    epoch = when.timestamp()
+    return datetime.fromtimestamp(math.floor(epoch / period) * period, tz=when.tzinfo)
 
 
 def _ceil_seconds(when: datetime, period: int) -> datetime:

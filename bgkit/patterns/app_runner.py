@@ -1,0 +1,267 @@
+"""App Runner: the service deploys a new image and moves all traffic to it at once.
+
+App Runner runs one version of a service at a time: UpdateService with a new image starts an
+operation (UPDATE_SERVICE) during which the current version keeps serving; App Runner
+health-checks the new version and then sends it all traffic (operation SUCCEEDED), or rolls
+the deployment back itself when the new version fails its health check (ROLLBACK_SUCCEEDED).
+There is no traffic split and no test route, so bgkit measures blue over one bake window
+before the deployment, deploys, smoke-tests the service URL, and judges green's windows
+after the switch against blue's numbers. Rollback redeploys the previous image, which is a
+new deployment of its own (App Runner has no "switch back"), and the record says so.
+
+AWS: App Runner API Reference, UpdateService, ListOperations, OperationSummary
+(PENDING | IN_PROGRESS | FAILED | SUCCEEDED | ROLLBACK_IN_PROGRESS | ROLLBACK_FAILED |
+ROLLBACK_SUCCEEDED); Developer Guide, "Deployment methods" and "Viewing App Runner service
+metrics reported to CloudWatch" (AWS/AppRunner Requests, 5xxStatusResponses, RequestLatency
+per service). AWS has closed App Runner to new customers and points them to Amazon ECS
+Express Mode; this pattern stays for existing services.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from botocore.exceptions import ClientError
+
+from ..aws import AwsSession
+from ..clock import Clock, SystemClock
+from ..errors import DeploymentStopped, PreflightError, TrafficError
+from ..metrics import MetricSource
+from ..params import arn_checker, regex_checker
+from . import register
+from .base import Split
+
+_IMAGE = re.compile(
+    r"^(\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com|public\.ecr\.aws/[a-z0-9._-]+)"
+    r"/[a-z0-9]+([._/-][a-z0-9]+)*(:[\w.+=:@/-]{1,128}|@sha256:[0-9a-f]{64})$"
+)
+_RUNNING = ("PENDING", "IN_PROGRESS", "ROLLBACK_IN_PROGRESS")
+OPERATION_WAIT_SECONDS = 1800.0  # longest wait for one App Runner deployment
+
+
+@register
+class AppRunner:
+    name: ClassVar[str] = "app_runner"
+    title: ClassVar[str] = "App Runner"
+    parameters: ClassVar[Mapping[str, Any]] = {
+        "service_arn": arn_checker(
+            "apprunner",
+            r"service/[A-Za-z0-9][A-Za-z0-9_-]{3,39}/[0-9a-f]{32}",
+            "arn:aws:apprunner:us-east-1:123456789012:service/web/8fe1e10304f84fd2b0df550fe98a71fa",
+        ),
+        "image_identifier": regex_checker(
+            _IMAGE,
+            "must be an ECR image with a tag or digest, such as "
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/web:v2 or public.ecr.aws/org/web:v2",
+        ),
+    }
+    switches_at_once: ClassVar[bool] = True
+    plans: ClassVar[tuple[str, ...]] = ("all_at_once",)  # App Runner cannot split traffic
+    clock: Clock = SystemClock()
+
+    def __init__(self, session: AwsSession, resources: Mapping[str, str]) -> None:
+        self._apprunner = session.client("apprunner")
+        self.service_arn = resources["service_arn"]
+        self.green_image = resources["image_identifier"]
+        self.blue_image: str | None = None
+        self._rolled_back = ""
+
+    def target_id(self) -> str:
+        return self.service_arn
+
+    def plan_description(self) -> str:
+        return (
+            "all at once (App Runner): green judged after the switch against blue's window "
+            "before the deployment"
+        )
+
+    # -- reads -------------------------------------------------------------------------
+
+    def _service(self) -> dict[str, Any]:
+        try:
+            return self._apprunner.describe_service(ServiceArn=self.service_arn)["Service"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                raise PreflightError(
+                    f"App Runner service {self.service_arn} does not exist", parameter="service_arn"
+                ) from None
+            raise
+
+    def _latest_operation(self) -> dict[str, Any] | None:
+        operations = self._apprunner.list_operations(ServiceArn=self.service_arn, MaxResults=1)
+        return next(iter(operations["OperationSummaryList"]), None)
+
+    def _image(self, service: dict[str, Any]) -> str | None:
+        repository = service["SourceConfiguration"].get("ImageRepository")
+        return None if repository is None else repository["ImageIdentifier"]
+
+    def read_split(self) -> Split:
+        """App Runner serves one version: the configured image once no operation runs; while one
+        runs, the version from before it (the service shows the new configuration at once)."""
+        configured_green = self._image(self._service()) == self.green_image
+        operation = self._latest_operation()
+        if operation is not None and operation["Status"] in _RUNNING:
+            configured_green = not configured_green
+        return {"blue": 0, "green": 100} if configured_green else {"blue": 100, "green": 0}
+
+    def preflight(self) -> Split:
+        service = self._service()
+        image = self._image(service)
+        if image is None:
+            raise PreflightError(
+                "the service deploys from a source code repository; bgkit releases image-based "
+                "services (a new image identifier)",
+                parameter="service_arn",
+            )
+        if service["Status"] != "RUNNING":
+            raise PreflightError(
+                f"the service is {service['Status']}, not RUNNING: an operation is in flight or the "
+                "service is paused or failed",
+                parameter="service_arn",
+            )
+        if image == self.green_image:
+            raise PreflightError(
+                f"the service already runs {image}: name the new image by a new tag or digest, so "
+                "that a rollback can redeploy the one running now",
+                parameter="image_identifier",
+            )
+        self.blue_image = image
+        return self.read_split()
+
+    def metric_source(self) -> MetricSource:
+        """One set of service metrics: blue's numbers before the switch, green's after."""
+        service_id = self.service_arn.rsplit("/", 1)[1]
+        name = self.service_arn.rsplit("/", 2)[1]
+        dimensions = {"ServiceName": name, "ServiceID": service_id}
+        return MetricSource(
+            namespace="AWS/AppRunner",
+            requests="Requests",
+            errors="5xxStatusResponses",
+            latency="RequestLatency",
+            latency_to_ms=1.0,
+            dimensions={"blue": dimensions, "green": dimensions},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        service = self._service()
+        operations = self._apprunner.list_operations(ServiceArn=self.service_arn, MaxResults=5)
+        return {
+            "service_arn": self.service_arn,
+            "status": service["Status"],
+            "image_identifier": self._image(service),
+            "service_url": service.get("ServiceUrl"),
+            "operations": [
+                {k: str(o.get(k)) for k in ("Id", "Type", "Status", "StartedAt", "EndedAt")}
+                for o in operations["OperationSummaryList"]
+            ],
+            "split": self.read_split(),
+        }
+
+    # -- changes -----------------------------------------------------------------------
+
+    def deploy_green(self, release: str, note: Callable[[str], None]) -> str:
+        started = self.clock.now()
+        operation = self._deploy(self.green_image)
+        note(f"UpdateService: image {self.green_image} (operation {operation})")
+        status = self._wait(operation)
+        if status == "ROLLBACK_SUCCEEDED":
+            raise DeploymentStopped(
+                f"App Runner rolled the deployment of {self.green_image} back itself "
+                f"(operation {operation} {status}): the new version did not pass its health check, "
+                "and the previous version kept serving",
+                split=self.read_split(),
+            )
+        if status != "SUCCEEDED":
+            raise TrafficError(
+                f"App Runner deployment of {self.green_image} ended {status} (operation {operation})"
+            )
+        return (
+            f"App Runner deployed {self.green_image} and moved all traffic to it "
+            f"{_seconds(self.clock.now() - started)} after UpdateService"
+        )
+
+    def set_split(self, green_percent: int) -> Split:
+        if green_percent == 100:
+            split = self.read_split()  # App Runner moved it all when the deployment succeeded
+        elif green_percent == 0:
+            split = self._redeploy_blue()
+        else:
+            raise TrafficError(
+                f"App Runner cannot split traffic: asked for green {green_percent}%",
+                split=self.read_split(),
+            )
+        if split["green"] != green_percent:
+            raise TrafficError(
+                f"asked for green {green_percent}% but the service reads back", split=split
+            )
+        return split
+
+    def how_rolled_back(self) -> str:
+        return self._rolled_back
+
+    def _redeploy_blue(self) -> Split:
+        operation = self._latest_operation()
+        if operation is not None and operation["Status"] in _RUNNING:
+            self._wait(operation["Id"])  # App Runner takes one operation at a time
+        if self._image(self._service()) != self.green_image:
+            self._rolled_back = "green's image never took over; nothing to redeploy"
+            return self.read_split()
+        if self.blue_image is None:
+            raise TrafficError("the previous image is unknown (preflight did not run)")
+        started = self.clock.now()
+        operation_id = self._deploy(self.blue_image)
+        status = self._wait(operation_id)
+        if status != "SUCCEEDED":
+            raise TrafficError(
+                f"redeploying the previous image {self.blue_image} ended {status} "
+                f"(operation {operation_id})",
+                split=self.read_split(),
+            )
+        self._rolled_back = (
+            f"App Runner has no traffic switch back: bgkit redeployed the previous image "
+            f"{self.blue_image} (operation {operation_id}, {_seconds(self.clock.now() - started)})"
+        )
+        return self.read_split()
+
+    def _deploy(self, image: str) -> str:
+        """UpdateService to `image`, keeping the rest of the source configuration as it is."""
+        source = self._service()["SourceConfiguration"]
+        repository = {
+            **source["ImageRepository"],
+            "ImageIdentifier": image,
+            "ImageRepositoryType": "ECR_PUBLIC" if image.startswith("public.ecr.aws/") else "ECR",
+        }
+        configuration = {**source, "ImageRepository": repository}
+        return self._apprunner.update_service(
+            ServiceArn=self.service_arn, SourceConfiguration=configuration
+        )["OperationId"]
+
+    def _wait(self, operation_id: str) -> str:
+        """Wait for an operation to end; returns its final status."""
+        deadline = self.clock.now() + timedelta(seconds=OPERATION_WAIT_SECONDS)
+        while True:
+            operations = self._apprunner.list_operations(ServiceArn=self.service_arn, MaxResults=20)
+            status = next(
+                (
+                    o["Status"]
+                    for o in operations["OperationSummaryList"]
+                    if o["Id"] == operation_id
+                ),
+                None,
+            )
+            if status is None:
+                raise TrafficError(f"App Runner lists no operation {operation_id}")
+            if status not in _RUNNING:
+                return status
+            if self.clock.now() > deadline:
+                raise TrafficError(
+                    f"operation {operation_id} still {status} after {OPERATION_WAIT_SECONDS:g} s"
+                )
+            self.clock.sleep(0.5)
+
+
+def _seconds(delta: timedelta) -> str:
+    return f"{delta.total_seconds():.1f} s"

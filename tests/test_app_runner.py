@@ -1,0 +1,101 @@
+"""The App Runner runbook executed by papermill in the sandbox; the service read back through boto3."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import assert_refused, run_runbook
+
+FAST = {"bake_seconds": 5, "sandbox_minute_seconds": 2.0}
+
+
+def service_state(sandbox, record) -> tuple[str, dict]:
+    """The image the service is configured with, and its latest operation."""
+    apprunner = sandbox.session().client("apprunner")
+    arn = record["parameters"]["service_arn"]
+    service = apprunner.describe_service(ServiceArn=arn)["Service"]
+    latest = apprunner.list_operations(ServiceArn=arn, MaxResults=1)["OperationSummaryList"][0]
+    return service["SourceConfiguration"]["ImageRepository"]["ImageIdentifier"], latest
+
+
+def events(record, kind: str) -> list[dict]:
+    return [e for e in record["events"] if e["kind"] == kind]
+
+
+def test_healthy_green_is_promoted_and_judged_against_blue_before_the_switch(
+    shared_sandbox, tmp_path
+):
+    run = run_runbook(tmp_path, "app_runner", **FAST)
+    assert run.error is None
+    record = run.record
+    assert record["outcome"] == "promoted", record["reason"]
+    image, latest = service_state(shared_sandbox, record)
+    assert image == record["parameters"]["image_identifier"]
+    assert (latest["Type"], latest["Status"]) == ("UPDATE_SERVICE", "SUCCEEDED")
+    assert record["final_split"] == {"blue": 0, "green": 100}
+    [switch] = events(record, "shift")
+    [verdict] = record["verdicts"]
+    assert verdict["decision"] == "PASS"
+    # blue's window ends before the deployment started; green's starts after the switch
+    update = next(e for e in events(record, "deploy") if e["message"].startswith("UpdateService"))
+    assert verdict["blue"]["end"] <= update["at"] < switch["at"] <= verdict["green"]["start"]
+    assert verdict["blue"]["requests"] >= 20 and verdict["green"]["requests"] >= 20
+    assert "image/png" in run.outputs_text()
+
+
+def test_a_slow_green_is_judged_and_the_previous_image_redeployed(shared_sandbox, tmp_path):
+    # 150 ms more per request passes the smoke test (all 2xx) and fails the p99 comparison
+    run = run_runbook(tmp_path, "app_runner", green_added_latency_ms=150, **FAST)
+    assert run.error is None
+    record = run.record
+    assert record["outcome"] == "rolled_back", record["reason"]
+    assert record["reason"].startswith("after the switch:") and "p99" in record["reason"]
+    image, latest = service_state(shared_sandbox, record)
+    assert image.endswith(":v1")
+    assert (latest["Type"], latest["Status"]) == ("UPDATE_SERVICE", "SUCCEEDED")
+    [rollback] = events(record, "rollback")
+    assert "redeployed the previous image" in rollback["message"]
+
+
+def test_green_with_errors_is_rolled_back_to_the_previous_image(shared_sandbox, tmp_path):
+    run = run_runbook(tmp_path, "app_runner", green_error_rate=0.2, smoke_requests=1, **FAST)
+    assert run.error is None
+    record = run.record
+    assert record["outcome"] == "rolled_back", record["reason"]
+    image, latest = service_state(shared_sandbox, record)
+    assert image.endswith(":v1") and latest["Status"] == "SUCCEEDED"
+    assert record["final_split"] == {"blue": 100, "green": 0}
+
+
+def test_an_image_that_fails_its_health_check_is_rolled_back_by_app_runner(
+    shared_sandbox, tmp_path
+):
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/bgkit-web:v3"  # no process serves it
+    run = run_runbook(tmp_path, "app_runner", image_identifier=image, **FAST)
+    assert run.error is None
+    record = run.record
+    assert record["outcome"] == "rolled_back"
+    assert "rolled the deployment" in record["reason"] and "back itself" in record["reason"]
+    configured, latest = service_state(shared_sandbox, record)
+    assert configured.endswith(":v1")
+    assert latest["Status"] == "ROLLBACK_SUCCEEDED"
+    assert not events(record, "smoke") and not record["verdicts"]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "error", "name"),
+    [
+        ({"plan": "linear"}, "ParameterError", "plan"),
+        ({"image_identifier": "nginx:latest"}, "ParameterError", "image_identifier"),
+        ({"service_arn": "arn:aws:apprunner:us-east-1:123456789012:service/x"}, "ParameterError", "service_arn"),
+        ({"service_arn": "arn:aws:apprunner:us-east-1:123456789012:service/none/0123456789abcdef0123456789abcdef"}, "PreflightError", "service_arn"),
+        ({"image_identifier": "123456789012.dkr.ecr.us-east-1.amazonaws.com/bgkit-web:v1"}, "PreflightError", "image_identifier"),
+    ],
+)  # fmt: skip
+def test_bad_parameters_are_refused_before_any_deployment(
+    shared_sandbox, tmp_path, parameters, error, name
+):
+    run = run_runbook(tmp_path, "app_runner", **parameters, **FAST)
+    assert_refused(run, error, name)
+    if error == "PreflightError" and name == "image_identifier":  # the service exists: untouched
+        image, latest = service_state(shared_sandbox, run.record)
+        assert image.endswith(":v1") and latest["Type"] == "CREATE_SERVICE"
