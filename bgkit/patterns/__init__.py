@@ -37,6 +37,7 @@ def names() -> list[str]:
 # Each pattern module registers itself when imported.
 from . import (  # noqa: E402
     alb_weighted,  # noqa: F401
+    apigw_canary,  # noqa: F401
     app_runner,  # noqa: F401
     asg_swap,  # noqa: F401
     ecs_codedeploy,  # noqa: F401

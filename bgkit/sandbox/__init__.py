@@ -43,12 +43,14 @@ class Sandbox:
         return self
 
     def _start(self) -> None:
+        from . import apigateway  # its scenario registers itself
         from .apprunner import AppRunner  # its scenario registers itself
         from .codedeploy import CodeDeploy
         from .ecs_native import EcsServiceDeployments
         from .instances import InstanceRuntime
         from .lambda_runtime import LambdaInvoke, LocalLambda
 
+        apigateway.install_canary_model()
         self._control.start()
         self.instances = InstanceRuntime(self.session()).start()
         self.lambda_runtime = LocalLambda(self.session()).start()

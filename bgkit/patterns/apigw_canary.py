@@ -1,0 +1,333 @@
+"""API Gateway canary release: a REST API stage's `canarySettings` carry green.
+
+AWS (API Gateway Developer Guide, "Set up an API Gateway canary release deployment" and its
+pages "Create", "Update", "Promote" and "Turn off a canary release"; API Reference, Stage,
+CanarySettings, CreateDeployment, UpdateStage):
+
+* deploy: CreateDeployment on the existing stage with `canarySettings` (percentTraffic 0.0,
+  green's `stageVariableOverrides`) makes a new deployment, the canary; the stage keeps its
+  deployment (blue). With `canary_deployment_id`, an existing deployment becomes the canary
+  through UpdateStage instead. useStageCache stays false: a canary answered from the stage's
+  cache would be judged on blue's responses.
+* shift: UpdateStage `replace /canarySettings/percentTraffic` (0.0-100.0). API Gateway sends each
+  request to the canary at random with that probability.
+* promote: one UpdateStage that points the stage at the canary's deployment, copies the canary's
+  stage variables onto the stage's (what "Promote a canary release" does) and removes
+  /canarySettings, so no request is served by a half-promoted stage.
+* rollback: UpdateStage `remove /canarySettings` ("Turn off a canary release"); after a
+  promotion, the stage's previous deployment and variables are restored.
+
+Evidence: AWS/ApiGateway Count, 5XXError and Latency (milliseconds) per ApiName and Stage
+("Amazon API Gateway dimensions and metrics": sent for every stage; only the per-method
+dimensions need detailed metrics, so preflight asks for nothing). The canary has its own
+metrics ("Set up an API Gateway canary release deployment"); that page names the canary's log
+group `.../{stage-name}/Canary`, and bgkit reads the canary's metrics under the Stage value
+"{stage}/Canary" (CANARY_SUFFIX: the one place to change if an account shows otherwise).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from botocore.exceptions import ClientError
+
+from ..aws import AwsSession
+from ..errors import ParameterError, PreflightError, TrafficError
+from ..metrics import MetricSource
+from ..params import regex_checker
+from . import register
+from .base import Split
+
+CANARY_SUFFIX = "/Canary"
+_REST_API = re.compile(r"^[a-z0-9]{10}$")
+# "Stage names can only contain alphanumeric characters, hyphens, and underscores. Maximum
+# length is 128 characters." (API Reference, CreateStage.stageName)
+_STAGE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_DEPLOYMENT = re.compile(r"^[a-z0-9]{1,64}$")
+# API Reference, CreateDeployment.variables: names alphanumeric and underscore, values
+# [A-Za-z0-9-._~:/?#&=,]+; here a comma separates pairs, so values cannot contain one.
+_VARIABLE = re.compile(r"^([A-Za-z0-9_]+)=([A-Za-z0-9\-._~:/?#&=]+)$")
+
+
+def parse_stage_variables(text: str) -> dict[str, str]:
+    """'backend=10.0.0.5:8080,version=v2' -> {'backend': '10.0.0.5:8080', 'version': 'v2'}."""
+    variables: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        match = _VARIABLE.match(pair)
+        if match is None:
+            raise ValueError(pair)
+        variables[match.group(1)] = match.group(2)
+    return variables
+
+
+def _stage_variables_checker(name: str, value: str) -> None:
+    try:
+        parse_stage_variables(value)
+    except ValueError as bad:
+        raise ParameterError(
+            name,
+            "must be name=value pairs separated by commas (names: letters, digits, '_'; values: "
+            f"letters, digits and -._~:/?#&=), or empty; {str(bad)!r} is not one",
+            value,
+        ) from None
+
+
+def _deployment_checker(name: str, value: str) -> None:
+    if not _DEPLOYMENT.match(value):
+        raise ParameterError(name, "must be a deployment id such as a6rox0, or empty", value)
+
+
+_stage_variables_checker.optional = True  # type: ignore[attr-defined]
+_deployment_checker.optional = True  # type: ignore[attr-defined]
+
+
+def _api_name_dimension(name: str, api_id: str) -> str:
+    """API Gateway removes non-ASCII characters from the ApiName dimension, and uses the API id
+    when none is left ("Amazon API Gateway dimensions and metrics")."""
+    return name.encode("ascii", "ignore").decode() or api_id
+
+
+def _code(error: ClientError) -> str:
+    return error.response["Error"]["Code"]
+
+
+@register
+class ApiGatewayCanary:
+    name: ClassVar[str] = "apigw_canary"
+    title: ClassVar[str] = "API Gateway canary release"
+    parameters: ClassVar[Mapping[str, Any]] = {
+        "rest_api_id": regex_checker(_REST_API, "must be a REST API id such as a1b2c3d4e5"),
+        "stage_name": regex_checker(
+            _STAGE, "must be a stage name: 1-128 letters, digits, hyphens or underscores"
+        ),
+        "green_stage_variables": _stage_variables_checker,
+        "canary_deployment_id": _deployment_checker,
+    }
+
+    def __init__(self, session: AwsSession, resources: Mapping[str, str]) -> None:
+        self._apigw = session.client("apigateway")
+        self.rest_api_id = resources["rest_api_id"]
+        self.stage_name = resources["stage_name"]
+        self.overrides = parse_stage_variables(resources.get("green_stage_variables", ""))
+        self.given_deployment = resources.get("canary_deployment_id") or None
+        self.canary_id: str | None = None  # green's deployment, once deploy_green made it
+        self._blue: dict[str, Any] | None = None  # the stage as preflight found it
+        self._api_name: str | None = None
+
+    def target_id(self) -> str:
+        return f"apigateway:{self.rest_api_id}/{self.stage_name}"
+
+    # -- reads -------------------------------------------------------------------------
+
+    def _api(self) -> dict[str, Any]:
+        try:
+            return self._apigw.get_rest_api(restApiId=self.rest_api_id)
+        except ClientError as error:
+            if _code(error) == "NotFoundException":
+                raise PreflightError(
+                    f"REST API {self.rest_api_id} does not exist in this region",
+                    parameter="rest_api_id",
+                ) from None
+            raise
+
+    def _stage(self) -> dict[str, Any]:
+        try:
+            return self._apigw.get_stage(restApiId=self.rest_api_id, stageName=self.stage_name)
+        except ClientError as error:
+            if _code(error) == "NotFoundException":
+                raise PreflightError(
+                    f"REST API {self.rest_api_id} has no stage {self.stage_name!r}",
+                    parameter="stage_name",
+                ) from None
+            raise
+
+    def read_split(self) -> Split:
+        return self._split_of(self._stage())
+
+    def _split_of(self, stage: dict[str, Any]) -> Split:
+        canary = stage.get("canarySettings")
+        if canary is None:
+            # Promoted: the stage itself runs green's deployment.
+            promoted = self.canary_id is not None and stage["deploymentId"] == self.canary_id
+            return {"blue": 0, "green": 100} if promoted else {"blue": 100, "green": 0}
+        percent = float(canary.get("percentTraffic", 0.0))
+        green = round(percent)
+        # 0 and 100 mean none at all: a 0.4 % canary is 1 %, a 99.6 % one is 99 %.
+        green = min(max(green, 1 if percent > 0 else 0), 99 if percent < 100 else 100)
+        return {"blue": 100 - green, "green": green}
+
+    def preflight(self) -> Split:
+        self._api_name = _api_name_dimension(self._api()["name"], self.rest_api_id)
+        stage = self._stage()
+        canary = stage.get("canarySettings")
+        if canary is not None:
+            raise PreflightError(
+                f"stage {self.stage_name!r} already has a canary (deployment "
+                f"{canary.get('deploymentId')}, {canary.get('percentTraffic', 0.0)}% of traffic): "
+                "another release may be in flight; promote it or remove it first "
+                f"(aws apigateway update-stage --rest-api-id {self.rest_api_id} --stage-name "
+                f"{self.stage_name} --patch-operations op=remove,path=/canarySettings)",
+                parameter="stage_name",
+            )
+        if self.given_deployment is not None:
+            try:
+                self._apigw.get_deployment(
+                    restApiId=self.rest_api_id, deploymentId=self.given_deployment
+                )
+            except ClientError as error:
+                if _code(error) == "NotFoundException":
+                    raise PreflightError(
+                        f"REST API {self.rest_api_id} has no deployment {self.given_deployment}",
+                        parameter="canary_deployment_id",
+                    ) from None
+                raise
+            if self.given_deployment == stage["deploymentId"]:
+                raise PreflightError(
+                    f"deployment {self.given_deployment} is already the stage's: nothing to release",
+                    parameter="canary_deployment_id",
+                )
+        self._blue = {
+            "deploymentId": stage["deploymentId"],
+            "variables": stage.get("variables") or {},
+        }
+        return self._split_of(stage)
+
+    def metric_source(self) -> MetricSource:
+        if self._api_name is None:
+            self._api_name = _api_name_dimension(self._api()["name"], self.rest_api_id)
+        return MetricSource(
+            namespace="AWS/ApiGateway",
+            requests="Count",
+            errors="5XXError",
+            latency="Latency",
+            latency_to_ms=1.0,
+            dimensions={
+                "blue": {"ApiName": self._api_name, "Stage": self.stage_name},
+                "green": {"ApiName": self._api_name, "Stage": self.stage_name + CANARY_SUFFIX},
+            },
+        )
+
+    def describe(self) -> dict[str, Any]:
+        stage = self._stage()
+        return {
+            "rest_api_id": self.rest_api_id,
+            "stage_name": self.stage_name,
+            "deploymentId": stage["deploymentId"],
+            "variables": stage.get("variables") or {},
+            "canarySettings": stage.get("canarySettings"),
+            "green_deployment": self.canary_id,
+            "split": self._split_of(stage),
+        }
+
+    # -- writes ------------------------------------------------------------------------
+
+    def deploy_green(self, release: str, note: Callable[[str], None]) -> str:
+        overrides = ", ".join(f"{k}={v}" for k, v in self.overrides.items()) or "none"
+        if self.given_deployment is None:
+            answer = self._apigw.create_deployment(
+                restApiId=self.rest_api_id,
+                stageName=self.stage_name,
+                description=f"bgkit release {release}",
+                canarySettings={
+                    "percentTraffic": 0.0,
+                    "useStageCache": False,
+                    "stageVariableOverrides": self.overrides,
+                },
+            )
+            self.canary_id = answer["id"]
+            done = f"canary deployment {self.canary_id} created"
+        else:
+            self.canary_id = self.given_deployment
+            self._update(
+                [
+                    _replace("/canarySettings/deploymentId", self.canary_id),
+                    _replace("/canarySettings/percentTraffic", "0.0"),
+                    _replace("/canarySettings/useStageCache", "false"),
+                    *(
+                        _replace(f"/canarySettings/stageVariableOverrides/{k}", v)
+                        for k, v in self.overrides.items()
+                    ),
+                ]
+            )
+            done = f"deployment {self.canary_id} attached as the canary"
+        canary = self._stage().get("canarySettings") or {}
+        if canary.get("deploymentId") != self.canary_id or canary.get("percentTraffic") != 0.0:
+            raise TrafficError(
+                f"the canary on stage {self.stage_name!r} reads back as {canary or 'absent'}, "
+                f"not deployment {self.canary_id} at 0%"
+            )
+        return (
+            f"{done} on stage {self.stage_name!r} at 0% of traffic "
+            f"(stage variable overrides: {overrides})"
+        )
+
+    def set_split(self, green_percent: int) -> Split:
+        stage = self._stage()
+        canary = stage.get("canarySettings")
+        if green_percent == 0:
+            self._roll_back(stage)
+        elif green_percent == 100:
+            if canary is not None:
+                variables = canary.get("stageVariableOverrides") or {}
+                self._update(
+                    [
+                        _replace("/deploymentId", canary["deploymentId"]),
+                        *(_replace(f"/variables/{k}", v) for k, v in variables.items()),
+                        {"op": "remove", "path": "/canarySettings"},
+                    ]
+                )
+            elif self._split_of(stage)["green"] != 100:
+                raise TrafficError(
+                    f"stage {self.stage_name!r} has no canary to promote",
+                    split=self._split_of(stage),
+                )
+        else:
+            if canary is None or canary.get("deploymentId") != self.canary_id:
+                raise TrafficError(
+                    f"stage {self.stage_name!r} no longer has this release's canary "
+                    f"({self.canary_id}); it reads {canary or 'no canary'}",
+                    split=self._split_of(stage),
+                )
+            self._update(
+                [_replace("/canarySettings/percentTraffic", f"{float(green_percent):.1f}")]
+            )
+        split = self.read_split()
+        if split["green"] != green_percent:
+            raise TrafficError(
+                f"asked for green {green_percent}% but stage {self.stage_name!r} reads back",
+                split=split,
+            )
+        return split
+
+    def _roll_back(self, stage: dict[str, Any]) -> None:
+        if stage.get("canarySettings") is not None:
+            self._update([{"op": "remove", "path": "/canarySettings"}])
+            return
+        if self._blue is None or stage["deploymentId"] == self._blue["deploymentId"]:
+            return  # nothing of this release is on the stage
+        # Promoted already: put blue's deployment and stage variables back.
+        now, before = stage.get("variables") or {}, self._blue["variables"]
+        self._update(
+            [
+                _replace("/deploymentId", self._blue["deploymentId"]),
+                *(_replace(f"/variables/{k}", v) for k, v in before.items() if now.get(k) != v),
+                *({"op": "remove", "path": f"/variables/{k}"} for k in now if k not in before),
+            ]
+        )
+
+    def _update(self, operations: list[dict[str, str]]) -> None:
+        try:
+            self._apigw.update_stage(
+                restApiId=self.rest_api_id, stageName=self.stage_name, patchOperations=operations
+            )
+        except ClientError as error:
+            raise TrafficError(
+                f"API Gateway refused the update of stage {self.stage_name!r} "
+                f"({_code(error)}: {error.response['Error'].get('Message', '')})"
+            ) from error
+
+
+def _replace(path: str, value: str) -> dict[str, str]:
+    return {"op": "replace", "path": path, "value": value}
