@@ -174,7 +174,8 @@ class Release:
 
     def smoke_test(self) -> dict[str, Any] | str:
         """Requests to green on its test route, before green gets any production traffic."""
-        if self.state not in ("deployed",) and not (self.state == "ready" and not self.managed):
+        deploys_green = self.managed or hasattr(self.pattern, "deploy_green")
+        if self.state != "deployed" and not (self.state == "ready" and not deploys_green):
             return self._note(f"smoke test not run (state: {self.state})")
         with self._guard("smoke test"):
             probe = getattr(self.pattern, "smoke_probe", None)
@@ -277,7 +278,17 @@ class Release:
             )
             retire_blue = getattr(self.pattern, "retire_blue", None)
             if retire_blue is not None:  # e.g. detach blue's instances once they have drained
-                self._event("promote", retire_blue(self._promote_note))
+                try:
+                    self._event("promote", retire_blue(self._promote_note))
+                except (
+                    Exception
+                ) as error:  # recorded: green has all traffic and passed every verdict
+                    self._event(
+                        "error",
+                        f"green has all traffic, but blue was not taken out of service "
+                        f"({type(error).__name__}: {error}); do it by hand (see the runbook's "
+                        "first cell)",
+                    )
             self._end("promoted", reason)
         return self.state
 
@@ -379,23 +390,26 @@ class Release:
         the next window while blue served fewer than min_requests)."""
         source, window = self.pattern.metric_source(), int(self.params.bake_seconds)
         end = _floor_seconds(self.clock.now(), window)
+        # Only blue: a window that began before the service's last change may hold another version.
+        since = getattr(self.pattern, "serving_since", lambda: None)()
+        while since is not None and end - timedelta(seconds=window) < since:
+            end += timedelta(seconds=window)
         for _ in range(self.params.max_holds + 1):
             self._await_metrics(source, end)
             blue = _metrics.read_window(self.session, source, end - timedelta(seconds=window), end)[
                 "blue"
             ]
-            if blue.requests >= self.params.min_requests:
-                p99 = "no p99" if blue.p99_ms is None else f"p99 {blue.p99_ms:.1f} ms"
+            if blue.requests >= self.params.min_requests and blue.p99_ms is not None:
                 self._event(
                     "deploy",
                     f"blue measured before the deployment, {blue.start:%H:%M:%S}–{blue.end:%H:%M:%S}: "
-                    f"{blue.requests} requests, {blue.errors} 5xx, {p99}; green will be judged "
+                    f"{blue.requests} requests, {blue.errors} 5xx, p99 {blue.p99_ms:.1f} ms; green will be judged "
                     "against these numbers, since this service moves all traffic at once",
                 )
                 return blue
             end += timedelta(seconds=window)
         raise PreflightError(
-            f"blue served fewer than {self.params.min_requests} requests in each of "
+            f"blue served fewer than {self.params.min_requests} requests (or none with a latency) in each of "
             f"{self.params.max_holds + 1} bake windows: nothing to judge green against "
             "(lower min_requests or raise bake_seconds)"
         )
@@ -570,6 +584,13 @@ class Release:
                         self.rollback(reason)
                     except RollbackFailed as failed:
                         self._event("error", str(failed))
+                    except BaseException as interrupted:  # e.g. a second Ctrl-C while rolling back
+                        self._event(
+                            "error",
+                            f"the rollback was interrupted ({type(interrupted).__name__}); traffic "
+                            f"now: {self._where_is_traffic()}; finish it by hand (see the runbook's "
+                            "first cell, 'Rollback')",
+                        )
                 self._end("failed", reason)
                 self._publish(plot=not isinstance(error, KeyboardInterrupt))
             except Exception as secondary:  # never hide the original error behind a recording error
@@ -613,6 +634,8 @@ class Release:
         from . import plots
 
         first = datetime.fromisoformat(self.record.events[0]["at"])
+        if self.baseline is not None:  # show the window green was judged against
+            first = min(first, self.baseline.start)
         end = _ceil_seconds(self.clock.now(), self.params.metric_period_seconds)
         self._await_metrics(self.pattern.metric_source(), end)
         series = _metrics.read_series(
@@ -717,10 +740,13 @@ def _verdict_row(v: dict[str, Any]) -> dict[str, Any]:
     def ms(x: float | None) -> str:
         return "" if x is None else f"{x:.1f}"
 
+    window = f"{g['start'][11:19]}–{g['end'][11:19]}"
+    if b["start"] != g["start"]:  # blue measured before the deployment (all traffic at once)
+        window += f" (blue {b['start'][11:19]}–{b['end'][11:19]})"
     return {
         "step": v.get("step", ""),
         "green %": v["green_percent"],
-        "window (UTC)": f"{b['start'][11:19]}–{b['end'][11:19]}",
+        "window (UTC)": window,
         "decision": v["decision"],
         "blue req": b["requests"],
         "blue 5xx": pct(b["error_rate"]),

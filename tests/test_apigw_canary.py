@@ -327,6 +327,43 @@ def test_an_existing_deployment_is_released_and_a_promotion_can_be_undone(
         shared_sandbox.release_scenario(scenario.id)
 
 
+def test_a_canary_someone_else_put_on_the_stage_is_never_promoted(shared_sandbox):
+    from bgkit.errors import TrafficError
+
+    scenario = shared_sandbox.provision("apigw_canary", request_rate=5)
+    try:
+        api = scenario.parameters["rest_api_id"]
+        apigw = shared_sandbox.session().client("apigateway")
+        pattern = _pattern(shared_sandbox, scenario)
+        pattern.preflight()
+        pattern.deploy_green("r1", print)
+        before = _stage(apigw, api)["deploymentId"]
+        theirs = _canary(apigw, api, 0.0)  # a CI deploy meanwhile replaces the canary
+        with pytest.raises(TrafficError, match="not this release's"):
+            pattern.set_split(100)
+        stage = _stage(apigw, api)
+        assert stage["deploymentId"] == before and stage["canarySettings"]["deploymentId"] == theirs
+    finally:
+        shared_sandbox.release_scenario(scenario.id)
+
+
+def test_an_api_whose_name_another_api_shares_is_refused(shared_sandbox):
+    from bgkit.errors import PreflightError
+
+    scenario = shared_sandbox.provision("apigw_canary", request_rate=5)
+    apigw = shared_sandbox.session().client("apigateway")
+    api = scenario.parameters["rest_api_id"]
+    namesake = apigw.create_rest_api(name=apigw.get_rest_api(restApiId=api)["name"])["id"]
+    try:
+        with pytest.raises(PreflightError, match="share the name") as refused:
+            _pattern(shared_sandbox, scenario).preflight()
+        assert refused.value.parameter == "rest_api_id"
+        assert "canarySettings" not in _stage(apigw, api)
+    finally:
+        apigw.delete_rest_api(restApiId=namesake)
+        shared_sandbox.release_scenario(scenario.id)
+
+
 # -- the runbook -----------------------------------------------------------------------------
 
 

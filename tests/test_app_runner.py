@@ -89,6 +89,7 @@ def test_an_image_that_fails_its_health_check_is_rolled_back_by_app_runner(
         ({"service_arn": "arn:aws:apprunner:us-east-1:123456789012:service/x"}, "ParameterError", "service_arn"),
         ({"service_arn": "arn:aws:apprunner:us-east-1:123456789012:service/none/0123456789abcdef0123456789abcdef"}, "PreflightError", "service_arn"),
         ({"image_identifier": "123456789012.dkr.ecr.us-east-1.amazonaws.com/bgkit-web:v1"}, "PreflightError", "image_identifier"),
+        ({"image_identifier": "public.ecr.aws/bgkit/web:v2"}, "PreflightError", "image_identifier"),
     ],
 )  # fmt: skip
 def test_bad_parameters_are_refused_before_any_deployment(

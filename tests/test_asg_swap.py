@@ -82,7 +82,7 @@ def test_targets_pass_real_health_checks_and_drain_for_the_delay(sandbox, scenar
     assert states(elb, p["blue_target_group_arn"]) == ["draining"] * 3
     assert reasons == {"Target.DeregistrationInProgress"}
     wait_for(lambda: states(elb, p["blue_target_group_arn"]) == [])
-    assert time.monotonic() - detached >= 0.9
+    assert time.monotonic() - detached >= 0.5  # the delay, less the time to read the states
 
 
 def test_an_instance_that_never_answers_becomes_unhealthy(sandbox, scenario):
@@ -104,6 +104,25 @@ def test_an_instance_that_never_answers_becomes_unhealthy(sandbox, scenario):
     )
     assert answer[0]["TargetHealth"]["Reason"] == "Target.FailedHealthChecks"
     elb.deregister_targets(TargetGroupArn=p["green_target_group_arn"], Targets=[{"Id": silent}])
+
+
+def test_a_blue_target_that_is_not_blue_groups_instance_is_refused(sandbox, scenario):
+    import bgkit
+    from bgkit.errors import PreflightError
+
+    session, p = sandbox.session(), scenario.parameters
+    ec2, elb = session.client("ec2"), session.client("elbv2")
+    subnet = group(sandbox, p["blue_asg_name"])["VPCZoneIdentifier"].split(",")[0]
+    stray = ec2.run_instances(
+        ImageId="ami-0000000000000beef", MinCount=1, MaxCount=1, SubnetId=subnet
+    )
+    stray_id = stray["Instances"][0]["InstanceId"]
+    elb.register_targets(TargetGroupArn=p["blue_target_group_arn"], Targets=[{"Id": stray_id}])
+    pattern = bgkit.patterns.get("asg_swap")(session, dict(p))
+    with pytest.raises(PreflightError, match="would keep serving") as refused:
+        pattern.preflight()
+    assert refused.value.parameter == "blue_target_group_arn"
+    assert stray_id in str(refused.value)
 
 
 def test_healthy_green_is_promoted_and_blue_detached_after_its_drain(shared_sandbox, tmp_path):

@@ -282,3 +282,119 @@ def test_a_split_reads_zero_only_when_a_colour_has_no_weight_at_all():
     assert split_of(100, 0) == {"blue": 100, "green": 0}
     assert split_of(0, 5) == {"blue": 0, "green": 100}
     assert split_of(3, 1) == {"blue": 75, "green": 25}
+
+
+class DeployingPattern(FakePattern):
+    """A pattern that creates green itself (deploy_green) and takes blue out after promoting."""
+
+    def __init__(
+        self, deploy_error: Exception | None = None, retire_error: Exception | None = None
+    ):
+        super().__init__()
+        self.deploy_error, self.retire_error = deploy_error, retire_error
+        self.deployed = self.retired = False
+
+    def deploy_green(self, release, note):
+        note("creating green")
+        self.deployed = True
+        if self.deploy_error is not None:
+            raise self.deploy_error
+        return "green is deployed"
+
+    def retire_blue(self, note):
+        if self.retire_error is not None:
+            raise self.retire_error
+        self.retired = True
+        return "blue retired"
+
+
+def test_a_failed_deploy_green_is_rolled_back_through_the_pattern():
+    pattern = DeployingPattern(deploy_error=RuntimeError("capacity"))
+    release, _, _ = make_release(healthy, pattern=pattern)
+    release.preflight()
+    with pytest.raises(RuntimeError, match="capacity"):
+        release.deploy()
+    assert pattern.writes == [0]  # set_split(0) undoes what deploy_green did
+    assert release.record.outcome == "failed"
+    assert [e["message"] for e in release.record.events if e["kind"] == "deploy"] == [
+        "creating green"
+    ]
+
+
+def test_a_deployment_the_service_stopped_itself_ends_rolled_back():
+    from bgkit.errors import DeploymentStopped
+
+    pattern = DeployingPattern(deploy_error=DeploymentStopped("the service rolled it back"))
+    release, _, _ = make_release(healthy, pattern=pattern)
+    release.preflight()
+    assert release.deploy() == "rolled_back"
+    assert release.record.reason == "the service rolled it back"
+    assert release.smoke_test() == "rolled_back"  # nothing runs after the end
+
+
+def test_green_deployed_by_the_pattern_is_smoke_tested_only_after_deploy():
+    release, _, _ = make_release(healthy, pattern=DeployingPattern())
+    release.preflight()
+    assert release.smoke_test() == "ready"  # refused: green does not exist yet
+    assert release.record.smoke is None
+    release.deploy()
+    release.smoke_test()
+    assert release.state == "smoked"
+
+
+def test_blue_not_retired_after_the_promotion_is_recorded_without_a_rollback():
+    pattern = DeployingPattern(retire_error=RuntimeError("drain timed out"))
+    release, _, _ = make_release(healthy, pattern=pattern)
+    release.preflight()
+    release.deploy()
+    record = run_rest(release)
+    assert record["outcome"] == "promoted"
+    assert pattern.green == 100 and pattern.writes[-1] == 100
+    errors = [e["message"] for e in record["events"] if e["kind"] == "error"]
+    assert len(errors) == 1 and "blue was not taken out of service" in errors[0]
+
+
+def test_an_interrupted_rollback_still_publishes_the_record_with_where_traffic_is():
+    class Interrupted(FakePattern):
+        def set_split(self, green_percent):
+            if green_percent == 0:
+                raise KeyboardInterrupt
+            return super().set_split(green_percent)
+
+    pattern = Interrupted(fail_at=50)
+    release, _, _ = make_release(healthy, pattern=pattern)
+    shown = Capture()
+    release._display = shown
+    release.preflight()
+    release.smoke_test()
+    with pytest.raises(RuntimeError, match="AWS said no"):
+        release.shift()
+    [record] = shown.records
+    assert record["outcome"] == "failed"
+    [interrupted] = [e for e in record["events"] if "rollback was interrupted" in e["message"]]
+    assert "traffic now: {'blue': 75, 'green': 25}" in interrupted["message"]
+
+
+def test_a_service_that_switches_at_once_is_plotted_as_the_colour_that_served():
+    import pandas as pd
+
+    from bgkit.release import _serving_only
+
+    index = pd.date_range("2026-01-01T00:00:00Z", periods=4, freq="10s")
+    frame = pd.DataFrame({"rps": [1.0, 2.0, 3.0, 4.0]}, index=index)
+    series = pd.concat({"blue": frame, "green": frame}, axis=1)
+    events = [
+        {"at": "2026-01-01T00:00:15+00:00", "kind": "shift", "green_percent": 100},
+        {"at": "2026-01-01T00:00:25+00:00", "kind": "rollback", "green_percent": 0},
+    ]
+    shown = _serving_only(series, events)
+    assert shown["blue"]["rps"].tolist()[:2] == [1.0, 2.0]
+    assert shown["blue"]["rps"].isna().tolist() == [False, False, True, False]
+    assert shown["green"]["rps"].isna().tolist() == [True, True, False, True]
+
+
+def run_rest(release: Release) -> dict:
+    release.smoke_test()
+    release.shift()
+    release.promote()
+    return release.finish(plot=False)

@@ -27,7 +27,7 @@ DONE = ("SUCCEEDED", "FAILED", "ROLLBACK_SUCCEEDED", "ROLLBACK_FAILED")
 
 @pytest.fixture
 def app(sandbox):
-    scenario = sandbox.provision("app_runner", minute_seconds=0.5, request_rate=10)
+    scenario = sandbox.provision("app_runner", minute_seconds=1.5, request_rate=10)
     yield scenario, sandbox.session().client("apprunner")
     sandbox.release_scenario(scenario.id)
 

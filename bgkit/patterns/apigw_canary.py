@@ -159,7 +159,23 @@ class ApiGatewayCanary:
         return {"blue": 100 - green, "green": green}
 
     def preflight(self) -> Split:
-        self._api_name = _api_name_dimension(self._api()["name"], self.rest_api_id)
+        api = self._api()
+        self._api_name = _api_name_dimension(api["name"], self.rest_api_id)
+        namesakes = [
+            a["id"]
+            for page in self._apigw.get_paginator("get_rest_apis").paginate()
+            for a in page["items"]
+            if a["id"] != self.rest_api_id
+            and _api_name_dimension(a["name"], a["id"]) == self._api_name
+        ]
+        if namesakes:
+            # CloudWatch keys REST API metrics by ApiName: the evidence would mix both APIs.
+            raise PreflightError(
+                f"other REST APIs in this region share the name {api['name']!r} "
+                f"({', '.join(namesakes)}), and API Gateway metrics are keyed by ApiName: the "
+                "evidence would mix them; rename one",
+                parameter="rest_api_id",
+            )
         stage = self._stage()
         canary = stage.get("canarySettings")
         if canary is not None:
@@ -218,6 +234,9 @@ class ApiGatewayCanary:
             "variables": stage.get("variables") or {},
             "canarySettings": stage.get("canarySettings"),
             "green_deployment": self.canary_id,
+            # what a rollback after a promotion puts back
+            "blue_deployment": (self._blue or {}).get("deploymentId"),
+            "blue_variables": (self._blue or {}).get("variables"),
             "split": self._split_of(stage),
         }
 
@@ -253,7 +272,7 @@ class ApiGatewayCanary:
             )
             done = f"deployment {self.canary_id} attached as the canary"
         canary = self._stage().get("canarySettings") or {}
-        if canary.get("deploymentId") != self.canary_id or canary.get("percentTraffic") != 0.0:
+        if canary.get("deploymentId") != self.canary_id or canary.get("percentTraffic", 0.0) != 0.0:
             raise TrafficError(
                 f"the canary on stage {self.stage_name!r} reads back as {canary or 'absent'}, "
                 f"not deployment {self.canary_id} at 0%"
@@ -269,6 +288,13 @@ class ApiGatewayCanary:
         if green_percent == 0:
             self._roll_back(stage)
         elif green_percent == 100:
+            if canary is not None and canary.get("deploymentId") != self.canary_id:
+                raise TrafficError(
+                    f"stage {self.stage_name!r} has a canary of deployment "
+                    f"{canary.get('deploymentId')}, not this release's {self.canary_id}: someone "
+                    "deployed to the stage meanwhile; it is not promoted",
+                    split=self._split_of(stage),
+                )
             if canary is not None:
                 variables = canary.get("stageVariableOverrides") or {}
                 self._update(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
@@ -68,6 +68,7 @@ class AppRunner:
         self.green_image = resources["image_identifier"]
         self.blue_image: str | None = None
         self._rolled_back = ""
+        self._ours: set[str] = set()  # the operations this release started
 
     def target_id(self) -> str:
         return self.service_arn
@@ -104,6 +105,11 @@ class AppRunner:
         configured_green = self._image(self._service()) == self.green_image
         operation = self._latest_operation()
         if operation is not None and operation["Status"] in _RUNNING:
+            if operation["Id"] not in self._ours:
+                raise TrafficError(
+                    f"an operation bgkit did not start is in progress ({operation['Type']} "
+                    f"{operation['Id']}): which version serves is unknown until it ends"
+                )
             configured_green = not configured_green
         return {"blue": 0, "green": 100} if configured_green else {"blue": 100, "green": 0}
 
@@ -122,6 +128,14 @@ class AppRunner:
                 "service is paused or failed",
                 parameter="service_arn",
             )
+        kind = service["SourceConfiguration"]["ImageRepository"].get("ImageRepositoryType")
+        if kind != _repository_type(self.green_image):
+            raise PreflightError(
+                f"the service runs a {kind} image and {self.green_image} is "
+                f"{_repository_type(self.green_image)}: changing the repository type changes how "
+                "App Runner pulls images; release an image of the same kind",
+                parameter="image_identifier",
+            )
         if image == self.green_image:
             raise PreflightError(
                 f"the service already runs {image}: name the new image by a new tag or digest, so "
@@ -130,6 +144,12 @@ class AppRunner:
             )
         self.blue_image = image
         return self.read_split()
+
+    def serving_since(self) -> datetime | None:
+        """When the version serving now took over (its operation's end): blue's baseline window
+        must not reach back before it."""
+        operation = self._latest_operation()
+        return None if operation is None else operation.get("EndedAt")
 
     def metric_source(self) -> MetricSource:
         """One set of service metrics: blue's numbers before the switch, green's after."""
@@ -152,6 +172,10 @@ class AppRunner:
             "service_arn": self.service_arn,
             "status": service["Status"],
             "image_identifier": self._image(service),
+            "previous_image": self.blue_image,  # what a rollback redeploys
+            "auto_deployments_enabled": service["SourceConfiguration"].get(
+                "AutoDeploymentsEnabled"
+            ),
             "service_url": service.get("ServiceUrl"),
             "operations": [
                 {k: str(o.get(k)) for k in ("Id", "Type", "Status", "StartedAt", "EndedAt")}
@@ -177,6 +201,11 @@ class AppRunner:
         if status != "SUCCEEDED":
             raise TrafficError(
                 f"App Runner deployment of {self.green_image} ended {status} (operation {operation})"
+            )
+        if self.read_split()["green"] != 100:
+            raise TrafficError(
+                f"operation {operation} SUCCEEDED but the service does not run {self.green_image}",
+                split=self.read_split(),
             )
         return (
             f"App Runner deployed {self.green_image} and moved all traffic to it "
@@ -232,12 +261,14 @@ class AppRunner:
         repository = {
             **source["ImageRepository"],
             "ImageIdentifier": image,
-            "ImageRepositoryType": "ECR_PUBLIC" if image.startswith("public.ecr.aws/") else "ECR",
+            "ImageRepositoryType": _repository_type(image),
         }
         configuration = {**source, "ImageRepository": repository}
-        return self._apprunner.update_service(
+        operation = self._apprunner.update_service(
             ServiceArn=self.service_arn, SourceConfiguration=configuration
         )["OperationId"]
+        self._ours.add(operation)
+        return operation
 
     def _wait(self, operation_id: str) -> str:
         """Wait for an operation to end; returns its final status."""
@@ -261,6 +292,10 @@ class AppRunner:
                     f"operation {operation_id} still {status} after {OPERATION_WAIT_SECONDS:g} s"
                 )
             self.clock.sleep(0.5)
+
+
+def _repository_type(image: str) -> str:
+    return "ECR_PUBLIC" if image.startswith("public.ecr.aws/") else "ECR"
 
 
 def _seconds(delta: timedelta) -> str:

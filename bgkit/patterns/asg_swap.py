@@ -87,6 +87,8 @@ class AsgSwap:
         }
         self.requested_version = resources["launch_template_version"]
         self._blue: dict[str, Any] = {}  # blue's group as preflight read it
+        self._policies: list[str] = []
+        self._rolled_back = ""
         self._version: str | None = None  # the launch template version green runs, resolved
 
     def target_id(self) -> str:
@@ -136,9 +138,30 @@ class AsgSwap:
                 "of blue's launch template",
                 parameter="blue_asg_name",
             )
-        if not any(t["TargetHealth"]["State"] == "healthy" for t in self._targets("blue")):
+        blue_targets = self._targets("blue")
+        if not any(t["TargetHealth"]["State"] == "healthy" for t in blue_targets):
             raise PreflightError(
                 "blue's target group has no healthy targets", parameter="blue_target_group_arn"
+            )
+        strangers = sorted(
+            {t["Target"]["Id"] for t in blue_targets if t["TargetHealth"]["State"] != "draining"}
+            - {i["InstanceId"] for i in blue["Instances"]}
+        )
+        if strangers:
+            raise PreflightError(
+                f"blue's target group also has targets that are not instances of "
+                f"{self.groups['blue']!r} ({', '.join(strangers[:5])}): they would keep serving "
+                "after blue's group is detached",
+                parameter="blue_target_group_arn",
+            )
+        green_group = self._elb.describe_target_groups(
+            TargetGroupArns=[self.target_groups["green"]]
+        )["TargetGroups"][0]
+        if green_group.get("TargetType", "instance") != "instance":
+            raise PreflightError(
+                f"green's target group has target type {green_group['TargetType']!r}; an Auto "
+                "Scaling group registers instances, so it must be 'instance'",
+                parameter="green_target_group_arn",
             )
         if self._group("green") is not None:
             raise PreflightError(
@@ -157,6 +180,12 @@ class AsgSwap:
             )
         self._version = self._resolve_version(template, blue)
         self._blue = blue
+        self._policies = [
+            p["PolicyName"]
+            for p in self._autoscaling.describe_policies(AutoScalingGroupName=self.groups["blue"])[
+                "ScalingPolicies"
+            ]
+        ]
         return self.read_split()
 
     def _resolve_version(self, template: dict[str, Any], blue: dict[str, Any]) -> str:
@@ -214,7 +243,7 @@ class AsgSwap:
             MinSize=blue["MinSize"],
             MaxSize=blue["MaxSize"],
             DesiredCapacity=blue["DesiredCapacity"],
-            VPCZoneIdentifier=blue["VPCZoneIdentifier"],
+            **_placement(blue),
             HealthCheckType=blue["HealthCheckType"],
             HealthCheckGracePeriod=blue.get("HealthCheckGracePeriod", 0),
             Tags=[
@@ -226,6 +255,12 @@ class AsgSwap:
         note(
             f"created Auto Scaling group {green} from {template['LaunchTemplateName']} version "
             f"{self._version}, {desired} instance(s) like blue"
+            + (
+                f"; blue's scaling policies ({', '.join(self._policies)}) are not copied: add them "
+                "to green before it must scale"
+                if self._policies
+                else ""
+            )
         )
         started = self.clock.now()
         self._wait(
@@ -271,23 +306,40 @@ class AsgSwap:
         )
 
     def _back_to_blue(self) -> Split:
+        done = []
         if not self._attached("blue"):
             self._autoscaling.attach_load_balancer_target_groups(
                 AutoScalingGroupName=self.groups["blue"],
                 TargetGroupARNs=[self.target_groups["blue"]],
             )
+            in_service = max(1, _in_service(self._group("blue")))
             self._wait(
-                lambda: _states(self._targets("blue")).get("healthy", 0) > 0,
-                "blue's targets to pass health checks again",
+                lambda: _states(self._targets("blue")).get("healthy", 0) >= in_service,
+                f"blue's {in_service} target(s) to pass health checks again",
             )
-        split = self._listener.set_split(0)
+            done.append(f"re-attached {self.groups['blue']} to blue's target group")
+        split = self.read_split()
+        if split != {"blue": 100, "green": 0}:
+            split = self._listener.set_split(0)
+            done.append("set the listener to blue 100 / green 0")
         if self._attached("green"):
             # Green has no weight now; its targets drain in the background.
             self._autoscaling.detach_load_balancer_target_groups(
                 AutoScalingGroupName=self.groups["green"],
                 TargetGroupARNs=[self.target_groups["green"]],
             )
+            done.append(f"detached {self.groups['green']} from green's target group")
+        if self._group("green") is not None:
+            done.append(
+                f"{self.groups['green']} is kept, out of service, for investigation (aws "
+                f"autoscaling delete-auto-scaling-group --auto-scaling-group-name "
+                f"{self.groups['green']} --force-delete)"
+            )
+        self._rolled_back = "; ".join(done)
         return split
+
+    def how_rolled_back(self) -> str:
+        return self._rolled_back
 
     def _deregistration_delay(self, colour: str) -> float:
         attributes = self._elb.describe_target_group_attributes(
@@ -313,6 +365,13 @@ class AsgSwap:
                     split=self.read_split(),
                 )
             self.clock.sleep(0.5)
+
+
+def _placement(group: dict[str, Any]) -> dict[str, Any]:
+    """Where blue's instances run: its subnets, or (without a VPC) its zones."""
+    if group.get("VPCZoneIdentifier"):
+        return {"VPCZoneIdentifier": group["VPCZoneIdentifier"]}
+    return {"AvailabilityZones": group["AvailabilityZones"]}
 
 
 def _in_service(group: dict[str, Any] | None) -> int:

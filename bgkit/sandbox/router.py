@@ -56,6 +56,7 @@ class AlbRouter:
         # A target's address: its Id and port (ip targets), or where the sandbox runs an
         # instance target's process (`resolve`, from the instance runtime).
         self._resolve = resolve
+        self._empty_refresh = 0.0
         self._elb = session.client("elbv2")
         self._cloudwatch = session.client("cloudwatch")
         self.load_balancer_arn = load_balancer_arn
@@ -205,9 +206,11 @@ class AlbRouter:
         group = self.choose_target_group(action) if action["Type"] == "forward" else None
         with self._lock:
             targets = self._targets.get(group, []) if group else []
-        if group and not targets:
+        if group and not targets and time.monotonic() - self._empty_refresh > 0.05:
             # A target the control plane reports healthy is routable at once, as on AWS: read
-            # the table now rather than answer 503 for up to target_refresh_seconds.
+            # the table now rather than answer 503 for up to target_refresh_seconds (at most
+            # every 50 ms, so a group with no healthy target does not cost two reads a request).
+            self._empty_refresh = time.monotonic()
             self._refresh_targets()
             with self._lock:
                 targets = self._targets.get(group, [])
