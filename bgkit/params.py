@@ -36,7 +36,7 @@ class ReleaseParams:
     plan: str = "linear"
     step_percent: int = 25
     canary_percent: int = 10
-    bake_seconds: float = 10.0
+    bake_seconds: float = 5.0
     smoke_url: str = ""
     smoke_requests: int = 10
     min_requests: int = 20

@@ -14,7 +14,7 @@ def test_runbooks_lists_every_registered_pattern_with_its_parameters(capsys):
     for name in patterns.names():
         assert f"{name}: " in out
     assert (
-        "bake_seconds (float, default 10.0): seconds at each step before judging: 1, 5, 10, 20, 30"
+        "bake_seconds (float, default 5.0): seconds at each step before judging: 1, 5, 10, 20, 30"
         in out
     )
 
