@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_runbook
+from conftest import STEADY, run_runbook
 
-FAST = {"bake_seconds": 5, "plan": "30,60"}
+FAST = {"bake_seconds": 5, "plan": "30,60", **STEADY}
 
 
 def listener_weights(sandbox, listener_arn: str) -> dict[str, int]:
@@ -40,7 +40,7 @@ def test_healthy_green_is_promoted_and_the_listener_sends_everything_to_green(
     )  # plain papermill: default engine
     assert run.error is None
     record = run.record
-    assert record["outcome"] == "promoted"
+    assert record["outcome"] == "promoted", record["reason"]
     for field in (
         "runbook",
         "release",

@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Capture, assert_refused, run_runbook
+from conftest import STEADY, Capture, assert_refused, run_runbook
 
 from bgkit.sandbox.apigateway import StageDataPlane
 from bgkit.sandbox.services import ColourService
 
-FAST = {"bake_seconds": 5}
+FAST = {"bake_seconds": 5, **STEADY}
 
 
 def _api(sandbox, blue_backend="127.0.0.1:1"):

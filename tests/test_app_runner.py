@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import assert_refused, run_runbook
+from conftest import STEADY, assert_refused, run_runbook
 
-FAST = {"bake_seconds": 5, "sandbox_minute_seconds": 2.0}
+FAST = {"bake_seconds": 5, "sandbox_minute_seconds": 2.0, **STEADY}
 
 
 def service_state(sandbox, record) -> tuple[str, dict]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import Capture, assert_refused, run_runbook
+from conftest import STEADY, Capture, assert_refused, run_runbook
 
-FAST = {"bake_seconds": 5, "plan": "50"}
+FAST = {"bake_seconds": 5, "plan": "50", **STEADY}
 
 
 def states(elb, target_group: str) -> list[str]:

@@ -82,6 +82,9 @@ def test_run_exits_by_outcome_and_prints_the_record_path(
         "-p",
         "green_error_rate",
         str(error_rate),
+        "-p",
+        "p99_floor_ms",
+        "100",  # conftest.STEADY: this test is about exit codes, not latency noise
         "--quiet",
     ]
     assert cli.main(argv) == code

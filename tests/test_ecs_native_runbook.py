@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Capture, assert_refused, run_runbook
+from conftest import STEADY, Capture, assert_refused, run_runbook
 
-FAST = {"sandbox_minute_seconds": 2.0, "bake_seconds": 5}
+FAST = {"sandbox_minute_seconds": 2.0, "bake_seconds": 5, **STEADY}
 
 
 def state(sandbox, record) -> tuple[list[dict], dict[str, int], str]:

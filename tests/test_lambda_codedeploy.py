@@ -8,9 +8,9 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import Capture, deployments_of, run_runbook
+from conftest import STEADY, Capture, deployments_of, run_runbook
 
-FAST = {"sandbox_minute_seconds": 4.0, "bake_seconds": 5}
+FAST = {"sandbox_minute_seconds": 4.0, "bake_seconds": 5, **STEADY}
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Capture, assert_refused, run_runbook
+from conftest import STEADY, Capture, assert_refused, run_runbook
 
 from bgkit.sandbox.dns import CachingClients, WeightedResolver
 
-FAST = {"bake_seconds": 5}
+FAST = {"bake_seconds": 5, **STEADY}
 
 
 @pytest.fixture
