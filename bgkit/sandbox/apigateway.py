@@ -57,7 +57,6 @@ import json
 import math
 import random
 import re
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -68,7 +67,7 @@ from urllib.parse import urlsplit
 
 from ..aws import AwsSession
 from .extensions import distribution
-from .http import KeepAliveHandler, LoopbackServer
+from .http import KeepAliveHandler, LoopbackServer, LoopErrors, Upstreams, forwarded_headers
 from .loadgen import LoadGenerator
 from .scenarios import Scenario, register
 from .services import ColourService
@@ -78,7 +77,6 @@ CANARY_SUFFIX = "/Canary"
 _VARIABLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _VARIABLE_VALUE = re.compile(r"^[A-Za-z0-9\-._~:/?#&=,]+$")
 _STAGE_VARIABLE = re.compile(r"\$\{stageVariables\.([A-Za-z0-9_]+)\}")
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 INTEGRATION_TIMEOUT_SECONDS = 29.0  # the default integration timeout ("API Gateway quotas")
 
 _installed = False
@@ -376,10 +374,9 @@ class StageDataPlane:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._local = threading.local()
-        self._connections: list[http.client.HTTPConnection] = []
+        self._upstreams = Upstreams(timeout=INTEGRATION_TIMEOUT_SECONDS)
         self.served: dict[str, int] = defaultdict(int)  # Stage dimension -> requests
-        self.errors: dict[str, int] = {}
+        self._loop_error = LoopErrors("API Gateway")
 
     @property
     def url(self) -> str:
@@ -400,9 +397,7 @@ class StageDataPlane:
         for thread in self._threads:
             thread.join(timeout=5)
         self._server.stop()
-        with self._lock:
-            for connection in self._connections:
-                connection.close()
+        self._upstreams.close()
         self._publish(flush_all=True)
 
     # -- control plane -----------------------------------------------------------------
@@ -425,7 +420,10 @@ class StageDataPlane:
     def _refresh_loop(self) -> None:
         next_stages = next_api = time.monotonic()
         while not self._stop.wait(max(0.0, next_stages - time.monotonic())):
-            next_stages += self.refresh_seconds
+            # behind (a slow read): wait a full period rather than read again at once
+            next_stages = max(
+                next_stages + self.refresh_seconds, time.monotonic() + self.refresh_seconds / 2
+            )
             try:
                 self._refresh_stages()
                 if time.monotonic() >= next_api:
@@ -503,12 +501,11 @@ class StageDataPlane:
                 upstream += "?" + query
             length = int(request.headers.get("Content-Length") or 0)
             payload = request.rfile.read(length) if length else None
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-            headers["X-Forwarded-For"] = request.client_address[0]
+            headers = forwarded_headers(request)
             sent = time.perf_counter()
             try:
-                status, body, content_type = self._forward(
-                    parts.hostname, parts.port or 80, request.command, upstream, headers, payload
+                status, body, content_type = self._upstreams.request(
+                    (parts.hostname, parts.port or 80), request.command, upstream, headers, payload
                 )
             except TimeoutError:
                 return 504, b'{"message":"Endpoint request timed out"}', "application/json", None
@@ -517,37 +514,6 @@ class StageDataPlane:
             return status, body, content_type, time.perf_counter() - sent
         # An unmatched path or method: REST APIs answer 403 Missing Authentication Token.
         return 403, b'{"message":"Missing Authentication Token"}', "application/json", None
-
-    def _forward(
-        self, host: str, port: int, method: str, path: str, headers: dict, payload: bytes | None
-    ) -> tuple[int, bytes, str]:
-        pool = getattr(self._local, "pool", None)
-        if pool is None:
-            pool = self._local.pool = {}
-        for attempt in (1, 2):
-            connection = pool.get((host, port))
-            if connection is None:
-                connection = http.client.HTTPConnection(
-                    host, port, timeout=INTEGRATION_TIMEOUT_SECONDS
-                )
-                pool[(host, port)] = connection
-                with self._lock:
-                    self._connections.append(connection)
-            try:
-                connection.request(method, path, body=payload, headers=headers)
-                response = connection.getresponse()
-                body = response.read()
-                return (
-                    response.status,
-                    body,
-                    response.getheader("Content-Type", "application/json"),
-                )
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                del pool[(host, port)]
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
 
     # -- metrics -----------------------------------------------------------------------
 
@@ -571,16 +537,6 @@ class StageDataPlane:
                 self._publish()
             except Exception as error:  # the next second's publish retries; count and show it
                 self._loop_error("metrics", error)
-
-    def _loop_error(self, loop: str, error: Exception) -> None:
-        self.errors[loop] = self.errors.get(loop, 0) + 1
-        if self.errors[loop] in (1, 10, 100):
-            print(
-                f"bgkit sandbox API Gateway: {loop} failed ({self.errors[loop]}x): "
-                f"{type(error).__name__}: {error}",
-                file=sys.stderr,
-                flush=True,
-            )
 
     def _publish(self, flush_all: bool = False) -> None:
         now = int(time.time())

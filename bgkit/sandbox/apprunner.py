@@ -73,7 +73,6 @@ import http.client
 import json
 import re
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -86,7 +85,7 @@ from typing import Any
 from ..aws import AwsSession
 from ..errors import SandboxError
 from .extensions import AwsError, JsonService, distribution
-from .http import KeepAliveHandler, LoopbackServer
+from .http import KeepAliveHandler, LoopbackServer, LoopErrors, Upstreams, forwarded_headers
 from .loadgen import LoadGenerator
 from .scenarios import Scenario, register
 from .services import ColourService
@@ -242,7 +241,7 @@ class AppRunner(JsonService):
             threading.Thread(target=self._run, name="bgkit-apprunner", daemon=True),
             threading.Thread(target=self._publish_loop, name="bgkit-apprunner-metrics", daemon=True),
         ]  # fmt: skip
-        self.errors: dict[str, int] = {}
+        self._loop_error = LoopErrors("App Runner")
 
     def start(self) -> AppRunner:
         for thread in self._threads:
@@ -565,15 +564,8 @@ class AppRunner(JsonService):
         """Run one pass of a loop; a failure is counted and shown, and the next pass retries."""
         try:
             work()
-        except Exception as error:
-            self.errors[loop] = self.errors.get(loop, 0) + 1
-            if self.errors[loop] in (1, 10, 100):
-                print(
-                    f"bgkit sandbox apprunner: {loop} failed ({self.errors[loop]}x): "
-                    f"{type(error).__name__}: {error}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+        except Exception as error:  # counted and shown; the next pass retries
+            self._loop_error(loop, error)
 
     # -- metrics ------------------------------------------------------------------------
 
@@ -767,9 +759,6 @@ def health_check(version: Version | None, check: dict[str, Any]) -> bool:
         return False
 
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
-
-
 @dataclass
 class _Second:
     requests: int = 0
@@ -786,8 +775,7 @@ class Front:
         self._server = LoopbackServer(self._handler(), name=f"bgkit-apprunner-{name}")
         self._seconds: dict[int, _Second] = defaultdict(_Second)
         self._lock = threading.Lock()
-        self._local = threading.local()
-        self._connections: list[http.client.HTTPConnection] = []
+        self._upstreams = Upstreams()
         self._state = "new"  # new -> serving -> stopped
 
     @property
@@ -809,9 +797,7 @@ class Front:
                 return
             self._state = "stopped"
         self._server.stop()
-        with self._lock:
-            for connection in self._connections:
-                connection.close()
+        self._upstreams.close()
 
     def drain(self, flush_all: bool = False) -> dict[int, _Second]:
         """The finished seconds' counts (all of them with `flush_all`), removed."""
@@ -840,42 +826,16 @@ class Front:
             # Runner's metrics (requests "your web service" handled) do not count it.
             request.reply(503, b'{"error": "no running instance"}')
             return
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-        headers["X-Forwarded-For"] = request.client_address[0]
+        headers = forwarded_headers(request)
         started = time.perf_counter()
         try:
-            status, body, content_type = self._forward(
+            status, body, content_type = self._upstreams.request(
                 version.address, request.command, request.path, headers, payload
             )
         except (OSError, http.client.HTTPException):
             status, body, content_type = 502, b'{"error": "bad gateway"}', "application/json"
         self._count(status, 1000 * (time.perf_counter() - started))
         request.reply(status, body, content_type)
-
-    def _forward(
-        self, address: tuple[str, int], method: str, path: str, headers: dict, payload: bytes | None
-    ) -> tuple[int, bytes, str]:
-        pool = getattr(self._local, "pool", None)
-        if pool is None:
-            pool = self._local.pool = {}
-        for attempt in (1, 2):  # a pooled keep-alive connection may have been closed meanwhile
-            connection = pool.get(address)
-            if connection is None:
-                connection = pool[address] = http.client.HTTPConnection(*address, timeout=30)
-                with self._lock:
-                    self._connections.append(connection)
-            try:
-                connection.request(method, path, body=payload, headers=headers)
-                response = connection.getresponse()
-                body = response.read()
-                content_type = response.getheader("Content-Type", "application/octet-stream")
-                return response.status, body, content_type
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                del pool[address]
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
 
     def _count(self, status: int, elapsed_ms: float) -> None:
         with self._lock:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -51,3 +53,84 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+def forwarded_headers(request: BaseHTTPRequestHandler) -> dict[str, str]:
+    """A request's end-to-end headers, plus X-Forwarded-For, as a proxy passes them on."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    headers["X-Forwarded-For"] = request.client_address[0]
+    return headers
+
+
+class Upstreams:
+    """A data plane's keep-alive connections to the servers behind it (targets, integrations,
+    versions): one pool per handler thread, so a connection is used by one thread at a time; a
+    connection the server closed meanwhile is retried once on a new one."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[http.client.HTTPConnection] = []
+
+    def request(
+        self,
+        address: tuple[str, int],
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes | None = None,
+    ) -> tuple[int, bytes, str]:
+        """(status, body, content type); OSError or HTTPException when the server cannot answer."""
+        pool = getattr(self._local, "pool", None)
+        if pool is None:
+            pool = self._local.pool = {}
+        for attempt in (1, 2):
+            connection = pool.get(address)
+            if connection is None:
+                connection = pool[address] = http.client.HTTPConnection(
+                    *address, timeout=self.timeout
+                )
+                with self._lock:
+                    self._opened.append(connection)
+            try:
+                connection.request(method, path, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+                content_type = response.getheader("Content-Type", "application/octet-stream")
+                return response.status, data, content_type
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                del pool[address]
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
+
+
+class LoopErrors:
+    """Failures of a data plane's background loops (refresh, metrics): each loop keeps going on
+    its last good state; a failure is counted and shown on stderr at the 1st, 10th and 100th
+    time, so a broken loop is visible without flooding the output."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, loop: str, error: Exception) -> None:
+        self.counts[loop] = count = self.counts.get(loop, 0) + 1
+        if count in (1, 10, 100):
+            print(
+                f"bgkit sandbox {self.owner}: {loop} failed ({count}x): "
+                f"{type(error).__name__}: {error}",
+                file=sys.stderr,
+                flush=True,
+            )

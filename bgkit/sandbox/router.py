@@ -20,7 +20,6 @@ import fnmatch
 import http.client
 import itertools
 import random
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -31,9 +30,7 @@ from typing import Any
 
 from ..aws import AwsSession
 from .extensions import distribution
-from .http import KeepAliveHandler, LoopbackServer
-
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+from .http import KeepAliveHandler, LoopbackServer, LoopErrors, Upstreams, forwarded_headers
 
 
 @dataclass
@@ -72,10 +69,9 @@ class AlbRouter:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._local = threading.local()
-        self._connections: list[http.client.HTTPConnection] = []
+        self._upstreams = Upstreams()
         self.refreshes = 0
-        self.errors: dict[str, int] = {}
+        self._loop_error = LoopErrors("router")
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -107,9 +103,7 @@ class AlbRouter:
             thread.join(timeout=5)
         for server in self._servers.values():
             server.stop()
-        with self._lock:
-            for connection in self._connections:
-                connection.close()
+        self._upstreams.close()
         self._publish(flush_all=True)
 
     # -- control plane -----------------------------------------------------------------
@@ -152,7 +146,10 @@ class AlbRouter:
         # refresh_seconds plus one read, whatever the reads cost.
         next_rules = next_targets = time.monotonic()
         while not self._stop.wait(max(0.0, next_rules - time.monotonic())):
-            next_rules += self.refresh_seconds
+            # behind (a slow read): wait a full period rather than read again at once
+            next_rules = max(
+                next_rules + self.refresh_seconds, time.monotonic() + self.refresh_seconds / 2
+            )
             try:
                 self._refresh_rules()
                 if time.monotonic() >= next_targets:
@@ -219,12 +216,10 @@ class AlbRouter:
             request.reply(503, b'{"error": "no healthy targets"}')
             return
         host, port = targets[next(self._round_robin[group]) % len(targets)]
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-        headers["X-Forwarded-For"] = request.client_address[0]
         started = time.perf_counter()
         try:
-            status, body, content_type = self._forward(
-                host, port, request.command, request.path, headers
+            status, body, content_type = self._upstreams.request(
+                (host, port), request.command, request.path, forwarded_headers(request)
             )
         except (OSError, http.client.HTTPException):
             self._count_elb_5xx()
@@ -233,35 +228,6 @@ class AlbRouter:
         elapsed = time.perf_counter() - started
         self._count(group, status, elapsed)
         request.reply(status, body, content_type)
-
-    def _forward(
-        self, host: str, port: int, method: str, path: str, headers: dict
-    ) -> tuple[int, bytes, str]:
-        pool = getattr(self._local, "pool", None)
-        if pool is None:
-            pool = self._local.pool = {}
-        for attempt in (1, 2):
-            connection = pool.get((host, port))
-            if connection is None:
-                connection = http.client.HTTPConnection(host, port, timeout=30)
-                pool[(host, port)] = connection
-                with self._lock:
-                    self._connections.append(connection)
-            try:
-                connection.request(method, path, headers=headers)
-                response = connection.getresponse()
-                body = response.read()
-                return (
-                    response.status,
-                    body,
-                    response.getheader("Content-Type", "application/octet-stream"),
-                )
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                del pool[(host, port)]
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
 
     # -- metrics -----------------------------------------------------------------------
 
@@ -286,15 +252,6 @@ class AlbRouter:
                 Exception
             ) as error:  # the next second's publish retries; count and show the failure
                 self._loop_error("metrics", error)
-
-    def _loop_error(self, loop: str, error: Exception) -> None:
-        self.errors[loop] = self.errors.get(loop, 0) + 1
-        if self.errors[loop] in (1, 10, 100):
-            print(
-                f"bgkit sandbox router: {loop} failed ({self.errors[loop]}x): {type(error).__name__}: {error}",
-                file=sys.stderr,
-                flush=True,
-            )
 
     def _publish(self, flush_all: bool = False) -> None:
         now = int(time.time())
