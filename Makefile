@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 ## test: lint, format check, unit and integration tests, and every runbook through nbval
 test: $(STAMP) lint
-	$(BIN)/pytest -n 3 --dist loadfile --nbval-lax tests runbooks
+	$(BIN)/pytest -n 4 --dist loadfile --nbval-lax tests runbooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -29,6 +29,7 @@ class MetricSource:
     latency: str  # response time (percentile statistics)
     latency_to_ms: float  # factor from the metric's unit to milliseconds
     dimensions: Mapping[str, Mapping[str, str]]  # colour -> {dimension name: value}
+    healthy_hosts: str | None = None  # count of healthy targets (plotted, never judged)
 
 
 def alb_source(load_balancer_arn: str, target_groups: Mapping[str, str]) -> MetricSource:
@@ -46,6 +47,7 @@ def albs_source(targets: Mapping[str, tuple[str, str]]) -> MetricSource:
         errors="HTTPCode_Target_5XX_Count",
         latency="TargetResponseTime",
         latency_to_ms=1000.0,
+        healthy_hosts="HealthyHostCount",
         dimensions={
             colour: {
                 "LoadBalancer": lb.split(":loadbalancer/", 1)[1],
@@ -83,7 +85,7 @@ class WindowStats:
         }
 
 
-def _queries(source: MetricSource, period: int) -> list[dict[str, Any]]:
+def _queries(source: MetricSource, period: int, hosts: bool = False) -> list[dict[str, Any]]:
     queries = []
     for colour, dims in source.dimensions.items():
         dimensions = [{"Name": k, "Value": v} for k, v in dims.items()]
@@ -99,6 +101,8 @@ def _queries(source: MetricSource, period: int) -> list[dict[str, Any]]:
         queries.append(stat(f"{colour}_errors", source.errors, "Sum"))
         for p in PERCENTILES:
             queries.append(stat(f"{colour}_{p}", source.latency, p))
+        if hosts and source.healthy_hosts:  # the fewest healthy targets in the period
+            queries.append(stat(f"{colour}_hosts", source.healthy_hosts, "Minimum"))
     return queries
 
 
@@ -153,10 +157,11 @@ def read_window(
 def read_series(
     session: AwsSession, source: MetricSource, start: datetime, end: datetime, period: int
 ) -> pd.DataFrame:
-    """Per-period measurements per colour: requests/s, 5xx rate, p50 and p99 latency (ms)."""
+    """Per-period measurements per colour: requests/s, 5xx rate, p50 and p99 latency (ms), and
+    the fewest healthy targets where the source has that metric."""
     start = start.replace(microsecond=0)
     end = end.replace(microsecond=0) + timedelta(seconds=1)
-    results = _fetch(session, _queries(source, period), start, end)
+    results = _fetch(session, _queries(source, period, hosts=True), start, end)
     index = pd.date_range(start, end, freq=f"{period}s", inclusive="left")
     frames = {}
     for colour in source.dimensions:
@@ -174,5 +179,9 @@ def read_series(
         for p in PERCENTILES:
             series = pd.Series(results[f"{colour}_{p}"], dtype=float).reindex(index)
             frame[f"{p}_ms"] = series * source.latency_to_ms
+        if f"{colour}_hosts" in results:
+            frame["healthy_hosts"] = pd.Series(results[f"{colour}_hosts"], dtype=float).reindex(
+                index
+            )
         frames[colour] = frame
     return pd.concat(frames, axis=1)

@@ -15,16 +15,20 @@ COLOURS = {"blue": "#1f5fbf", "green": "#2a9d3c"}
 
 
 def release_figure(series: pd.DataFrame, events: list[dict[str, Any]], title: str) -> Figure:
-    """Three panels from CloudWatch datapoints: requests/s, p50/p99 latency, 5xx rate.
+    """Panels from CloudWatch datapoints: requests/s, p50/p99 latency, 5xx rate, and healthy
+    targets per colour where the source reports them (boots, health checks and drains).
 
     Uses matplotlib's object API only: no pyplot state, no backend switch in the user's kernel.
     """
-    fig = Figure(figsize=(9, 7.5), dpi=72)
-    axes = fig.subplots(3, 1, sharex=True)
-    rps_ax, lat_ax, err_ax = axes
-    for colour in ("blue", "green"):
-        if colour not in series.columns.get_level_values(0):
-            continue
+    colours = [c for c in ("blue", "green") if c in series.columns.get_level_values(0)]
+    hosts = any(
+        "healthy_hosts" in series[c].columns and series[c]["healthy_hosts"].notna().any()
+        for c in colours
+    )
+    fig = Figure(figsize=(9, 9.5 if hosts else 7.5), dpi=72)
+    axes = fig.subplots(4 if hosts else 3, 1, sharex=True)
+    rps_ax, lat_ax, err_ax = axes[:3]
+    for colour in colours:
         data = series[colour]
         c = COLOURS[colour]
         rps_ax.plot(data.index, data["rps"], color=c, label=colour, drawstyle="steps-post")
@@ -33,17 +37,24 @@ def release_figure(series: pd.DataFrame, events: list[dict[str, Any]], title: st
         err_ax.plot(
             data.index, 100 * data["error_rate"], color=c, marker=".", linestyle="-", label=colour
         )
+        if hosts and "healthy_hosts" in data.columns:
+            axes[3].plot(
+                data.index, data["healthy_hosts"], color=c, label=colour, drawstyle="steps-post"
+            )
+    if hosts:
+        axes[3].set_ylabel("healthy targets")
+        axes[3].legend(loc="upper left", fontsize=8)
     rps_ax.set_ylabel("requests / s")
     lat_ax.set_ylabel("latency (ms)")
     err_ax.set_ylabel("error rate (%)")
-    err_ax.set_xlabel("time (UTC)")
+    axes[-1].set_xlabel("time (UTC)")
     for ax in axes:
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         _mark_events(ax, events)
     rps_ax.legend(loc="upper left", fontsize=8)
     lat_ax.legend(loc="upper left", fontsize=8, ncol=2)
-    err_ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
+    axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
     rps_ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -56,7 +67,7 @@ def _mark_events(ax: Axes, events: list[dict[str, Any]]) -> None:
         if event["kind"] == "shift" and "green_percent" in event:
             ax.axvline(at, color="grey", linestyle=":", linewidth=1)
             ax.text(at, top, f" {event['green_percent']}%", fontsize=7, va="top", color="grey")
-        elif event["kind"] in ("promote", "rollback"):
+        elif event["kind"] in ("promote", "rollback") and "green_percent" in event:  # decisions
             colour = "#2a9d3c" if event["kind"] == "promote" else "#c0392b"
             ax.axvline(at, color=colour, linewidth=1.5)
             ax.text(at, top, f" {event['kind']}", fontsize=8, va="top", color=colour)

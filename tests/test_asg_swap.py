@@ -143,10 +143,50 @@ def test_healthy_green_is_promoted_and_blue_detached_after_its_drain(shared_sand
     assert states(elb, p["blue_target_group_arn"]) == []  # drained
     # read back before the scenario's processes stopped with the run
     assert record["final_state"]["groups"]["green"]["targets"] == {"healthy": 3}
+    # the load balancer's own count, as plotted: green 0 -> 3 while it deployed, blue 3 -> 0
+    hosts = healthy_hosts(shared_sandbox, record)
+    assert hosts["green"][0] == 0 and max(hosts["green"]) == 3
+    assert hosts["blue"][0] == 3 and hosts["blue"][-1] == 0
     messages = [e["message"] for e in record["events"]]
     assert any("InService and healthy in green's target group" in m for m in messages)
     assert any(m.startswith("blue's targets drained in") for m in messages)
     assert [v["decision"] for v in record["verdicts"]] == ["PASS"]
+
+
+def healthy_hosts(sandbox, record) -> dict[str, list[float]]:
+    """HealthyHostCount per colour over the run, second by second (Minimum), as published."""
+    from datetime import datetime, timedelta
+
+    p = record["parameters"]
+    lb = p["listener_arn"].split(":listener/", 1)[1].rsplit("/", 1)[0]
+    start = datetime.fromisoformat(record["started_at"]) - timedelta(seconds=2)
+    end = datetime.fromisoformat(record["finished_at"])
+    queries = [
+        {
+            "Id": colour,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "AWS/ApplicationELB",
+                    "MetricName": "HealthyHostCount",
+                    "Dimensions": [
+                        {"Name": "LoadBalancer", "Value": lb},
+                        {"Name": "TargetGroup", "Value": p[f"{colour}_target_group_arn"].split(":", 5)[5]},
+                    ],
+                },
+                "Period": 1,
+                "Stat": "Minimum",
+            },
+        }
+        for colour in ("blue", "green")
+    ]  # fmt: skip
+    answer = (
+        sandbox.session()
+        .client("cloudwatch")
+        .get_metric_data(
+            MetricDataQueries=queries, StartTime=start, EndTime=end, ScanBy="TimestampAscending"
+        )
+    )
+    return {r["Id"]: r["Values"] for r in answer["MetricDataResults"]}
 
 
 def test_a_rollback_after_the_promotion_re_attaches_blue_first(sandbox, scenario):

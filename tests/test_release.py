@@ -398,3 +398,18 @@ def run_rest(release: Release) -> dict:
     release.shift()
     release.promote()
     return release.finish(plot=False)
+
+
+def test_the_plot_has_a_healthy_targets_panel_only_where_the_source_reports_them():
+    import pandas as pd
+
+    from bgkit.plots import release_figure
+
+    index = pd.date_range("2026-01-01T00:00:00Z", periods=3, freq="1s")
+    base = {"rps": 1.0, "error_rate": 0.0, "p50_ms": 5.0, "p99_ms": 9.0}
+    frame = pd.DataFrame(dict(base), index=index)
+    without = release_figure(pd.concat({"blue": frame, "green": frame}, axis=1), [], "t")
+    assert len(without.axes) == 3
+    counted = frame.assign(healthy_hosts=[0.0, 2.0, 3.0])
+    with_hosts = release_figure(pd.concat({"blue": counted, "green": counted}, axis=1), [], "t")
+    assert [ax.get_ylabel() for ax in with_hosts.axes][-1] == "healthy targets"

@@ -10,8 +10,8 @@ table is read through boto3 from the control plane every `refresh_seconds`.
 It publishes the metrics an ALB publishes per target group, at 1-second resolution
 (namespace AWS/ApplicationELB, dimensions LoadBalancer and TargetGroup; "CloudWatch
 metrics for your Application Load Balancer"): RequestCount, HTTPCode_Target_5XX_Count
-(only when non-zero, as ALB does) and TargetResponseTime in seconds, sent as raw values
-so CloudWatch can compute percentiles.
+(only when non-zero, as ALB does), TargetResponseTime in seconds, sent as raw values
+so CloudWatch can compute percentiles, and HealthyHostCount and UnHealthyHostCount.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class AlbRouter:
         # A target's address: its Id and port (ip targets), or where the sandbox runs an
         # instance target's process (`resolve`, from the instance runtime).
         self._resolve = resolve
+        self._host_counts: dict[str, tuple[int, int]] = {}  # target group -> (healthy, unhealthy)
         self._empty_refresh = 0.0
         self._elb = session.client("elbv2")
         self._cloudwatch = session.client("cloudwatch")
@@ -125,9 +126,11 @@ class AlbRouter:
         groups = self._elb.describe_target_groups(LoadBalancerArn=self.load_balancer_arn)[
             "TargetGroups"
         ]
-        targets = {}
+        targets, counts = {}, {}
         for group in groups:
             health = self._elb.describe_target_health(TargetGroupArn=group["TargetGroupArn"])
+            states = [t["TargetHealth"]["State"] for t in health["TargetHealthDescriptions"]]
+            counts[group["TargetGroupArn"]] = (states.count("healthy"), states.count("unhealthy"))
             addresses = []
             for t in health["TargetHealthDescriptions"]:
                 if t["TargetHealth"]["State"] != "healthy":
@@ -140,6 +143,7 @@ class AlbRouter:
             targets[group["TargetGroupArn"]] = addresses
         with self._lock:
             self._targets = targets
+            self._host_counts = counts
 
     def _refresh_loop(self) -> None:
         # Scheduled by deadline, so the data plane never lags the control plane by more than
@@ -291,10 +295,29 @@ class AlbRouter:
                     "Dimensions": [{"Name": "LoadBalancer", "Value": self._lb_dimension}],
                 }
             )
+        if not flush_all:
+            data.extend(self._host_count_data(datetime.fromtimestamp(now - 1, UTC)))
         for chunk in range(0, len(data), 500):
             self._cloudwatch.put_metric_data(
                 Namespace="AWS/ApplicationELB", MetricData=data[chunk : chunk + 500]
             )
+
+    def _host_count_data(self, at: datetime) -> list[dict[str, Any]]:
+        """HealthyHostCount and UnHealthyHostCount per target group, as of the last second."""
+        with self._lock:
+            counts = dict(self._host_counts)
+        data = []
+        for group, (healthy, unhealthy) in counts.items():
+            dims = [
+                {"Name": "LoadBalancer", "Value": self._lb_dimension},
+                {"Name": "TargetGroup", "Value": group.split(":", 5)[5]},
+            ]
+            for name, value in (("HealthyHostCount", healthy), ("UnHealthyHostCount", unhealthy)):
+                data.append(
+                    {"MetricName": name, "Value": value, "Unit": "Count", "Dimensions": dims,
+                     "Timestamp": at, "StorageResolution": 1}
+                )  # fmt: skip
+        return data
 
 
 def _matches(condition: dict[str, Any], path: str, headers: Any) -> bool:
