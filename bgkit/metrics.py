@@ -159,7 +159,10 @@ def read_series(
 ) -> pd.DataFrame:
     """Per-period measurements per colour: requests/s, 5xx rate, p50 and p99 latency (ms), and
     the fewest healthy targets where the source has that metric."""
-    start = start.replace(microsecond=0)
+    # On the period's boundaries, where CloudWatch puts its datapoints: an unaligned index
+    # would find none of them (and show no traffic where there was some).
+    epoch = int(start.timestamp()) // period * period
+    start = datetime.fromtimestamp(epoch, tz=start.tzinfo)
     end = end.replace(microsecond=0) + timedelta(seconds=1)
     results = _fetch(session, _queries(source, period, hosts=True), start, end)
     index = pd.date_range(start, end, freq=f"{period}s", inclusive="left")

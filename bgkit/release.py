@@ -276,20 +276,19 @@ class Release:
             self._event(
                 "promote", f"promoted: green 100% ({reason})", green_percent=100, split=self.split
             )
+            self._end("promoted", reason)  # green has all traffic and passed every verdict
             retire_blue = getattr(self.pattern, "retire_blue", None)
             if retire_blue is not None:  # e.g. detach blue's instances once they have drained
                 try:
                     self._event("promote", retire_blue(self._promote_note))
-                except (
-                    Exception
-                ) as error:  # recorded: green has all traffic and passed every verdict
+                except Exception as error:  # recorded; a good release is never rolled back for it
                     self._event(
                         "error",
-                        f"green has all traffic, but blue was not taken out of service "
-                        f"({type(error).__name__}: {error}); do it by hand (see the runbook's "
+                        f"green has all traffic, but taking blue out of service did not finish "
+                        f"({type(error).__name__}: {error}); finish it by hand (see the runbook's "
                         "first cell)",
                     )
-            self._end("promoted", reason)
+                self.record.finished_at = self.clock.now()  # the release's work ends here
         return self.state
 
     def rollback(self, reason: str) -> str:
@@ -578,21 +577,31 @@ class Release:
             yield
         except BaseException as error:
             reason = f"{step} failed: {type(error).__name__}: {error}"
+            interrupted = isinstance(error, KeyboardInterrupt)
             try:
-                if self.mutated and self.state not in _TERMINAL:
-                    try:
-                        self.rollback(reason)
-                    except RollbackFailed as failed:
-                        self._event("error", str(failed))
-                    except BaseException as interrupted:  # e.g. a second Ctrl-C while rolling back
-                        self._event(
-                            "error",
-                            f"the rollback was interrupted ({type(interrupted).__name__}); traffic "
-                            f"now: {self._where_is_traffic()}; finish it by hand (see the runbook's "
-                            "first cell, 'Rollback')",
-                        )
-                self._end("failed", reason)
-                self._publish(plot=not isinstance(error, KeyboardInterrupt))
+                if self.state in _TERMINAL:  # e.g. Ctrl-C while blue drains after the promotion
+                    self._event(
+                        "error",
+                        f"{step} stopped after the release ended {self.state}: "
+                        f"{type(error).__name__}: {error}; traffic now: {self._where_is_traffic()}",
+                    )
+                else:
+                    if self.mutated:
+                        try:
+                            self.rollback(reason)
+                        except RollbackFailed as failed:
+                            self._event("error", str(failed))
+                        except BaseException as stopped:  # e.g. a second Ctrl-C while rolling back
+                            interrupted = True
+                            self._event(
+                                "error",
+                                f"the rollback did not finish ({type(stopped).__name__}); traffic "
+                                f"now: {self._where_is_traffic()}; finish it by hand (see the "
+                                "runbook's first cell, 'Rollback')",
+                            )
+                    self._end("failed", reason)
+                # After an interrupt, no waiting for metrics to plot: the user wants out now.
+                self._publish(plot=not interrupted)
             except Exception as secondary:  # never hide the original error behind a recording error
                 error.add_note(
                     f"bgkit could not complete the record: {type(secondary).__name__}: {secondary}"
@@ -614,13 +623,16 @@ class Release:
 
     def _publish(self, *, plot: bool) -> dict[str, Any]:
         record = self.record
-        try:
-            record.final_split = self.pattern.read_split()
-            record.final_state = self.pattern.describe()
-        except Exception as error:  # recorded: the record says it could not read the state back
-            self._event(
-                "error", f"could not read the final state back: {type(error).__name__}: {error}"
-            )
+        for field, read in (
+            ("final_split", self.pattern.read_split),
+            ("final_state", self.pattern.describe),
+        ):
+            try:
+                setattr(record, field, read())
+            except Exception as error:  # recorded: the record says what it could not read back
+                self._event(
+                    "error", f"could not read the {field} back: {type(error).__name__}: {error}"
+                )
         figure = None
         if plot and record.events:
             try:

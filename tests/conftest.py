@@ -17,9 +17,9 @@ from bgkit.sandbox import Sandbox
 RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
 
 # The first health gate compares p99s over a few seconds: with 50-100 requests a p99 is one or
-# two requests, and a loaded CI machine (three workers, each running sandboxes, on two cores)
+# two requests, and a loaded CI machine (four workers, each running sandboxes, on two cores)
 # delays a request by tens of milliseconds now and then. Tests that check something else than
-# latency give green that much more room; the latency tests add 150 ms, still caught.
+# latency give green that much more room; the latency tests keep the runbooks' 25 ms.
 STEADY = {"p99_floor_ms": 100.0}
 
 

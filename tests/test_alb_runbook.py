@@ -90,7 +90,9 @@ def test_green_with_errors_is_rolled_back_and_traffic_is_on_blue(shared_sandbox,
 
 
 def test_slow_green_is_rolled_back_by_the_health_gate_on_measured_latency(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "alb_weighted", green_added_latency_ms=150, **FAST)
+    run = run_runbook(
+        tmp_path, "alb_weighted", green_added_latency_ms=150, **{**FAST, "p99_floor_ms": 25.0}
+    )
     record = run.record
     assert record["outcome"] == "rolled_back"
     verdict = record["verdicts"][0]

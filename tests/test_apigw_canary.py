@@ -341,6 +341,8 @@ def test_a_canary_someone_else_put_on_the_stage_is_never_promoted(shared_sandbox
         theirs = _canary(apigw, api, 0.0)  # a CI deploy meanwhile replaces the canary
         with pytest.raises(TrafficError, match="not this release's"):
             pattern.set_split(100)
+        with pytest.raises(TrafficError, match="leaves it to whoever deployed it"):
+            pattern.set_split(0)  # the release's rollback does not remove their canary either
         stage = _stage(apigw, api)
         assert stage["deploymentId"] == before and stage["canarySettings"]["deploymentId"] == theirs
     finally:

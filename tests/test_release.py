@@ -351,7 +351,7 @@ def test_blue_not_retired_after_the_promotion_is_recorded_without_a_rollback():
     assert record["outcome"] == "promoted"
     assert pattern.green == 100 and pattern.writes[-1] == 100
     errors = [e["message"] for e in record["events"] if e["kind"] == "error"]
-    assert len(errors) == 1 and "blue was not taken out of service" in errors[0]
+    assert len(errors) == 1 and "taking blue out of service did not finish" in errors[0]
 
 
 def test_an_interrupted_rollback_still_publishes_the_record_with_where_traffic_is():
@@ -371,8 +371,25 @@ def test_an_interrupted_rollback_still_publishes_the_record_with_where_traffic_i
         release.shift()
     [record] = shown.records
     assert record["outcome"] == "failed"
-    [interrupted] = [e for e in record["events"] if "rollback was interrupted" in e["message"]]
+    [interrupted] = [e for e in record["events"] if "rollback did not finish" in e["message"]]
     assert "traffic now: {'blue': 75, 'green': 25}" in interrupted["message"]
+
+
+def test_an_interrupt_after_the_promotion_never_rolls_back():
+    pattern = DeployingPattern(retire_error=KeyboardInterrupt())
+    release, _, _ = make_release(healthy, pattern=pattern)
+    shown = Capture()
+    release._display = shown
+    release.preflight()
+    release.deploy()
+    release.smoke_test()
+    release.shift()
+    with pytest.raises(KeyboardInterrupt):
+        release.promote()
+    assert pattern.green == 100 and 0 not in pattern.writes[1:]
+    [record] = shown.records
+    assert record["outcome"] == "promoted"
+    assert "stopped after the release ended promoted" in record["events"][-1]["message"]
 
 
 def test_a_service_that_switches_at_once_is_plotted_as_the_colour_that_served():

@@ -176,3 +176,27 @@ def test_cloudwatch_rounds_the_start_of_a_query_as_aws_does():
     assert round_start_time(at, 10) == datetime(2026, 1, 1, 12, 32, 30, tzinfo=UTC)
     assert round_start_time(at, 5) == datetime(2026, 1, 1, 12, 32, 30, tzinfo=UTC)
     assert round_start_time(at, 60) == datetime(2026, 1, 1, 12, 32, 0, tzinfo=UTC)
+
+
+def test_an_upstream_timeout_is_the_answer_and_the_request_is_sent_once():
+    from bgkit.sandbox.http import KeepAliveHandler, LoopbackServer, Upstreams
+
+    received = []
+
+    class Slow(KeepAliveHandler):
+        def do_POST(self):
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            time.sleep(0.6)
+            self.reply(200, b"late")
+
+    server = LoopbackServer(Slow, name="bgkit-test-slow").start()
+    upstreams = Upstreams(timeout=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            upstreams.request(("127.0.0.1", server.port), "POST", "/", {}, b"once")
+        assert time.monotonic() - started < 0.5  # not retried: one timeout, not two
+        assert received == [b"once"]
+    finally:
+        upstreams.close()
+        server.stop()

@@ -328,7 +328,17 @@ class ApiGatewayCanary:
         return split
 
     def _roll_back(self, stage: dict[str, Any]) -> None:
-        if stage.get("canarySettings") is not None:
+        canary = stage.get("canarySettings")
+        if canary is not None:
+            if canary.get("deploymentId") not in (self.canary_id, None) and self.canary_id:
+                # Someone else's canary (a deploy meanwhile replaced bgkit's): never removed by
+                # bgkit; the stage's own deployment is still blue's.
+                raise TrafficError(
+                    f"stage {self.stage_name!r} has a canary of deployment "
+                    f"{canary.get('deploymentId')}, not this release's {self.canary_id}; bgkit "
+                    "leaves it to whoever deployed it",
+                    split=self._split_of(stage),
+                )
             self._update([{"op": "remove", "path": "/canarySettings"}])
             return
         if self._blue is None or stage["deploymentId"] == self._blue["deploymentId"]:

@@ -181,7 +181,7 @@ class AppRunner:
                 {k: str(o.get(k)) for k in ("Id", "Type", "Status", "StartedAt", "EndedAt")}
                 for o in operations["OperationSummaryList"]
             ],
-            "split": self.read_split(),
+            "split": _or_unknown(self.read_split),
         }
 
     # -- changes -----------------------------------------------------------------------
@@ -235,9 +235,15 @@ class AppRunner:
         operation = self._latest_operation()
         if operation is not None and operation["Status"] in _RUNNING:
             self._wait(operation["Id"])  # App Runner takes one operation at a time
-        if self._image(self._service()) != self.green_image:
+        image = self._image(self._service())
+        if image == self.blue_image:
             self._rolled_back = "green's image never took over; nothing to redeploy"
             return self.read_split()
+        if image != self.green_image:
+            raise TrafficError(
+                f"the service now runs {image}, neither blue ({self.blue_image}) nor green: "
+                "someone else deployed meanwhile; bgkit does not overwrite it"
+            )
         if self.blue_image is None:
             raise TrafficError("the previous image is unknown (preflight did not run)")
         started = self.clock.now()
@@ -292,6 +298,13 @@ class AppRunner:
                     f"operation {operation_id} still {status} after {OPERATION_WAIT_SECONDS:g} s"
                 )
             self.clock.sleep(0.5)
+
+
+def _or_unknown(read: Callable[[], Split]) -> Split | str:
+    try:
+        return read()
+    except TrafficError as error:  # an operation bgkit did not start: the record says so
+        return f"unknown: {error}"
 
 
 def _repository_type(image: str) -> str:

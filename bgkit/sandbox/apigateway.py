@@ -420,17 +420,18 @@ class StageDataPlane:
     def _refresh_loop(self) -> None:
         next_stages = next_api = time.monotonic()
         while not self._stop.wait(max(0.0, next_stages - time.monotonic())):
-            # behind (a slow read): wait a full period rather than read again at once
-            next_stages = max(
-                next_stages + self.refresh_seconds, time.monotonic() + self.refresh_seconds / 2
-            )
             try:
                 self._refresh_stages()
                 if time.monotonic() >= next_api:
-                    next_api += self.api_refresh_seconds
+                    next_api = max(next_api + self.api_refresh_seconds, time.monotonic())
                     self._refresh_api()
             except Exception as error:  # keep serving the last state; count and show the failure
                 self._loop_error("refresh", error)
+            # Next read a period after this one began, or half a period after it ended when
+            # the read took longer: never back to back.
+            next_stages = max(
+                next_stages + self.refresh_seconds, time.monotonic() + self.refresh_seconds / 2
+            )
 
     # -- serving -----------------------------------------------------------------------
 

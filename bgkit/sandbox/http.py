@@ -88,8 +88,9 @@ class Upstreams:
         pool = getattr(self._local, "pool", None)
         if pool is None:
             pool = self._local.pool = {}
-        for attempt in (1, 2):
+        while True:
             connection = pool.get(address)
+            reused = connection is not None
             if connection is None:
                 connection = pool[address] = http.client.HTTPConnection(
                     *address, timeout=self.timeout
@@ -102,12 +103,14 @@ class Upstreams:
                 data = response.read()
                 content_type = response.getheader("Content-Type", "application/octet-stream")
                 return response.status, data, content_type
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as error:
                 connection.close()
                 del pool[address]
-                if attempt == 2:
+                # Only a kept-alive connection the server has closed meanwhile is retried (on a
+                # new one); a timeout or a failure of a new connection is the answer.
+                closed = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+                if not (reused and isinstance(error, closed)):
                     raise
-        raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:

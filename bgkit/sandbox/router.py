@@ -150,17 +150,18 @@ class AlbRouter:
         # refresh_seconds plus one read, whatever the reads cost.
         next_rules = next_targets = time.monotonic()
         while not self._stop.wait(max(0.0, next_rules - time.monotonic())):
-            # behind (a slow read): wait a full period rather than read again at once
-            next_rules = max(
-                next_rules + self.refresh_seconds, time.monotonic() + self.refresh_seconds / 2
-            )
             try:
                 self._refresh_rules()
                 if time.monotonic() >= next_targets:
-                    next_targets += self.target_refresh_seconds
+                    next_targets = max(next_targets + self.target_refresh_seconds, time.monotonic())
                     self._refresh_targets()
             except Exception as error:  # keep routing on the last table; count and show the failure
                 self._loop_error("refresh", error)
+            # Next read a period after this one began, or half a period after it ended when
+            # the read took longer: never back to back.
+            next_rules = max(
+                next_rules + self.refresh_seconds, time.monotonic() + self.refresh_seconds / 2
+            )
 
     # -- routing -----------------------------------------------------------------------
 
