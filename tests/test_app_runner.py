@@ -92,6 +92,7 @@ def test_an_image_that_fails_its_health_check_is_rolled_back_by_app_runner(
         ({"service_arn": "arn:aws:apprunner:us-east-1:123456789012:service/none/0123456789abcdef0123456789abcdef"}, "PreflightError", "service_arn"),
         ({"image_identifier": "123456789012.dkr.ecr.us-east-1.amazonaws.com/bgkit-web:v1"}, "PreflightError", "image_identifier"),
         ({"image_identifier": "public.ecr.aws/bgkit/web:v2"}, "PreflightError", "image_identifier"),
+        ({"image_identifier": "123456789012.dkr.ecr.us-east-1.amazonaws.com/bgkit-web:v9"}, "PreflightError", "image_identifier"),
     ],
 )  # fmt: skip
 def test_bad_parameters_are_refused_before_any_deployment(
@@ -102,3 +103,41 @@ def test_bad_parameters_are_refused_before_any_deployment(
     if error == "PreflightError" and name == "image_identifier":  # the service exists: untouched
         image, latest = service_state(shared_sandbox, run.record)
         assert image.endswith(":v1") and latest["Type"] == "CREATE_SERVICE"
+
+
+def test_a_rollback_after_blues_tag_moved_redeploys_blue_by_digest(shared_sandbox):
+    """Someone pushed another image under blue's tag meanwhile: the rollback pins what ran."""
+    import json
+    import urllib.request
+
+    import bgkit
+    from bgkit.sandbox.apprunner import REPOSITORY, push_images
+
+    scenario = shared_sandbox.provision("app_runner", minute_seconds=2.0, request_rate=5)
+    blue_digest = push_images(shared_sandbox.session(), ("v1",))["v1"]
+    try:
+        p = scenario.parameters
+        pattern = bgkit.patterns.get("app_runner")(shared_sandbox.session(), dict(p))
+        pattern.preflight()
+        assert pattern.blue_digest == blue_digest and blue_digest.startswith("sha256:")
+        pattern.deploy_green("r1", print)
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "layers": [{"digest": "sha256:" + "f" * 64}],
+            }
+        )
+        shared_sandbox.session().client("ecr").put_image(
+            repositoryName="bgkit-web", imageManifest=manifest, imageTag="v1"
+        )
+        assert pattern.set_split(0) == {"blue": 100, "green": 0}
+        image, latest = service_state(shared_sandbox, {"parameters": p})
+        assert image == f"{REPOSITORY}@{blue_digest}" and latest["Status"] == "SUCCEEDED"
+        assert "redeployed by digest" in pattern.how_rolled_back()
+        with urllib.request.urlopen(p["smoke_url"], timeout=5) as answer:
+            assert json.loads(answer.read())["colour"] == "blue"
+    finally:
+        shared_sandbox.release_scenario(scenario.id)
+        # v1 back where the other scenarios of this sandbox expect it
+        assert push_images(shared_sandbox.session(), ("v1",))["v1"] == blue_digest

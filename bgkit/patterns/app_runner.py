@@ -39,6 +39,10 @@ _IMAGE = re.compile(
     r"/[a-z0-9]+([._/-][a-z0-9]+)*(:[\w.+=:@/-]{1,128}|@sha256:[0-9a-f]{64})$"
 )
 _RUNNING = ("PENDING", "IN_PROGRESS", "ROLLBACK_IN_PROGRESS")
+_PRIVATE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<repository>[^:@]+)"
+    r"(:(?P<tag>[^@]+)|@(?P<digest>sha256:[0-9a-f]{64}))$"
+)
 OPERATION_WAIT_SECONDS = 1800.0  # longest wait for one App Runner deployment
 
 
@@ -64,9 +68,11 @@ class AppRunner:
 
     def __init__(self, session: AwsSession, resources: Mapping[str, str]) -> None:
         self._apprunner = session.client("apprunner")
+        self._ecr = session.client("ecr")
         self.service_arn = resources["service_arn"]
         self.green_image = resources["image_identifier"]
         self.blue_image: str | None = None
+        self.blue_digest: str | None = None  # blue's image as it was, should its tag move
         self._rolled_back = ""
         self._ours: set[str] = set()  # the operations this release started
 
@@ -142,8 +148,41 @@ class AppRunner:
                 "that a rollback can redeploy the one running now",
                 parameter="image_identifier",
             )
+        if self._digest(self.green_image) is None and _in_account_ecr(
+            self.green_image, self.service_arn
+        ):
+            raise PreflightError(
+                f"ECR has no image {self.green_image}: push it first (or check the tag)",
+                parameter="image_identifier",
+            )
         self.blue_image = image
+        self.blue_digest = self._digest(image)
         return self.read_split()
+
+    def _digest(self, image: str) -> str | None:
+        """The digest of a private ECR image of the service's account and region (ECR
+        DescribeImages), or None: not found, or an image bgkit cannot look up there."""
+        match = _PRIVATE.match(image)
+        if match is None or not _in_account_ecr(image, self.service_arn):
+            return None
+        if match["digest"]:
+            image_id = {"imageDigest": match["digest"]}
+        else:
+            image_id = {"imageTag": match["tag"]}
+        try:
+            found = self._ecr.describe_images(
+                registryId=match["account"],
+                repositoryName=match["repository"],
+                imageIds=[image_id],
+            )["imageDetails"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] in (
+                "ImageNotFoundException",
+                "RepositoryNotFoundException",
+            ):
+                return None
+            raise
+        return found[0]["imageDigest"] if found else None
 
     def serving_since(self) -> datetime | None:
         """When the version serving now took over (its operation's end): blue's baseline window
@@ -173,6 +212,7 @@ class AppRunner:
             "status": service["Status"],
             "image_identifier": self._image(service),
             "previous_image": self.blue_image,  # what a rollback redeploys
+            "previous_image_digest": self.blue_digest,
             "auto_deployments_enabled": service["SourceConfiguration"].get(
                 "AutoDeploymentsEnabled"
             ),
@@ -247,17 +287,22 @@ class AppRunner:
         if self.blue_image is None:
             raise TrafficError("the previous image is unknown (preflight did not run)")
         started = self.clock.now()
-        operation_id = self._deploy(self.blue_image)
+        target, pinned = self.blue_image, ""
+        if self.blue_digest is not None and self._digest(self.blue_image) != self.blue_digest:
+            # The tag was moved since preflight: redeploy what blue ran, by its digest.
+            target = f"{self.blue_image.split('@')[0].rsplit(':', 1)[0]}@{self.blue_digest}"
+            pinned = "; blue's tag now names another image, so it was redeployed by digest"
+        operation_id = self._deploy(target)
         status = self._wait(operation_id)
         if status != "SUCCEEDED":
             raise TrafficError(
-                f"redeploying the previous image {self.blue_image} ended {status} "
+                f"redeploying the previous image {target} ended {status} "
                 f"(operation {operation_id})",
                 split=self.read_split(),
             )
         self._rolled_back = (
             f"App Runner has no traffic switch back: bgkit redeployed the previous image "
-            f"{self.blue_image} (operation {operation_id}, {_seconds(self.clock.now() - started)})"
+            f"{target} (operation {operation_id}, {_seconds(self.clock.now() - started)}){pinned}"
         )
         return self.read_split()
 
@@ -305,6 +350,13 @@ def _or_unknown(read: Callable[[], Split]) -> Split | str:
         return read()
     except TrafficError as error:  # an operation bgkit did not start: the record says so
         return f"unknown: {error}"
+
+
+def _in_account_ecr(image: str, service_arn: str) -> bool:
+    """A private ECR image in the service's own account and region: one bgkit can look up."""
+    match = _PRIVATE.match(image)
+    _, _, _, region, account, _ = service_arn.split(":", 5)
+    return match is not None and (match["account"], match["region"]) == (account, region)
 
 
 def _repository_type(image: str) -> str:

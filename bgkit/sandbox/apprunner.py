@@ -69,6 +69,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import hashlib
 import http.client
 import json
 import re
@@ -859,6 +860,37 @@ class _DataPlane:
 REPOSITORY = f"{ACCOUNT_ID}.dkr.ecr.us-east-1.amazonaws.com/bgkit-web"
 
 
+def push_images(session: Any, tags: tuple[str, ...]) -> dict[str, str]:
+    """The scenario's images in ECR (repository bgkit-web), as a build pipeline pushes them, so
+    that a release can check an image exists and pin blue by digest. Returns tag -> digest.
+    (moto derives a digest from the manifest's layer digests, so each tag gets its own layer.)"""
+    ecr = session.client("ecr")
+    repository = REPOSITORY.rsplit("/", 1)[1]
+    existing = [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]
+    if repository not in existing:  # else another scenario of this sandbox made it
+        ecr.create_repository(repositoryName=repository)
+    digests = {}
+    for tag in tags:
+        layer = hashlib.sha256(f"bgkit-web:{tag}".encode()).hexdigest()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                           "size": 1, "digest": f"sha256:{layer}"},
+                "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                            "size": 1, "digest": f"sha256:{layer}"}],
+            }
+        )  # fmt: skip
+        try:
+            image = ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)
+            digests[tag] = image["image"]["imageId"]["imageDigest"]
+        except ecr.exceptions.ImageAlreadyExistsException:  # the same image, pushed before
+            found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+            digests[tag] = found["imageDetails"][0]["imageDigest"]
+    return digests
+
+
 @register
 class AppRunnerScenario(Scenario):
     """An App Runner service from a private ECR image (tag v1, blue) with an HTTP health check
@@ -871,12 +903,14 @@ class AppRunnerScenario(Scenario):
         engine = self.sandbox.apprunner
         apprunner = self.session.client("apprunner")
         name = f"bgkit-{self.id}"
-        images = {
-            f"{REPOSITORY}:v1": self._started(ColourService("blue", "v1")),
-            f"{REPOSITORY}:v2": self._started(self._green_service()),
+        digests = push_images(self.session, ("v1", "v2", "v3"))  # v3: pushed, never starts
+        processes = {
+            "v1": self._started(ColourService("blue", "v1")),
+            "v2": self._started(self._green_service()),
         }
-        for identifier, process in images.items():
-            engine.serve_image(identifier, ("127.0.0.1", process.port), service_name=name)
+        for tag, process in processes.items():  # by tag and by digest, as App Runner pulls either
+            for identifier in (f"{REPOSITORY}:{tag}", f"{REPOSITORY}@{digests[tag]}"):
+                engine.serve_image(identifier, ("127.0.0.1", process.port), service_name=name)
         engine.minute_seconds[name] = self.minute_seconds
         service = apprunner.create_service(
             ServiceName=name,
