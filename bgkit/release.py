@@ -18,6 +18,7 @@ it propagates, and the record says why.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 import urllib.error
@@ -122,23 +123,9 @@ class Release:
                 self._event("deploy", "green is already deployed in its own target group")
             else:
                 with self._guard("deploy"):
-                    if self.switches_at_once:
-                        self.baseline = self._measure_baseline()
-                    # Set before the call: a failure after AWS accepted part of it still rolls back.
-                    self.mutated = True
-                    try:
-                        self._event("deploy", deploy_green(self.params.release, self._deploy_note))
-                    except DeploymentStopped as stopped:  # the service put blue back itself
-                        self.rollback(str(stopped))
-                        return self.state
-                    if self.switches_at_once:
-                        self.split = self.pattern.read_split()
-                        self._event(
-                            "shift",
-                            f"the service moved all traffic at once: green {self.split['green']}%",
-                            green_percent=self.split["green"],
-                            split=self.split,
-                        )
+                    self._create_green(deploy_green)
+                if self.state in _TERMINAL:
+                    return self.state
             self.state = "deployed"
             return self.state
         if not self.pattern.ready_wait:
@@ -171,6 +158,27 @@ class Release:
             )
             self.state = "deployed"
         return self.state
+
+    def _create_green(self, deploy_green: Any) -> None:
+        """A self-driven pattern that makes green itself (a new group, a canary deployment, a
+        new App Runner image); one that moves all traffic at once measures blue first."""
+        if self.switches_at_once:
+            self.baseline = self._measure_baseline()
+        self.mutated = True  # before the call: a failure after AWS accepted part of it rolls back
+        try:
+            note = functools.partial(self._event, "deploy")
+            self._event("deploy", deploy_green(self.params.release, note))
+        except DeploymentStopped as stopped:  # the service put blue back itself
+            self.rollback(str(stopped))
+            return
+        if self.switches_at_once:
+            self.split = self.pattern.read_split()
+            self._event(
+                "shift",
+                f"the service moved all traffic at once: green {self.split['green']}%",
+                green_percent=self.split["green"],
+                split=self.split,
+            )
 
     def smoke_test(self) -> dict[str, Any] | str:
         """Requests to green on its test route, before green gets any production traffic."""
@@ -280,7 +288,7 @@ class Release:
             retire_blue = getattr(self.pattern, "retire_blue", None)
             if retire_blue is not None:  # e.g. detach blue's instances once they have drained
                 try:
-                    self._event("promote", retire_blue(self._promote_note))
+                    self._event("promote", retire_blue(functools.partial(self._event, "promote")))
                 except Exception as error:  # recorded; a good release is never rolled back for it
                     self._event(
                         "error",
@@ -687,12 +695,6 @@ class Release:
     def _event(self, kind: str, message: str, **data: Any) -> None:
         self.record.add_event(self.clock.now(), kind, message, **data)
         self._display.text(f"[{self.clock.now():%H:%M:%S}] {message}")
-
-    def _deploy_note(self, message: str) -> None:
-        self._event("deploy", message)
-
-    def _promote_note(self, message: str) -> None:
-        self._event("promote", message)
 
     def _note(self, message: str) -> str:
         self._display.text(message)

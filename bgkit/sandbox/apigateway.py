@@ -67,7 +67,15 @@ from urllib.parse import urlsplit
 
 from ..aws import AwsSession
 from .extensions import distribution
-from .http import KeepAliveHandler, LoopbackServer, LoopErrors, Upstreams, forwarded_headers
+from .http import (
+    KeepAliveHandler,
+    LoopbackServer,
+    LoopErrors,
+    Upstreams,
+    each_second,
+    forwarded_headers,
+    refresh,
+)
 from .loadgen import LoadGenerator
 from .scenarios import Scenario, register
 from .services import ColourService
@@ -386,7 +394,15 @@ class StageDataPlane:
         self._refresh_api()
         self._refresh_stages()
         self._server.start()
-        for target, name in ((self._refresh_loop, "refresh"), (self._publish_loop, "metrics")):
+        loops = {
+            "refresh": lambda: refresh(
+                self._stop, self._loop_error,
+                (self._refresh_stages, self.refresh_seconds),
+                (self._refresh_api, self.api_refresh_seconds),
+            ),
+            "metrics": lambda: each_second(self._stop, self._loop_error, self._publish),
+        }  # fmt: skip
+        for name, target in loops.items():
             thread = threading.Thread(target=target, name=f"bgkit-apigw-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -416,22 +432,6 @@ class StageDataPlane:
         stages = self._apigw.get_stages(restApiId=self.rest_api_id)["item"]
         with self._lock:
             self._stages = {s["stageName"]: s for s in stages}
-
-    def _refresh_loop(self) -> None:
-        next_stages = next_api = time.monotonic()
-        while not self._stop.wait(max(0.0, next_stages - time.monotonic())):
-            try:
-                self._refresh_stages()
-                if time.monotonic() >= next_api:
-                    next_api = max(next_api + self.api_refresh_seconds, time.monotonic())
-                    self._refresh_api()
-            except Exception as error:  # keep serving the last state; count and show the failure
-                self._loop_error("refresh", error)
-            # Next read a period after this one began, or half a period after it ended when
-            # the read took longer: never back to back.
-            next_stages = max(
-                next_stages + self.refresh_seconds, time.monotonic() + self.refresh_seconds / 2
-            )
 
     # -- serving -----------------------------------------------------------------------
 
@@ -531,13 +531,6 @@ class StageDataPlane:
             if integration is not None:
                 bucket.integration[round(1000 * integration, 2)] += 1
             self.served[dimension] += 1
-
-    def _publish_loop(self) -> None:
-        while not self._stop.wait(1.0 - (time.time() % 1.0) + 0.05):
-            try:
-                self._publish()
-            except Exception as error:  # the next second's publish retries; count and show it
-                self._loop_error("metrics", error)
 
     def _publish(self, flush_all: bool = False) -> None:
         now = int(time.time())

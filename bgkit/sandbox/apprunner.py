@@ -86,7 +86,14 @@ from typing import Any
 from ..aws import AwsSession
 from ..errors import SandboxError
 from .extensions import AwsError, JsonService, distribution
-from .http import KeepAliveHandler, LoopbackServer, LoopErrors, Upstreams, forwarded_headers
+from .http import (
+    KeepAliveHandler,
+    LoopbackServer,
+    LoopErrors,
+    Upstreams,
+    each_second,
+    forwarded_headers,
+)
 from .loadgen import LoadGenerator
 from .scenarios import Scenario, register
 from .services import ColourService
@@ -240,7 +247,10 @@ class AppRunner(JsonService):
         self._tick = tick_seconds
         self._threads = [
             threading.Thread(target=self._run, name="bgkit-apprunner", daemon=True),
-            threading.Thread(target=self._publish_loop, name="bgkit-apprunner-metrics", daemon=True),
+            threading.Thread(
+                target=lambda: each_second(self._stop, self._loop_error, self._publish_serving),
+                name="bgkit-apprunner-metrics", daemon=True,
+            ),
         ]  # fmt: skip
         self._loop_error = LoopErrors("App Runner")
 
@@ -570,11 +580,10 @@ class AppRunner(JsonService):
 
     # -- metrics ------------------------------------------------------------------------
 
-    def _publish_loop(self) -> None:
-        while not self._stop.wait(1.0 - (time.time() % 1.0) + 0.05):
-            with self._lock:
-                services = [s for s in self.services.values() if s.front.serving]
-            self._guarded("metrics", lambda s=services: self._publish(s))
+    def _publish_serving(self) -> None:
+        with self._lock:
+            services = [s for s in self.services.values() if s.front.serving]
+        self._publish(services)
 
     def _publish(self, services: list[Service], flush_all: bool = False) -> None:
         data: list[dict[str, Any]] = []

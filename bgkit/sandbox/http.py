@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import sys
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -137,3 +139,37 @@ class LoopErrors:
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def refresh(
+    stop: threading.Event,
+    errors: LoopErrors,
+    fast: tuple[Callable[[], None], float],
+    slow: tuple[Callable[[], None], float],
+) -> None:
+    """A data plane's view of the control plane, kept fresh until `stop`: the `fast` read every
+    its period (say, a listener's rules), the `slow` one every its own (its targets). Scheduled
+    by deadline, so the view never lags by more than a period plus one read; a read that takes
+    longer than its period is followed by half a period's rest, never by another at once. A
+    failed read is counted and shown, and the last view stays."""
+    (read_fast, fast_period), (read_slow, slow_period) = fast, slow
+    next_fast = next_slow = time.monotonic()
+    while not stop.wait(max(0.0, next_fast - time.monotonic())):
+        try:
+            read_fast()
+            if time.monotonic() >= next_slow:
+                next_slow = max(next_slow + slow_period, time.monotonic())
+                read_slow()
+        except Exception as error:  # counted and shown; the next read retries
+            errors("refresh", error)
+        next_fast = max(next_fast + fast_period, time.monotonic() + fast_period / 2)
+
+
+def each_second(stop: threading.Event, errors: LoopErrors, publish: Callable[[], None]) -> None:
+    """Run `publish` just after each second ends (the second's metrics are complete), until
+    `stop`; a failure is counted and shown, and the next second's run retries."""
+    while not stop.wait(1.0 - (time.time() % 1.0) + 0.05):
+        try:
+            publish()
+        except Exception as error:  # counted and shown; the next second retries
+            errors("metrics", error)

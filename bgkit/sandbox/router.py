@@ -30,7 +30,15 @@ from typing import Any
 
 from ..aws import AwsSession
 from .extensions import distribution
-from .http import KeepAliveHandler, LoopbackServer, LoopErrors, Upstreams, forwarded_headers
+from .http import (
+    KeepAliveHandler,
+    LoopbackServer,
+    LoopErrors,
+    Upstreams,
+    each_second,
+    forwarded_headers,
+    refresh,
+)
 
 
 @dataclass
@@ -89,7 +97,15 @@ class AlbRouter:
         self._refresh_targets()
         for server in self._servers.values():
             server.start()
-        for target, name in ((self._refresh_loop, "refresh"), (self._publish_loop, "metrics")):
+        loops = {
+            "refresh": lambda: refresh(
+                self._stop, self._loop_error,
+                (self._refresh_rules, self.refresh_seconds),
+                (self._refresh_targets, self.target_refresh_seconds),
+            ),
+            "metrics": lambda: each_second(self._stop, self._loop_error, self._publish),
+        }  # fmt: skip
+        for name, target in loops.items():
             thread = threading.Thread(target=target, name=f"bgkit-alb-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -144,24 +160,6 @@ class AlbRouter:
         with self._lock:
             self._targets = targets
             self._host_counts = counts
-
-    def _refresh_loop(self) -> None:
-        # Scheduled by deadline, so the data plane never lags the control plane by more than
-        # refresh_seconds plus one read, whatever the reads cost.
-        next_rules = next_targets = time.monotonic()
-        while not self._stop.wait(max(0.0, next_rules - time.monotonic())):
-            try:
-                self._refresh_rules()
-                if time.monotonic() >= next_targets:
-                    next_targets = max(next_targets + self.target_refresh_seconds, time.monotonic())
-                    self._refresh_targets()
-            except Exception as error:  # keep routing on the last table; count and show the failure
-                self._loop_error("refresh", error)
-            # Next read a period after this one began, or half a period after it ended when
-            # the read took longer: never back to back.
-            next_rules = max(
-                next_rules + self.refresh_seconds, time.monotonic() + self.refresh_seconds / 2
-            )
 
     # -- routing -----------------------------------------------------------------------
 
@@ -248,15 +246,6 @@ class AlbRouter:
     def _count_elb_5xx(self) -> None:
         with self._lock:
             self._elb_5xx[int(time.time())] += 1
-
-    def _publish_loop(self) -> None:
-        while not self._stop.wait(1.0 - (time.time() % 1.0) + 0.05):
-            try:
-                self._publish()
-            except (
-                Exception
-            ) as error:  # the next second's publish retries; count and show the failure
-                self._loop_error("metrics", error)
 
     def _publish(self, flush_all: bool = False) -> None:
         now = int(time.time())
