@@ -1,7 +1,7 @@
 """bgkit: release runbooks for blue/green and canary deployments on AWS.
 
 A runbook (a notebook in ``runbooks/``) validates its parameters, connects to its target,
-and drives a `Release` through preflight, smoke test, stepwise shift with a health gate,
+and drives a `Release` through preflight, smoke test, stepwise shift judged by an anytime-valid test of green against blue,
 promotion or rollback, and the record.
 """
 
@@ -17,7 +17,7 @@ from .errors import (
     SandboxError,
     TrafficError,
 )
-from .gate import Decision, HealthGate, Verdict
+from .judge import Counts, Decision, Judge, Verdict
 from .params import ReleaseParams
 from .record import RECORD_MIME, Record
 from .release import Release
@@ -46,9 +46,10 @@ __all__ = [
     "BgkitError",
     "Clock",
     "Connection",
+    "Counts",
     "Decision",
     "FakeClock",
-    "HealthGate",
+    "Judge",
     "ParameterError",
     "PreflightError",
     "Record",

@@ -1,9 +1,7 @@
-"""The release judge's statistics: an anytime-valid test that green is worse than blue.
+"""The release judge: an anytime-valid comparison of green with blue, on 5xx errors and on
+slow requests, whose probability of rolling back a healthy green stays at most alpha.
 
-Work in progress (issue 5): this module holds the exact sequential test for counts; the
-release loop does not use it yet (it still uses `bgkit.gate`).
-
-The question, for errors (and, later, for slow requests): does a green request fail more
+The question, for errors (and the same for slow requests): does a green request fail more
 often than a blue one? In each metric period CloudWatch gives, per colour, the number of
 requests and of 5xx answers. Conditional on the period's total of 5xx answers `m`, the number
 of green 5xx answers follows Fisher's noncentral hypergeometric distribution with the odds
@@ -18,12 +16,18 @@ Ville's inequality, the probability that it ever reaches 1 / alpha is at most al
 back when it does keeps the false-rollback probability at most alpha however often the judge
 looks and however long the canary runs (anytime-valid inference; Wald's SPRT is the one-theta
 case).
+
+`Judge` runs one such test per metric (a slow request is one slower than blue's p90 before the
+release, plus a margin), gives verdicts (ROLLBACK, CONTINUE, PASS, NO_DATA) with the numbers
+behind them, and checks optional absolute guard rails (SLO limits), labelled as such.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
 # Odds ratios the mixture bets on (green's failure odds over blue's), with equal weights.
 DEFAULT_THETAS = (1.5, 2.0, 3.0, 4.0, 6.0, 10.0)
@@ -58,49 +62,43 @@ def noncentral_hypergeometric_log_pmf(
     return weight(x) - _logsumexp([weight(k) for k in range(low, high + 1)])
 
 
-@dataclass
-class WorseTest:
-    """An anytime-valid test of "green's events (5xx) are more likely than blue's".
+class _OddsRatioTest:
+    """Mixture martingale for one side of Fisher's noncentral hypergeometric odds ratio.
 
-    `update` takes one period's counts per colour; `e_value` is the mixture martingale, and
-    `rejected` says it has reached 1 / alpha: enough evidence that green is worse.
+    Null: the odds ratio is on the far side of `null` from every alternative (at least `null`
+    when the alternatives are below it, at most `null` when above). For a one-parameter
+    exponential family the likelihood ratio P_a(x) / P_null(x) is monotone in x, so each
+    factor has expectation at most one anywhere in that composite null, not only at `null`.
     """
 
-    alpha: float = 0.01
-    thetas: tuple[float, ...] = DEFAULT_THETAS
-    _log_products: list[float] = field(default_factory=list)
-    periods: int = 0
-    green_events: int = 0
-    blue_events: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must be between 0 and 1, got {self.alpha}")
-        if not self.thetas or min(self.thetas) <= 1:
-            raise ValueError("thetas must be odds ratios above 1")
-        self._log_products = [0.0] * len(self.thetas)
+    def __init__(self, alpha: float, null: float, alternatives: tuple[float, ...]) -> None:
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+        if not alternatives or null <= 0 or any(a <= 0 or a == null for a in alternatives):
+            raise ValueError("alternatives must be positive odds ratios other than the null")
+        if len({a > null for a in alternatives}) != 1:
+            raise ValueError("every alternative must lie on the same side of the null")
+        self.alpha, self.null, self.alternatives = alpha, null, tuple(alternatives)
+        self._log_products = [0.0] * len(self.alternatives)
+        self.periods = self.green_events = self.blue_events = 0
+        self.green_trials = self.blue_trials = 0
 
     def update(
         self, green_events: int, green_trials: int, blue_events: int, blue_trials: int
     ) -> None:
-        for name, value in (
-            ("green_events", green_events), ("green_trials", green_trials),
-            ("blue_events", blue_events), ("blue_trials", blue_trials),
-        ):  # fmt: skip
-            if value < 0:
-                raise ValueError(f"{name} must not be negative, got {value}")
-        if green_events > green_trials or blue_events > blue_trials:
-            raise ValueError("events cannot outnumber trials")
+        _check_counts(green_events, green_trials, blue_events, blue_trials)
         self.periods += 1
         self.green_events += green_events
         self.blue_events += blue_events
+        self.green_trials += green_trials
+        self.blue_trials += blue_trials
         events = green_events + blue_events
         if events == 0 or green_trials == 0 or blue_trials == 0:
             return  # the period says nothing about the odds ratio: every factor is 1
         null = noncentral_hypergeometric_log_pmf(
-            green_events, green_trials, blue_trials, events, 1.0
+            green_events, green_trials, blue_trials, events, self.null
         )
-        for i, theta in enumerate(self.thetas):
+        for i, theta in enumerate(self.alternatives):
             alternative = noncentral_hypergeometric_log_pmf(
                 green_events, green_trials, blue_trials, events, theta
             )
@@ -108,12 +106,383 @@ class WorseTest:
 
     @property
     def log_e_value(self) -> float:
-        return _logsumexp(self._log_products) - math.log(len(self.thetas))
+        return _logsumexp(self._log_products) - math.log(len(self.alternatives))
 
     @property
     def e_value(self) -> float:
         return math.exp(min(self.log_e_value, 700.0))
 
     @property
+    def boundary(self) -> float:
+        return 1 / self.alpha
+
+    @property
     def rejected(self) -> bool:
-        return self.log_e_value >= math.log(1 / self.alpha)
+        return self.log_e_value >= math.log(self.boundary)
+
+
+class WorseTest(_OddsRatioTest):
+    """An anytime-valid test of "green's events (5xx, slow requests) are likelier than blue's".
+
+    `update` takes one period's counts per colour; `e_value` is the mixture martingale, and
+    `rejected` says it has reached 1 / alpha: enough evidence that green's odds of an event
+    exceed `margin` times blue's (margin 1: green is worse at all).
+    """
+
+    def __init__(
+        self, alpha: float = 0.01, thetas: tuple[float, ...] = DEFAULT_THETAS, margin: float = 1.0
+    ) -> None:
+        if not thetas or min(thetas) <= 1:
+            raise ValueError("thetas must be odds ratios above 1")
+        if margin < 1:
+            raise ValueError(f"margin must be at least 1, got {margin}")
+        super().__init__(alpha, margin, tuple(margin * t for t in thetas))
+
+
+class NotWorseTest(_OddsRatioTest):
+    """An anytime-valid test of "green's odds of an event are below `margin` times blue's":
+    the non-inferiority evidence behind PASS. The null is "green is worse by `margin` or more";
+    the mixture bets on green being as good as blue, or somewhat better or worse."""
+
+    def __init__(self, alpha: float = 0.01, margin: float = 2.0) -> None:
+        if margin <= 1:
+            raise ValueError(f"margin must be above 1, got {margin}")
+        super().__init__(alpha, margin, tuple(margin / k for k in (1.25, 1.5, 2.0, 3.0)))
+
+
+class BaselineTest:
+    """Green against blue measured earlier (a service that switches all at once): anytime-valid.
+
+    Blue's rate is known only from its baseline sample, so the null bound is Clopper–Pearson's
+    exact one-sided bound on it at level alpha / 2 (upper for "worse", lower for "not worse"),
+    and green's stream is tested against that bound at alpha / 2 with a mixture of binomial
+    likelihood ratios (rates r · bound). P(bound wrong) + P(test wrong | bound right) ≤ alpha.
+    Rate ratios here, since blue's odds are not observed beside green's.
+    """
+
+    def __init__(
+        self,
+        baseline_events: int,
+        baseline_trials: int,
+        alpha: float = 0.01,
+        *,
+        worse: bool = True,
+        margin: float = 1.0,
+    ) -> None:
+        if baseline_trials <= 0 or not 0 <= baseline_events <= baseline_trials:
+            raise ValueError("a baseline needs trials, and no more events than trials")
+        self.alpha, self.worse = alpha, worse
+        if worse:
+            bound = clopper_pearson_upper(baseline_events, baseline_trials, alpha / 2)
+            self.null = min(margin * bound, 1.0)
+            rates = [self.null * r for r in DEFAULT_THETAS]
+        else:
+            bound = clopper_pearson_lower(baseline_events, baseline_trials, alpha / 2)
+            self.null = margin * bound
+            rates = [self.null / k for k in (1.25, 1.5, 2.0, 3.0)]
+        self.rates = tuple(r for r in rates if 0 < r < 1)
+        self._log_products = [0.0] * len(self.rates)
+        self.periods = self.green_events = self.green_trials = 0
+
+    def update(self, green_events: int, green_trials: int) -> None:
+        _check_counts(green_events, green_trials, 0, 0)
+        self.periods += 1
+        self.green_events += green_events
+        self.green_trials += green_trials
+        if not self.rates or not 0 < self.null < 1:
+            return  # a bound of 0 or 1 cannot be beaten in this direction: no evidence
+        misses = green_trials - green_events
+        for i, rate in enumerate(self.rates):
+            self._log_products[i] += green_events * math.log(rate / self.null) + misses * math.log(
+                (1 - rate) / (1 - self.null)
+            )
+
+    @property
+    def log_e_value(self) -> float:
+        if not self.rates:
+            return 0.0
+        return _logsumexp(self._log_products) - math.log(len(self.rates))
+
+    @property
+    def e_value(self) -> float:
+        return math.exp(min(self.log_e_value, 700.0))
+
+    @property
+    def boundary(self) -> float:
+        return 2 / self.alpha  # the test's half of alpha; the bound on blue spends the other
+
+    @property
+    def rejected(self) -> bool:
+        return self.log_e_value >= math.log(self.boundary)
+
+
+def _check_counts(green_events: int, green_trials: int, blue_events: int, blue_trials: int) -> None:
+    for name, value in (
+        ("green_events", green_events), ("green_trials", green_trials),
+        ("blue_events", blue_events), ("blue_trials", blue_trials),
+    ):  # fmt: skip
+        if value < 0:
+            raise ValueError(f"{name} must not be negative, got {value}")
+    if green_events > green_trials or blue_events > blue_trials:
+        raise ValueError("events cannot outnumber trials")
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed exactly in log space."""
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0:
+        return 1.0
+    if p >= 1:
+        return 0.0
+    terms = [_log_binomial(n, i) + i * math.log(p) + (n - i) * math.log1p(-p) for i in range(k + 1)]
+    return min(1.0, math.exp(_logsumexp(terms)))
+
+
+def clopper_pearson_upper(events: int, trials: int, level: float) -> float:
+    """The exact one-sided upper bound u with P(X <= events | u) = level."""
+    if events >= trials:
+        return 1.0
+    return _bisect(lambda p: binomial_cdf(events, trials, p) - level, decreasing=True)
+
+
+def clopper_pearson_lower(events: int, trials: int, level: float) -> float:
+    """The exact one-sided lower bound l with P(X >= events | l) = level."""
+    if events <= 0:
+        return 0.0
+    return _bisect(lambda p: (1 - binomial_cdf(events - 1, trials, p)) - level, decreasing=False)
+
+
+def _bisect(f, *, decreasing: bool) -> float:  # type: ignore[no-untyped-def]
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        if (f(mid) > 0) == decreasing:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+# -- the judge: both metrics, verdicts, guard rails ---------------------------------------
+
+
+class Decision(StrEnum):
+    ROLLBACK = "ROLLBACK"  # enough evidence that green is worse (or a guard rail is breached)
+    CONTINUE = "CONTINUE"  # no evidence of harm yet: the release may go on
+    PASS = "PASS"  # enough evidence that green is not worse by more than pass_margin
+    NO_DATA = "NO_DATA"  # too little traffic in the window to judge: hold; never a pass
+
+
+@dataclass(frozen=True)
+class Counts:
+    """One colour in one metric period, as CloudWatch reports it."""
+
+    requests: int
+    errors: int  # 5xx answers
+    slow: int | None = None  # requests slower than the judge's threshold (None: not measured)
+
+
+# what each compared metric is called in verdicts and plots
+METRICS = {"errors": "5xx errors", "slow": "slow requests"}
+# How alpha is split between the metrics (Bonferroni): most to errors, whose events are rare
+# (0.5 % of requests), so that a rare-event regression needs little more evidence than with
+# alpha whole; slow requests are common by construction (about 10 % of blue's are above its
+# p90), so their test affords a higher boundary at little cost in time.
+ALPHA_SHARE = {"errors": 0.8, "slow": 0.2}
+
+
+@dataclass
+class Judge:
+    """Compares green with blue on 5xx errors and slow requests, one metric period at a time.
+
+    Each metric has its own anytime-valid test at its share of alpha (`ALPHA_SHARE`), so the probability of
+    any false rollback of a healthy green stays at most alpha over the whole release, however
+    often the judge looks. A *slow* request is one above `slow_threshold_ms`, which the release
+    sets from blue's latency before green got traffic; CloudWatch counts them with the
+    percentile-rank statistic, per colour and period.
+
+    With `baseline` (blue measured before an all-at-once switch), green is tested against
+    blue's baseline counts instead of blue's concurrent ones (see `BaselineTest`).
+    """
+
+    alpha: float = 0.01
+    min_requests: int = 20
+    slow_threshold_ms: float | None = None
+    pass_margin: float = 0.0  # 0: PASS not configured; else an odds ratio above 1
+    error_rate_slo: float = 0.0  # guard rails (absolute, not comparisons); 0: off
+    p99_slo_ms: float = 0.0
+    baseline: Counts | None = None
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        share = {m: self.alpha * ALPHA_SHARE[m] for m in METRICS}
+        self.worse: dict[str, Any]
+        self.not_worse: dict[str, Any] = {}
+        if self.baseline is None:
+            self.worse = {m: WorseTest(alpha=share[m]) for m in METRICS}
+            if self.pass_margin:
+                self.not_worse = {m: NotWorseTest(share[m], self.pass_margin) for m in METRICS}
+        else:
+            base = self.baseline
+            # a baseline without a slow count gives the slow test nothing: it stays at 1
+            events = {"errors": base.errors, "slow": base.slow or 0}
+            self.worse = {m: BaselineTest(events[m], base.requests, share[m]) for m in METRICS}
+            if self.pass_margin:
+                self.not_worse = {
+                    m: BaselineTest(
+                        events[m], base.requests, share[m], worse=False, margin=self.pass_margin
+                    )
+                    for m in METRICS
+                }
+        self.window = {"blue": Counts(0, 0, 0), "green": Counts(0, 0, 0)}
+        self.total = {"blue": Counts(0, 0, 0), "green": Counts(0, 0, 0)}
+
+    def start_window(self) -> None:
+        """A new bake window: NO_DATA and guard rails look at the window's own traffic."""
+        self.window = {"blue": Counts(0, 0, 0), "green": Counts(0, 0, 0)}
+
+    def observe(self, at: Any, blue: Counts | None, green: Counts) -> None:
+        """Add one metric period. `blue` is None when blue is judged from its baseline."""
+        for colour, counts in (("blue", blue), ("green", green)):
+            if counts is not None:
+                self.window[colour] = _add(self.window[colour], counts)
+                self.total[colour] = _add(self.total[colour], counts)
+        for tests in (self.worse, self.not_worse):
+            for metric, test in tests.items():
+                green_events = green.errors if metric == "errors" else green.slow
+                if green_events is None or (
+                    metric == "slow" and self.baseline is not None and self.baseline.slow is None
+                ):
+                    continue  # latency not measured: no evidence either way
+                if self.baseline is not None:
+                    test.update(green_events, green.requests)
+                    continue
+                blue_events = None if blue is None else (
+                    blue.errors if metric == "errors" else blue.slow
+                )  # fmt: skip
+                if blue is None or blue_events is None:
+                    continue
+                test.update(green_events, green.requests, blue_events, blue.requests)
+        self.evidence.append(
+            {
+                "at": at,
+                **{f"{m}_e_value": t.e_value for m, t in self.worse.items()},
+                **{f"{m}_pass_e_value": t.e_value for m, t in self.not_worse.items()},
+            }
+        )
+
+    @property
+    def rejected(self) -> list[str]:
+        """The metrics on which green is worse than blue, with evidence enough to roll back."""
+        return [m for m, test in self.worse.items() if test.rejected]
+
+    def verdict(self, green_p99_ms: float | None = None) -> Verdict:
+        """The verdict on everything seen so far, for the window that just ended."""
+        numbers = self.numbers()
+        if worse := self.rejected:
+            return Verdict(Decision.ROLLBACK, self._worse_reason(worse), numbers)
+        green, blue = self.window["green"], self.window["blue"]
+        if green.requests >= self.min_requests:
+            rate = green.errors / green.requests
+            if self.error_rate_slo and rate > self.error_rate_slo:
+                return Verdict(
+                    Decision.ROLLBACK,
+                    f"guard rail (SLO, absolute): green 5xx rate {rate:.2%} ({green.errors}/"
+                    f"{green.requests}) in this window exceeds error_rate_slo {self.error_rate_slo:.2%}",
+                    numbers,
+                )
+            if self.p99_slo_ms and green_p99_ms is not None and green_p99_ms > self.p99_slo_ms:
+                return Verdict(
+                    Decision.ROLLBACK,
+                    f"guard rail (SLO, absolute): green p99 {green_p99_ms:.1f} ms in this window "
+                    f"exceeds p99_slo_ms {self.p99_slo_ms:g} ms",
+                    numbers,
+                )
+        short = [
+            f"{colour} served {counts.requests}"
+            for colour, counts in (("green", green), ("blue", blue))
+            if counts.requests < self.min_requests and (colour == "green" or self.baseline is None)
+        ]
+        if short:
+            return Verdict(
+                Decision.NO_DATA,
+                f"{' and '.join(short)} requests in this window, fewer than min_requests "
+                f"({self.min_requests}): too little traffic to judge, holding",
+                numbers,
+            )
+        evidence = self._evidence_text()
+        if self.not_worse and all(t.rejected for t in self.not_worse.values()):
+            return Verdict(
+                Decision.PASS,
+                f"green is not worse than blue by {self.pass_margin:g}x or more on 5xx errors and "
+                f"slow requests ({evidence})",
+                numbers,
+            )
+        return Verdict(Decision.CONTINUE, f"no evidence that green is worse ({evidence})", numbers)
+
+    def numbers(self) -> dict[str, Any]:
+        """What a verdict was computed from: the counts per colour, window and total, and each
+        test's e-value against its boundary."""
+        base = "baseline" if self.baseline is not None else "blue"
+        blue_total = self.baseline if self.baseline is not None else self.total["blue"]
+        return {
+            "alpha": self.alpha,
+            "boundaries": {m: t.boundary for m, t in self.worse.items()},
+            "slow_threshold_ms": self.slow_threshold_ms,
+            "blue_is": base,
+            "window_counts": {c: _counts_dict(v) for c, v in self.window.items()},
+            "total": {"blue": _counts_dict(blue_total), "green": _counts_dict(self.total["green"])},
+            "e_values": {m: t.e_value for m, t in self.worse.items()},
+            "pass_e_values": {m: t.e_value for m, t in self.not_worse.items()},
+            "guard_rails": {"error_rate_slo": self.error_rate_slo, "p99_slo_ms": self.p99_slo_ms},
+        }
+
+    def _worse_reason(self, metrics: list[str]) -> str:
+        parts = []
+        for metric in metrics:
+            test = self.worse[metric]
+            green = self.total["green"]
+            blue = self.baseline if self.baseline is not None else self.total["blue"]
+            g = green.errors if metric == "errors" else green.slow or 0
+            b = blue.errors if metric == "errors" else blue.slow or 0
+            what = (
+                "5xx"
+                if metric == "errors"
+                else "slow requests"
+                if self.slow_threshold_ms is None
+                else f"slower than {self.slow_threshold_ms:.1f} ms"
+            )
+            parts.append(
+                f"green {what} {_rate(g, green.requests)} against blue"
+                f"{' before the deployment' if self.baseline is not None else ''} "
+                f"{_rate(b, blue.requests)}: evidence {test.e_value:,.0f} ≥ {test.boundary:g}"
+            )
+        return "green is worse than blue: " + "; ".join(parts)
+
+    def _evidence_text(self) -> str:
+        return ", ".join(
+            f"{METRICS[m]} evidence {t.e_value:.2g} < {t.boundary:g}" for m, t in self.worse.items()
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: str
+    numbers: dict[str, Any]
+
+
+def _add(a: Counts, b: Counts) -> Counts:
+    slow = None if a.slow is None or b.slow is None else a.slow + b.slow
+    return Counts(
+        a.requests + b.requests, a.errors + b.errors, slow if b.slow is not None else a.slow
+    )
+
+
+def _counts_dict(c: Counts) -> dict[str, Any]:
+    return {"requests": c.requests, "errors": c.errors, "slow": c.slow}
+
+
+def _rate(events: int, trials: int) -> str:
+    return f"{events / trials:.1%} ({events}/{trials})" if trials else f"n/a (0/{trials})"

@@ -15,8 +15,9 @@ from typing import Any
 import pandas as pd
 
 from .aws import AwsSession
+from .judge import Counts
 
-PERCENTILES = ("p50", "p99")
+PERCENTILES = ("p50", "p90", "p99")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class WindowStats:
     errors: int
     p50_ms: float | None
     p99_ms: float | None
+    p90_ms: float | None = None
 
     @property
     def error_rate(self) -> float | None:
@@ -81,6 +83,7 @@ class WindowStats:
             "errors": self.errors,
             "error_rate": self.error_rate,
             "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
             "p99_ms": self.p99_ms,
         }
 
@@ -91,11 +94,7 @@ def _queries(source: MetricSource, period: int, hosts: bool = False) -> list[dic
         dimensions = [{"Name": k, "Value": v} for k, v in dims.items()]
 
         def stat(qid: str, name: str, statistic: str, dims=dimensions) -> dict[str, Any]:
-            metric = {"Namespace": source.namespace, "MetricName": name, "Dimensions": dims}
-            return {
-                "Id": qid,
-                "MetricStat": {"Metric": metric, "Period": period, "Stat": statistic},
-            }
+            return _stat(qid, source, name, statistic, dims, period)
 
         queries.append(stat(f"{colour}_requests", source.requests, "Sum"))
         queries.append(stat(f"{colour}_errors", source.errors, "Sum"))
@@ -141,7 +140,7 @@ def read_window(
         def value(qid: str, colour=colour) -> float | None:
             return results[f"{colour}_{qid}"].get(start)
 
-        p50, p99 = value("p50"), value("p99")
+        p50, p90, p99 = value("p50"), value("p90"), value("p99")
         stats[colour] = WindowStats(
             colour=colour,
             start=start,
@@ -150,8 +149,68 @@ def read_window(
             errors=int(value("errors") or 0),
             p50_ms=None if p50 is None else p50 * source.latency_to_ms,
             p99_ms=None if p99 is None else p99 * source.latency_to_ms,
+            p90_ms=None if p90 is None else p90 * source.latency_to_ms,
         )
     return stats
+
+
+def read_periods(
+    session: AwsSession,
+    source: MetricSource,
+    start: datetime,
+    end: datetime,
+    period: int,
+    slow_threshold_ms: float | None,
+) -> list[tuple[datetime, dict[str, Counts]]]:
+    """The judge's inputs per metric period in [start, end): per colour, requests, 5xx and
+    requests slower than `slow_threshold_ms`. The slow count is CloudWatch's percentile rank
+    (`PR(:threshold)`, the share at or under it) applied to the latency's SampleCount; a
+    period with requests but no latency datapoint has no slow count (None), never a guess."""
+    queries = []
+    for colour, dims in source.dimensions.items():
+        metric_dims = [{"Name": k, "Value": v} for k, v in dims.items()]
+        for qid, name, statistic in (
+            ("requests", source.requests, "Sum"),
+            ("errors", source.errors, "Sum"),
+            ("samples", source.latency, "SampleCount"),
+        ):
+            queries.append(_stat(f"{colour}_{qid}", source, name, statistic, metric_dims, period))
+        if slow_threshold_ms is not None:
+            threshold = f"{slow_threshold_ms / source.latency_to_ms:.6f}".rstrip("0").rstrip(".")
+            queries.append(
+                _stat(
+                    f"{colour}_fast",
+                    source,
+                    source.latency,
+                    f"PR(:{threshold})",
+                    metric_dims,
+                    period,
+                )
+            )
+    results = _fetch(session, queries, start, end)
+    stamps = sorted({ts for r in results.values() for ts in r if start <= ts < end})
+    periods = []
+    for ts in stamps:
+        counts = {}
+        for colour in source.dimensions:
+            requests = int(results[f"{colour}_requests"].get(ts) or 0)
+            samples = results[f"{colour}_samples"].get(ts)
+            fast = results.get(f"{colour}_fast", {}).get(ts)
+            slow = None
+            if samples and fast is not None:
+                slow = int(samples) - round(fast / 100 * samples)
+            elif requests == 0:
+                slow = 0
+            counts[colour] = Counts(
+                requests=requests, errors=int(results[f"{colour}_errors"].get(ts) or 0), slow=slow
+            )
+        periods.append((ts, counts))
+    return periods
+
+
+def _stat(qid: str, source: MetricSource, name: str, statistic: str, dims, period: int) -> dict:
+    metric = {"Namespace": source.namespace, "MetricName": name, "Dimensions": dims}
+    return {"Id": qid, "MetricStat": {"Metric": metric, "Period": period, "Stat": statistic}}
 
 
 def read_series(

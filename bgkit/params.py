@@ -40,9 +40,11 @@ class ReleaseParams:
     smoke_url: str = ""
     smoke_requests: int = 10
     min_requests: int = 20
-    max_error_rate_increase: float = 0.02
-    max_p99_increase: float = 0.5
-    p99_floor_ms: float = 25.0
+    judge_alpha: float = 0.01
+    slow_margin_ms: float = 10.0
+    pass_margin: float = 0.0
+    error_rate_slo: float = 0.0
+    p99_slo_ms: float = 0.0
     max_holds: int = 3
     metric_period_seconds: int = 0  # 0: the target's resolution (see AUTO_METRICS)
     metric_lag_seconds: float = 0.0  # 0: the target's typical delay (see AUTO_METRICS)
@@ -121,9 +123,19 @@ def validate(
     _url("smoke_url", got["smoke_url"])
     _integer("smoke_requests", got["smoke_requests"], 1, 1000)
     _integer("min_requests", got["min_requests"], 1, 1_000_000)
-    _number("max_error_rate_increase", got["max_error_rate_increase"], 0.0, 1.0, low_open=True)
-    _number("max_p99_increase", got["max_p99_increase"], 0.0, 10.0, low_open=True)
-    _number("p99_floor_ms", got["p99_floor_ms"], 0.0, 60_000.0)
+    _number("judge_alpha", got["judge_alpha"], 0.0001, 0.2)
+    _number("slow_margin_ms", got["slow_margin_ms"], 0.0, 60_000.0)
+    try:
+        _number("pass_margin", got["pass_margin"], 1.0, 100.0, low_open=True)
+    except ParameterError:
+        if got["pass_margin"] != 0 or isinstance(got["pass_margin"], bool):
+            raise ParameterError(
+                "pass_margin",
+                "must be 0 (no PASS verdicts) or an odds ratio greater than 1 up to 100",
+                got["pass_margin"],
+            ) from None
+    _number("error_rate_slo", got["error_rate_slo"], 0.0, 1.0)
+    _number("p99_slo_ms", got["p99_slo_ms"], 0.0, 600_000.0)
     _integer("max_holds", got["max_holds"], 0, 100)
     auto_period, auto_lag = AUTO_METRICS[got["target"]]
     if got["metric_period_seconds"] == 0 and not isinstance(got["metric_period_seconds"], bool):

@@ -14,9 +14,19 @@ from matplotlib.figure import Figure
 COLOURS = {"blue": "#1f5fbf", "green": "#2a9d3c"}
 
 
-def release_figure(series: pd.DataFrame, events: list[dict[str, Any]], title: str) -> Figure:
+EVIDENCE = {"errors": ("5xx", "#c0392b"), "slow": ("slow requests", "#8e44ad")}
+
+
+def release_figure(
+    series: pd.DataFrame,
+    events: list[dict[str, Any]],
+    title: str,
+    evidence: list[dict[str, Any]] | None = None,
+    boundaries: dict[str, float] | None = None,
+) -> Figure:
     """Panels from CloudWatch datapoints: requests/s, p50/p99 latency, 5xx rate, and healthy
-    targets per colour where the source reports them (boots, health checks and drains).
+    targets per colour where the source reports them (boots, health checks and drains); then
+    the judge's evidence that green is worse, per metric, against its decision boundary.
 
     Uses matplotlib's object API only: no pyplot state, no backend switch in the user's kernel.
     """
@@ -25,8 +35,10 @@ def release_figure(series: pd.DataFrame, events: list[dict[str, Any]], title: st
         "healthy_hosts" in series[c].columns and series[c]["healthy_hosts"].notna().any()
         for c in colours
     )
-    fig = Figure(figsize=(9, 9.5 if hosts else 7.5), dpi=72)
-    axes = fig.subplots(4 if hosts else 3, 1, sharex=True)
+    judged = bool(evidence) and bool(boundaries)
+    panels = 3 + hosts + judged
+    fig = Figure(figsize=(9, 2.5 * panels), dpi=72)
+    axes = fig.subplots(panels, 1, sharex=True)
     rps_ax, lat_ax, err_ax = axes[:3]
     for colour in colours:
         data = series[colour]
@@ -44,12 +56,15 @@ def release_figure(series: pd.DataFrame, events: list[dict[str, Any]], title: st
     if hosts:
         axes[3].set_ylabel("healthy targets")
         axes[3].legend(loc="upper left", fontsize=8)
+    if judged:
+        _plot_evidence(axes[-1], evidence or [], boundaries or {})
     rps_ax.set_ylabel("requests / s")
     lat_ax.set_ylabel("latency (ms)")
     err_ax.set_ylabel("error rate (%)")
     axes[-1].set_xlabel("time (UTC)")
     for ax in axes:
-        ax.set_ylim(bottom=0)
+        if ax.get_yscale() == "linear":
+            ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         _mark_events(ax, events)
     rps_ax.legend(loc="upper left", fontsize=8)
@@ -58,6 +73,26 @@ def release_figure(series: pd.DataFrame, events: list[dict[str, Any]], title: st
     rps_ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _plot_evidence(ax: Axes, evidence: list[dict[str, Any]], boundaries: dict[str, float]) -> None:
+    """The judge's e-values (how many times likelier the data are if green is worse), log
+    scale, with each metric's boundary: crossing it is a rollback."""
+    at = [pd.Timestamp(datetime.fromisoformat(e["at"])) for e in evidence]
+    ax.set_yscale("log")
+    for metric, (label, colour) in EVIDENCE.items():
+        values = [max(e[f"{metric}_e_value"], 1e-3) for e in evidence]
+        ax.plot(at, values, color=colour, label=f"{label} evidence", drawstyle="steps-post")
+        if metric in boundaries:
+            ax.axhline(boundaries[metric], color=colour, linestyle="--", linewidth=1)
+            ax.text(
+                at[0], boundaries[metric], f" {label}: roll back", fontsize=7, va="bottom",
+                color=colour,
+            )  # fmt: skip
+    top = max([*boundaries.values(), *(max(e[f"{m}_e_value"] for e in evidence) for m in EVIDENCE)])
+    ax.set_ylim(1e-3, top * 10)
+    ax.set_ylabel("evidence green\nis worse (e-value)")
+    ax.legend(loc="upper left", fontsize=8)
 
 
 def _mark_events(ax: Axes, events: list[dict[str, Any]]) -> None:

@@ -32,7 +32,7 @@ from . import patterns
 from .aws import AwsSession
 from .clock import Clock, SystemClock
 from .errors import DeploymentStopped, PreflightError, RollbackFailed, TrafficError
-from .gate import Decision, HealthGate
+from .judge import Counts, Decision, Judge
 from .params import ReleaseParams
 from .patterns.base import Progress
 from .record import RECORD_MIME, Record
@@ -66,12 +66,9 @@ class Release:
         if self.managed:
             self.pattern.judge_seconds = params.bake_seconds + params.metric_lag_seconds
         self.plan = params.traffic_plan
-        self.gate = HealthGate(
-            min_requests=params.min_requests,
-            max_error_rate_increase=params.max_error_rate_increase,
-            max_p99_increase=params.max_p99_increase,
-            p99_floor_ms=params.p99_floor_ms,
-        )
+        # The judge compares green with blue period by period (see bgkit.judge); it is made
+        # once blue's latency is known, before green gets production traffic.
+        self.judge: Judge | None = None
         self._display = display or _ipython_display
         self.state = "new"
         self.split: dict[str, int] | None = None
@@ -117,6 +114,9 @@ class Release:
         """Managed patterns: start the deployment and wait until green waits for its smoke test."""
         if self.state != "ready":
             return self._note(f"deploy not run (state: {self.state})")
+        if not self.switches_at_once:  # that one measures blue just before its deployment
+            with self._guard("deploy"):
+                self._start_judge()
         if not self.managed:
             deploy_green = getattr(self.pattern, "deploy_green", None)
             if deploy_green is None:
@@ -164,6 +164,7 @@ class Release:
         new App Runner image); one that moves all traffic at once measures blue first."""
         if self.switches_at_once:
             self.baseline = self._measure_baseline()
+            self._start_judge()
         self.mutated = True  # before the call: a failure after AWS accepted part of it rolls back
         try:
             note = functools.partial(self._event, "deploy")
@@ -374,27 +375,48 @@ class Release:
             )
             window = int(step.bake_seconds)  # validated to be a CloudWatch period
             end = _ceil_seconds(shifted_at + timedelta(seconds=window), window)
+            last = number == len(self.plan.steps)
             for hold in range(self.params.max_holds + 1):
                 verdict = self._judge(
-                    source, end, window, step=number, green_percent=step.green_percent, hold=hold
+                    source,
+                    end,
+                    window,
+                    since=shifted_at if hold == 0 else None,
+                    step=number,
+                    green_percent=step.green_percent,
+                    hold=hold,
                 )
-                if verdict.decision is Decision.PASS:
-                    break
                 if verdict.decision is Decision.ROLLBACK:
                     self.rollback(f"step {number} at {step.green_percent}%: {verdict.reason}")
                     return
-                end += timedelta(seconds=window)  # NO_DATA: hold for one more window
+                if self._may_go_on(verdict.decision, last):
+                    break
+                end += timedelta(seconds=window)  # hold for one more window
             else:
                 self.rollback(
-                    f"step {number} at {step.green_percent}%: no verdict after "
-                    f"{self.params.max_holds} holds (too little traffic to judge)"
+                    f"step {number} at {step.green_percent}%: {self._held_too_long(verdict.decision)}"
                 )
                 return
         self.state = "shifted"
 
+    def _may_go_on(self, decision: Decision, last: bool) -> bool:
+        """CONTINUE lets a step end after its bake; NO_DATA holds; with pass_margin the last
+        step holds until the judge says PASS (evidence that green is not worse)."""
+        if decision is Decision.NO_DATA:
+            return False
+        return decision is Decision.PASS or not (last and self.params.pass_margin)
+
+    def _held_too_long(self, decision: Decision) -> str:
+        if decision is Decision.NO_DATA:
+            return f"no verdict after {self.params.max_holds} holds (too little traffic to judge)"
+        return (
+            f"no PASS after {self.params.max_holds} holds: not enough evidence that green is not "
+            f"worse than blue by {self.params.pass_margin:g}x (pass_margin)"
+        )
+
     def _measure_baseline(self) -> Any:
-        """Blue's numbers over the last full bake window before the deployment (holding for
-        the next window while blue served fewer than min_requests)."""
+        """Blue's numbers over the last full bake window before green gets traffic (holding
+        for the next window while blue served fewer than min_requests)."""
         source, window = self.pattern.metric_source(), int(self.params.bake_seconds)
         end = _floor_seconds(self.clock.now(), window)
         # Only blue: a window that began before the service's last change may hold another version.
@@ -406,12 +428,18 @@ class Release:
             blue = _metrics.read_window(self.session, source, end - timedelta(seconds=window), end)[
                 "blue"
             ]
-            if blue.requests >= self.params.min_requests and blue.p99_ms is not None:
+            if blue.requests >= self.params.min_requests and blue.p90_ms is not None:
                 self._event(
-                    "deploy",
-                    f"blue measured before the deployment, {blue.start:%H:%M:%S}–{blue.end:%H:%M:%S}: "
-                    f"{blue.requests} requests, {blue.errors} 5xx, p99 {blue.p99_ms:.1f} ms; green will be judged "
-                    "against these numbers, since this service moves all traffic at once",
+                    "judge",
+                    f"blue measured before green gets traffic, {blue.start:%H:%M:%S}–"
+                    f"{blue.end:%H:%M:%S}: {blue.requests} requests, {blue.errors} 5xx, p90 "
+                    f"{blue.p90_ms:.1f} ms, p99 {_ms(blue.p99_ms)}"
+                    + (
+                        "; green will be judged against these numbers, since this service moves "
+                        "all traffic at once"
+                        if self.switches_at_once
+                        else ""
+                    ),
                 )
                 return blue
             end += timedelta(seconds=window)
@@ -425,20 +453,19 @@ class Release:
         """Judge green's windows after the switch against blue's baseline, holding on NO_DATA."""
         self.state = "shifting"
         source, window = self.pattern.metric_source(), int(self.params.bake_seconds)
-        end = _ceil_seconds(self.clock.now() + timedelta(seconds=window), window)
+        switched = self.clock.now()
+        end = _ceil_seconds(switched + timedelta(seconds=window), window)
         for hold in range(self.params.max_holds + 1):
-            verdict = self._judge(source, end, window, green_percent=100, hold=hold)
-            if verdict.decision is Decision.PASS:
-                self.state = "shifted"
-                return
+            since = switched if hold == 0 else None
+            verdict = self._judge(source, end, window, since=since, green_percent=100, hold=hold)
             if verdict.decision is Decision.ROLLBACK:
                 self.rollback(f"after the switch: {verdict.reason}")
                 return
+            if self._may_go_on(verdict.decision, last=True):
+                self.state = "shifted"
+                return
             end += timedelta(seconds=window)
-        self.rollback(
-            f"after the switch: no verdict after {self.params.max_holds} holds "
-            "(too little traffic to judge)"
-        )
+        self.rollback(f"after the switch: {self._held_too_long(verdict.decision)}")
 
     def _await_applied(self) -> None:
         """Wait until the service says the change is live everywhere (e.g. Route 53 INSYNC)."""
@@ -451,14 +478,117 @@ class Release:
                 raise TrafficError("the traffic change was not applied in time", split=self.split)
             self.clock.sleep(1.0)
 
-    def _judge(self, source, end: datetime, window: int, **where: Any):
-        self._await_metrics(source, end)
-        stats = _metrics.read_window(self.session, source, end - timedelta(seconds=window), end)
-        # Blue is measured in the same window, or (all traffic moved at once) before the deployment.
-        blue = stats["blue"] if self.baseline is None else self.baseline
-        verdict = self.gate.evaluate(blue, stats["green"])
+    def _start_judge(self) -> None:
+        """Blue's latency before green gets traffic sets what a slow request is; then the judge
+        is made. An all-at-once service's green is judged against that same blue window."""
+        if self.judge is not None:
+            return
+        blue = self.baseline if self.baseline is not None else self._measure_baseline()
+        threshold = round(blue.p90_ms + self.params.slow_margin_ms, 3)
+        baseline = None
+        if self.switches_at_once:
+            period = self.params.metric_period_seconds
+            source = self.pattern.metric_source()
+            periods = _metrics.read_periods(
+                self.session, source, blue.start, blue.end, period, threshold
+            )
+            counts = [p["blue"] for _, p in periods]
+            slow = [c.slow for c in counts]
+            baseline = Counts(
+                sum(c.requests for c in counts),
+                sum(c.errors for c in counts),
+                None if None in slow else sum(slow),  # type: ignore[arg-type]
+            )
+        self.judge = Judge(
+            alpha=self.params.judge_alpha,
+            min_requests=self.params.min_requests,
+            slow_threshold_ms=threshold,
+            pass_margin=self.params.pass_margin,
+            error_rate_slo=self.params.error_rate_slo,
+            p99_slo_ms=self.params.p99_slo_ms,
+            baseline=baseline,
+        )
+        rails = [
+            f"{name} {value:g}"
+            for name, value in (
+                ("error_rate_slo", self.params.error_rate_slo),
+                ("p99_slo_ms", self.params.p99_slo_ms),
+            )
+            if value
+        ]
+        self._event(
+            "judge",
+            f"the judge compares green with blue on 5xx and on requests slower than {threshold:g} ms "
+            f"(blue's p90 {blue.p90_ms:.1f} ms + slow_margin_ms {self.params.slow_margin_ms:g}), "
+            f"every {self.params.metric_period_seconds} s period; it rolls back at evidence "
+            f"{self.judge.worse['errors'].boundary:g} (5xx) or {self.judge.worse['slow'].boundary:g} "
+            f"(slow), so a healthy green is rolled back with probability at most "
+            f"{self.params.judge_alpha:g} (judge_alpha)"
+            + (f"; guard rails (absolute SLO limits): {', '.join(rails)}" if rails else ""),
+            slow_threshold_ms=threshold,
+        )
+
+    def _judge(
+        self, source, end: datetime, window: int, since: datetime | None = None, **where: Any
+    ):
+        """Feed the judge each metric period of the bake window [end - window, end) as it is
+        published (from `since`, when the step's traffic change came earlier than the window's
+        aligned start); stop early when the evidence says green is worse. Then the verdict."""
+        self._start_judge()
+        judge = self.judge
+        assert judge is not None
+        judge.start_window()
+        period = self.params.metric_period_seconds
+        lag = timedelta(seconds=self.params.metric_lag_seconds)
+        start = end - timedelta(seconds=window)
+        if since is not None:
+            start = min(start, _ceil_seconds(since, period))
+        seen: set[datetime] = set()
+
+        def take(upto: datetime) -> None:
+            for at, counts in _metrics.read_periods(
+                self.session, source, start, upto, period, judge.slow_threshold_ms
+            ):
+                if at not in seen:
+                    seen.add(at)
+                    blue = None if self.baseline is not None else counts["blue"]
+                    judge.observe(at.isoformat(), blue, counts["green"])
+
+        cursor = start
+        while cursor < end and not judge.rejected:
+            cursor = min(cursor + timedelta(seconds=period), end)
+            self._sleep_until(cursor + lag)
+            take(cursor)
+        green_p99 = blue_p99 = None
+        if not judge.rejected:  # the whole window: late periods, and p99 for the guard rail
+            self._await_metrics(source, end)
+            take(end)
+            stats = _metrics.read_window(self.session, source, end - timedelta(seconds=window), end)
+            green_p99, blue_p99 = stats["green"].p99_ms, stats["blue"].p99_ms
+            if self.baseline is not None:
+                blue_p99 = self.baseline.p99_ms
+        verdict = judge.verdict(green_p99_ms=green_p99)
+        numbers = verdict.numbers
         self.record.verdicts.append(
-            {**where, "at": self.clock.now().isoformat(), **verdict.as_dict()}
+            {
+                **where,
+                "at": self.clock.now().isoformat(),
+                "decision": str(verdict.decision),
+                "reason": verdict.reason,
+                "window": {"start": start.isoformat(), "end": min(cursor, end).isoformat()},
+                **(
+                    {
+                        "blue_window": {
+                            "start": self.baseline.start.isoformat(),
+                            "end": self.baseline.end.isoformat(),
+                        }
+                    }
+                    if self.baseline is not None
+                    else {}
+                ),
+                "p99_ms": {"blue": blue_p99, "green": green_p99},
+                **numbers,
+            }
         )
         label = (
             f"step {where['step']} ({where['green_percent']}%)"
@@ -481,6 +611,7 @@ class Release:
         self.state = "shifting"
         source = self.pattern.metric_source()
         window = int(self.params.bake_seconds)
+        since: datetime | None = self.clock.now()  # the first judged window starts here
         end = _ceil_seconds(self.clock.now() + timedelta(seconds=window), window)
         deadline = self.clock.now() + timedelta(
             seconds=self.pattern.max_shift_seconds() + MANAGED_WAIT_SECONDS
@@ -499,17 +630,20 @@ class Release:
                 done = self.pattern.continue_after_smoke()
                 self._event("deploy", f"{done}: the smoke test had passed")
             # Judge every window in which both colours served: a split at its start or its end,
-            # or a shift during it (the jump to 100 % included). The gate's min_requests decides
+            # or a shift during it (the jump to 100 % included). The judge's min_requests decides
             # whether a colour served enough.
             if 0 < at_start["green"] < 100 or 0 < split["green"] < 100 or at_start != split:
-                verdict = self._judge(source, end, window, green_percent=split["green"], hold=holds)
+                verdict = self._judge(
+                    source, end, window, since=since, green_percent=split["green"], hold=holds
+                )
+                since = None
                 if verdict.decision is Decision.ROLLBACK:
                     self.rollback(f"at {split['green']}% green: {verdict.reason}")
                     return
-                if verdict.decision is Decision.PASS:
-                    passes += 1
-                else:
+                if verdict.decision is Decision.NO_DATA:
                     holds += 1
+                else:
+                    passes += 1
             if progress.phase in ("shifted", "succeeded"):
                 break
             if self.clock.now() > deadline:
@@ -572,9 +706,16 @@ class Release:
         )
 
     def _promotion_reason(self) -> str:
-        passes = sum(1 for v in self.record.verdicts if v["decision"] == "PASS")
-        if passes:
-            return f"{passes} health-gate verdict(s) passed and none failed"
+        judged = [v for v in self.record.verdicts if v["decision"] in ("CONTINUE", "PASS")]
+        if judged:
+            last = judged[-1]
+            passed = " (PASS)" if last["decision"] == "PASS" else ""
+            return (
+                f"{len(judged)} verdict(s) without evidence that green is worse{passed}; final "
+                f"evidence: 5xx {last['e_values']['errors']:.2g}, slow requests "
+                f"{last['e_values']['slow']:.2g}, against boundaries "
+                f"{last['boundaries']['errors']:g} and {last['boundaries']['slow']:g}"
+            )
         return "smoke test passed (all at once: no canary analysis)"
 
     # -- internals ----------------------------------------------------------------------
@@ -668,7 +809,14 @@ class Release:
         if self.switches_at_once:
             series = _serving_only(series, self.record.events)
         title = f"{self.params.runbook} · {self.params.release} · {self.record.outcome}"
-        return plots.release_figure(series, self.record.events, title)
+        judge = self.judge
+        return plots.release_figure(
+            series,
+            self.record.events,
+            title,
+            evidence=judge.evidence if judge else None,
+            boundaries={m: t.boundary for m, t in judge.worse.items()} if judge else None,
+        )
 
     def _show(self, record: Record, figure: Any) -> None:
         import pandas as pd
@@ -746,28 +894,40 @@ def _ceil_seconds(when: datetime, period: int) -> datetime:
 
 
 def _verdict_row(v: dict[str, Any]) -> dict[str, Any]:
-    b, g = v["blue"], v["green"]
+    window, blue_is = v["window"], v["blue_is"]
+    g, b = v["window_counts"]["green"], v["window_counts"]["blue"]
+    if blue_is == "baseline":  # blue measured before an all-at-once switch
+        b = v["total"]["blue"]
 
-    def pct(x: float | None) -> str:
-        return "" if x is None else f"{100 * x:.2f}%"
+    def share(counts: dict[str, Any], what: str) -> str:
+        n, k = counts["requests"], counts[what]
+        return "" if not n or k is None else f"{100 * k / n:.2f}% ({k})"
 
     def ms(x: float | None) -> str:
         return "" if x is None else f"{x:.1f}"
 
-    window = f"{g['start'][11:19]}–{g['end'][11:19]}"
-    if b["start"] != g["start"]:  # blue measured before the deployment (all traffic at once)
-        window += f" (blue {b['start'][11:19]}–{b['end'][11:19]})"
+    def evidence(metric: str) -> str:
+        return f"{v['e_values'][metric]:.3g} / {v['boundaries'][metric]:g}"
+
     return {
         "step": v.get("step", ""),
         "green %": v["green_percent"],
-        "window (UTC)": window,
+        "window (UTC)": f"{window['start'][11:19]}–{window['end'][11:19]}"
+        + (
+            f" (blue {v['blue_window']['start'][11:19]}–{v['blue_window']['end'][11:19]})"
+            if "blue_window" in v
+            else ""
+        ),
         "decision": v["decision"],
-        "blue req": b["requests"],
-        "blue 5xx": pct(b["error_rate"]),
-        "blue p99 ms": ms(b["p99_ms"]),
+        "blue" + (" (before)" if blue_is == "baseline" else "") + " req": b["requests"],
+        "blue 5xx": share(b, "errors"),
+        "blue slow": share(b, "slow"),
         "green req": g["requests"],
-        "green 5xx": pct(g["error_rate"]),
-        "green p99 ms": ms(g["p99_ms"]),
+        "green 5xx": share(g, "errors"),
+        "green slow": share(g, "slow"),
+        "green p99 ms": ms(v["p99_ms"]["green"]),
+        "5xx evidence": evidence("errors"),
+        "slow evidence": evidence("slow"),
         "reason": v["reason"],
     }
 
@@ -818,3 +978,7 @@ class _IPythonDisplay:
 
 
 _ipython_display = _IPythonDisplay()
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} ms"

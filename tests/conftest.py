@@ -16,11 +16,11 @@ from bgkit.sandbox import Sandbox
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
 
-# The first health gate compares p99s over a few seconds: with 50-100 requests a p99 is one or
-# two requests, and a loaded CI machine (four workers, each running sandboxes, on two cores)
-# delays a request by tens of milliseconds now and then. Tests that check something else than
-# latency give green that much more room; the latency tests keep the runbooks' 25 ms.
-STEADY = {"p99_floor_ms": 100.0}
+# A loaded CI machine (four workers, each running sandboxes, on two cores) delays a request by
+# tens of milliseconds now and then, and not always blue's as often as green's. Tests that check
+# something else than latency count a request as slow only 25 ms above blue's p90; the latency
+# tests keep the runbooks' 10 ms.
+STEADY = {"slow_margin_ms": 25.0}
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,12 @@ def test_healthy_green_is_promoted_and_the_listener_sends_everything_to_green(
         resources["green_target_group_arn"]: 100,
     }
     assert [v["green_percent"] for v in record["verdicts"]] == [30, 60]
-    assert all(v["decision"] == "PASS" and v["green"]["requests"] >= 20 for v in record["verdicts"])
+    for verdict in record["verdicts"]:
+        assert (
+            verdict["decision"] == "CONTINUE"
+            and verdict["window_counts"]["green"]["requests"] >= 20
+        )
+        assert verdict["e_values"]["errors"] < verdict["boundaries"]["errors"]
     text = run.outputs_text()
     assert "image/png" in text and "Release summary" in text
     assert run.path.stat().st_size < 1_000_000
@@ -83,21 +88,27 @@ def test_green_with_errors_is_rolled_back_and_traffic_is_on_blue(shared_sandbox,
         "failures"
     ]:  # the smoke test on the test route caught it before real traffic
         assert "smoke test failed" in record["reason"] and record["verdicts"] == []
-    else:  # the health gate caught it with production traffic
+    else:  # the judge caught it with production traffic
         verdict = record["verdicts"][-1]
-        assert verdict["decision"] == "ROLLBACK" and verdict["green"]["errors"] > 0
-        assert "error rate" in record["reason"]
+        assert verdict["decision"] == "ROLLBACK" and verdict["total"]["green"]["errors"] > 0
+        assert verdict["e_values"]["errors"] >= verdict["boundaries"]["errors"]
+        assert "green is worse than blue: green 5xx" in record["reason"]
 
 
-def test_slow_green_is_rolled_back_by_the_health_gate_on_measured_latency(shared_sandbox, tmp_path):
+def test_slow_green_is_rolled_back_by_the_judge_on_measured_latency(shared_sandbox, tmp_path):
     run = run_runbook(
-        tmp_path, "alb_weighted", green_added_latency_ms=150, **{**FAST, "p99_floor_ms": 25.0}
+        tmp_path, "alb_weighted", green_added_latency_ms=150, **{**FAST, "slow_margin_ms": 10.0}
     )
     record = run.record
     assert record["outcome"] == "rolled_back"
     verdict = record["verdicts"][0]
-    assert verdict["decision"] == "ROLLBACK" and "p99" in verdict["reason"]
-    assert verdict["green"]["p99_ms"] > 150 > verdict["blue"]["p99_ms"]
+    assert verdict["decision"] == "ROLLBACK" and "slower than" in verdict["reason"]
+    # every green request was slow (150 ms more than blue's p90 + 10 ms); few of blue's were
+    green, blue = verdict["total"]["green"], verdict["total"]["blue"]
+    assert green["slow"] == green["requests"] > 0
+    assert blue["slow"] < 0.5 * blue["requests"]
+    assert verdict["e_values"]["slow"] >= verdict["boundaries"]["slow"]
+    assert verdict["slow_threshold_ms"] < 150
     resources = record["parameters"]
     assert (
         listener_weights(shared_sandbox, resources["listener_arn"])[

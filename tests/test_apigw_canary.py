@@ -388,9 +388,10 @@ def test_healthy_green_is_promoted_and_the_stage_runs_its_deployment(shared_sand
     shifts = [e["green_percent"] for e in record["events"] if e["kind"] == "shift"]
     assert shifts == [25, 50, 75]
     for verdict in record["verdicts"]:
-        assert verdict["decision"] == "PASS"
-        measured = verdict["green"]["requests"] / (
-            verdict["green"]["requests"] + verdict["blue"]["requests"]
+        assert verdict["decision"] == "CONTINUE"
+        counts = verdict["window_counts"]
+        measured = counts["green"]["requests"] / (
+            counts["green"]["requests"] + counts["blue"]["requests"]
         )
         assert abs(100 * measured - verdict["green_percent"]) < 15  # the canary's measured share
 

@@ -150,7 +150,7 @@ def test_healthy_green_is_promoted_and_blue_detached_after_its_drain(shared_sand
     messages = [e["message"] for e in record["events"]]
     assert any("InService and healthy in green's target group" in m for m in messages)
     assert any(m.startswith("blue's targets drained in") for m in messages)
-    assert [v["decision"] for v in record["verdicts"]] == ["PASS"]
+    assert [v["decision"] for v in record["verdicts"]] == ["CONTINUE"]
 
 
 def healthy_hosts(sandbox, record) -> dict[str, list[float]]:

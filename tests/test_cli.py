@@ -83,8 +83,8 @@ def test_run_exits_by_outcome_and_prints_the_record_path(
         "green_error_rate",
         str(error_rate),
         "-p",
-        "p99_floor_ms",
-        "100",  # conftest.STEADY: this test is about exit codes, not latency noise
+        "slow_margin_ms",
+        "25",  # conftest.STEADY: this test is about exit codes, not latency noise
         "--quiet",
     ]
     assert cli.main(argv) == code

@@ -48,7 +48,7 @@ def test_healthy_green_is_promoted_by_codedeploy(shared_sandbox, tmp_path):
     assert [i["status"] for i in infos] == ["Succeeded"]
     assert {name.rsplit("-", 1)[1]: w for name, w in weights.items()} == {"blue": 0, "green": 100}
     assert primary == [record["parameters"]["task_definition_arn"]]
-    assert any(v["decision"] == "PASS" and v["green_percent"] == 10 for v in record["verdicts"])
+    assert any(v["decision"] == "CONTINUE" and v["green_percent"] == 10 for v in record["verdicts"])
     assert "image/png" in run.outputs_text()
 
 

@@ -49,7 +49,7 @@ def test_healthy_green_is_promoted_by_ecs(shared_sandbox, tmp_path):
     shifts = [e["green_percent"] for e in record["events"] if e["kind"] == "shift"]
     assert shifts == [25, 50, 75, 100]  # as ECS moved the production rule, read back
     decisions = [v["decision"] for v in record["verdicts"]]
-    assert decisions.count("PASS") >= 3 and "ROLLBACK" not in decisions
+    assert decisions.count("CONTINUE") >= 3 and "ROLLBACK" not in decisions
     assert record["smoke"]["failures"] == 0
     assert "image/png" in run.outputs_text()
 
@@ -94,7 +94,7 @@ def test_canary_strategy_is_judged_at_the_canary(shared_sandbox, tmp_path):
     assert record["plan"].startswith("ECS CANARY: canary 20%")
     shifts = [e["green_percent"] for e in record["events"] if e["kind"] == "shift"]
     assert shifts == [20, 100]
-    assert any(v["green_percent"] == 20 and v["decision"] == "PASS" for v in record["verdicts"])
+    assert any(v["green_percent"] == 20 and v["decision"] == "CONTINUE" for v in record["verdicts"])
 
 
 @pytest.mark.parametrize(

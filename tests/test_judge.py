@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 import random
 from itertools import product
 
 import pytest
 
-from bgkit.judge import WorseTest, noncentral_hypergeometric_log_pmf
+from bgkit import judge as judge_module
+from bgkit.judge import (
+    DEFAULT_THETAS,
+    BaselineTest,
+    Counts,
+    Decision,
+    Judge,
+    NotWorseTest,
+    WorseTest,
+    binomial_cdf,
+    clopper_pearson_lower,
+    clopper_pearson_upper,
+    noncentral_hypergeometric_log_pmf,
+)
 
 
 def brute_force_conditional(x: int, n_green: int, n_blue: int, events: int, p_green, p_blue):
@@ -127,3 +142,573 @@ def test_a_four_times_worse_green_is_caught():
                 break
     assert len(caught) == 20
     assert sum(caught) / len(caught) < 1500
+
+
+# -- independent references: exact sums over math.comb ------------------------------------
+
+
+def binomial_pmf(k: int, n: int, p: float) -> float:
+    return math.comb(n, k) * p**k * (1 - p) ** (n - k)
+
+
+def binomial_cdf_by_comb(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), term by term."""
+    return sum(binomial_pmf(i, n, p) for i in range(0, min(k, n) + 1))
+
+
+def binomial_upper_tail_by_comb(k: int, n: int, p: float) -> float:
+    """P(X >= k), summed over the upper terms themselves (no 1 - cdf cancellation)."""
+    return sum(binomial_pmf(i, n, p) for i in range(max(k, 0), n + 1))
+
+
+def fisher_pmf(n_green: int, n_blue: int, events: int, theta: float) -> dict[int, float]:
+    """Fisher's noncentral hypergeometric distribution of green's events, by its definition:
+    P(x) proportional to C(n_green, x) C(n_blue, events - x) theta^x."""
+    weights = {
+        x: math.comb(n_green, x) * math.comb(n_blue, events - x) * theta**x
+        for x in range(max(0, events - n_blue), min(events, n_green) + 1)
+    }
+    total = sum(weights.values())
+    return {x: w / total for x, w in weights.items()}
+
+
+def one_period_expectation(make_test, n_green: int, n_blue: int, events: int, theta: float):
+    """E_theta of a fresh test's e-value after one period: its factor's expectation."""
+    expectation = 0.0
+    for x, probability in fisher_pmf(n_green, n_blue, events, theta).items():
+        test = make_test()
+        test.update(x, n_green, events - x, n_blue)
+        expectation += probability * test.e_value
+    return expectation
+
+
+def binomial_sampler(n: int, p: float):
+    """Draws from Binomial(n, p) by inverting its cdf, one uniform per draw (Python 3.11 has no
+    binomialvariate); the pmf comes from its recurrence, so any n will do."""
+    cdf, pmf = [], (1 - p) ** n
+    for k in range(n + 1):
+        cdf.append(pmf if not cdf else cdf[-1] + pmf)
+        pmf *= (n - k) / (k + 1) * p / (1 - p)
+    cdf[-1] = 1.0
+    return lambda rng: bisect.bisect_right(cdf, rng.random())
+
+
+@pytest.fixture
+def memoised_pmf(monkeypatch):
+    """The pmf is a pure function of small counts that recur period after period: memoising it
+    changes no number and keeps simulations of tens of thousands of periods fast."""
+    monkeypatch.setattr(
+        judge_module,
+        "noncentral_hypergeometric_log_pmf",
+        functools.lru_cache(maxsize=None)(noncentral_hypergeometric_log_pmf),
+    )
+
+
+def ever_rejected_share(runs: int, passes) -> float:
+    return sum(passes(run) for run in range(runs)) / runs
+
+
+def three_standard_errors(alpha: float, runs: int) -> float:
+    return 3 * math.sqrt(alpha * (1 - alpha) / runs)
+
+
+# -- binomial cdf and Clopper–Pearson bounds ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "p"),
+    [
+        (0, 1, 0.3),
+        (3, 10, 0.25),
+        (7, 10, 0.9),
+        (0, 50, 0.01),
+        (2, 300, 0.2),  # a deep tail, about 1e-26
+        (12, 200, 0.05),
+        (150, 400, 0.4),
+        (498, 500, 0.999),
+    ],
+)
+def test_the_binomial_cdf_is_the_sum_of_its_terms(k, n, p):
+    assert binomial_cdf(k, n, p) == pytest.approx(binomial_cdf_by_comb(k, n, p), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "p", "expected"),
+    [
+        (-1, 10, 0.3, 0.0),  # no count is negative
+        (-5, 0, 0.5, 0.0),
+        (10, 10, 0.3, 1.0),  # k >= n: certain
+        (12, 10, 0.3, 1.0),
+        (0, 0, 0.5, 1.0),
+        (0, 10, 0.0, 1.0),  # p = 0: never an event
+        (3, 10, 0.0, 1.0),
+        (9, 10, 1.0, 0.0),  # p = 1: always n events
+        (0, 10, 1.0, 0.0),
+        (10, 10, 1.0, 1.0),
+    ],
+)
+def test_the_binomial_cdf_at_its_edges(k, n, p, expected):
+    assert binomial_cdf(k, n, p) == expected
+    if k >= 0 and n > 0:
+        assert binomial_cdf_by_comb(k, n, p) == pytest.approx(expected)
+
+
+CLOPPER_PEARSON_CASES = [
+    (0, 10, 0.05),
+    (0, 1000, 0.005),
+    (1, 20, 0.025),
+    (3, 7, 0.1),
+    (5, 100, 0.005),
+    (10, 1000, 0.005),
+    (50, 100, 0.05),
+    (99, 100, 0.025),
+    (100, 100, 0.005),
+]
+
+
+@pytest.mark.parametrize(("events", "trials", "level"), CLOPPER_PEARSON_CASES)
+def test_the_clopper_pearson_bounds_solve_their_defining_equations(events, trials, level):
+    if events < trials:
+        upper = clopper_pearson_upper(events, trials, level)
+        assert events / trials < upper < 1
+        assert binomial_cdf_by_comb(events, trials, upper) == pytest.approx(level, abs=1e-9)
+    else:
+        assert clopper_pearson_upper(events, trials, level) == 1.0
+    if events > 0:
+        lower = clopper_pearson_lower(events, trials, level)
+        assert 0 < lower < events / trials
+        assert binomial_upper_tail_by_comb(events, trials, lower) == pytest.approx(level, abs=1e-9)
+    else:
+        assert clopper_pearson_lower(events, trials, level) == 0.0
+
+
+@pytest.mark.parametrize(("trials", "level"), [(1, 0.05), (10, 0.05), (300, 0.005), (5000, 0.1)])
+def test_the_clopper_pearson_bounds_at_zero_and_all_events_have_closed_forms(trials, level):
+    """(1 - u)^n = level when nothing happened; l^n = level when everything did."""
+    assert clopper_pearson_upper(0, trials, level) == pytest.approx(
+        1 - level ** (1 / trials), rel=1e-9
+    )
+    assert clopper_pearson_lower(trials, trials, level) == pytest.approx(
+        level ** (1 / trials), rel=1e-9
+    )
+
+
+# -- the odds-ratio tests: composite nulls, exactly ---------------------------------------
+
+GRID = [
+    (n_green, n_blue, events)
+    for n_green, n_blue, events in product((1, 7, 40), (5, 60), (1, 3, 9))
+    if events <= n_green + n_blue
+]
+
+
+@pytest.mark.parametrize("margin", [1.5, 2.0, 3.0])
+def test_not_worse_factors_have_expectation_at_most_one_in_its_whole_null(margin):
+    """Null: green's odds ratio is margin or more. At margin the expectation is one; above it,
+    at most one; at odds ratio 1 (green as good as blue) the bet pays on average."""
+
+    def make():
+        return NotWorseTest(alpha=0.01, margin=margin)
+
+    for n_green, n_blue, events in GRID:
+        at_null = one_period_expectation(make, n_green, n_blue, events, margin)
+        assert at_null == pytest.approx(1.0, rel=1e-12)
+        for theta in (1.2 * margin, 2 * margin, 5 * margin, 50 * margin):
+            assert one_period_expectation(make, n_green, n_blue, events, theta) <= 1 + 1e-12
+        assert one_period_expectation(make, n_green, n_blue, events, 1.0) > 1
+
+
+@pytest.mark.parametrize("margin", [1.0, 1.5, 3.0])
+def test_worse_factors_have_expectation_at_most_one_in_its_whole_null(margin):
+    """WorseTest(margin=m)'s null is "odds ratio m or less", not only "exactly m"."""
+
+    def make():
+        return WorseTest(alpha=0.01, margin=margin)
+
+    for n_green, n_blue, events in GRID:
+        at_null = one_period_expectation(make, n_green, n_blue, events, margin)
+        assert at_null == pytest.approx(1.0, rel=1e-12)
+        for theta in (margin / 1.2, margin / 2, margin / 10, 0.05):
+            assert one_period_expectation(make, n_green, n_blue, events, theta) <= 1 + 1e-12
+        assert one_period_expectation(make, n_green, n_blue, events, 4 * margin) > 1
+
+
+def test_worse_with_a_margin_bets_on_odds_ratios_above_it():
+    test = WorseTest(alpha=0.01, margin=2.0)
+    assert test.null == 2.0
+    assert test.alternatives == tuple(2.0 * t for t in DEFAULT_THETAS)
+    with pytest.raises(ValueError):
+        WorseTest(margin=0.5)
+    with pytest.raises(ValueError):
+        NotWorseTest(margin=1.0)
+
+
+def test_not_worse_rejects_on_long_identical_streams_with_enough_events():
+    """20 % events on both colours (10 green, 90 blue requests a period): evidence that green
+    is not worse by 2x comes within a few dozen periods, and WorseTest finds nothing."""
+    rng = random.Random(11)
+    green, blue = binomial_sampler(10, 0.2), binomial_sampler(90, 0.2)
+    needed = []
+    for _ in range(20):
+        not_worse, worse = NotWorseTest(alpha=0.01, margin=2.0), WorseTest(alpha=0.01)
+        for period in range(1, 1001):
+            g, b = green(rng), blue(rng)
+            not_worse.update(g, 10, b, 90)
+            worse.update(g, 10, b, 90)
+            if not_worse.rejected:
+                needed.append(period)
+                break
+        assert not worse.rejected
+    assert len(needed) == 20
+    assert max(needed) <= 200
+
+
+@pytest.mark.usefixtures("memoised_pmf")
+def test_not_worse_does_not_reject_a_green_exactly_at_the_margin():
+    """Green's odds exactly twice blue's, looked at every period: rejections stay rare."""
+    alpha, runs = 0.05, 200
+    rng = random.Random(5)
+    p_blue = 0.1
+    p_green = 2 * (p_blue / (1 - p_blue)) / (1 + 2 * p_blue / (1 - p_blue))  # odds ratio 2
+    green, blue = binomial_sampler(10, p_green), binomial_sampler(90, p_blue)
+
+    def rejected(_run: int) -> bool:
+        test = NotWorseTest(alpha=alpha, margin=2.0)
+        for _ in range(200):
+            test.update(green(rng), 10, blue(rng), 90)
+            if test.rejected:
+                return True
+        return False
+
+    share = ever_rejected_share(runs, rejected)
+    assert share <= alpha + three_standard_errors(alpha, runs), share
+
+
+# -- green against blue's baseline ---------------------------------------------------------
+
+
+def test_baseline_false_rejections_stay_below_alpha_when_green_is_as_good():
+    """Each run draws blue's baseline (500 requests) and green's stream (20 requests a period,
+    300 periods, looked at every period) from the same 2 % rate: the bound on blue may be wrong
+    and the test may be wrong, together at most alpha."""
+    alpha, runs, rate = 0.05, 300, 0.02
+    rng = random.Random(3)
+    baseline, green = binomial_sampler(500, rate), binomial_sampler(20, rate)
+
+    def rejected(_run: int) -> bool:
+        test = BaselineTest(baseline(rng), 500, alpha=alpha)
+        for _ in range(300):
+            test.update(green(rng), 20)
+            if test.rejected:
+                return True
+        return False
+
+    share = ever_rejected_share(runs, rejected)
+    assert share <= alpha + three_standard_errors(alpha, runs), share
+
+
+def test_baseline_catches_a_clearly_worse_green_within_a_few_hundred_requests():
+    """Green at 20 % against a baseline of 1 % (10 of 1000): caught in every run."""
+    rng = random.Random(17)
+    green = binomial_sampler(10, 0.2)
+    needed = []
+    for _ in range(30):
+        test = BaselineTest(10, 1000, alpha=0.01)
+        for period in range(1, 31):
+            test.update(green(rng), 10)
+            if test.rejected:
+                needed.append(10 * period)
+                break
+    assert len(needed) == 30
+    assert max(needed) <= 300
+    assert test.boundary == 2 / 0.01  # the other half of alpha is spent on blue's bound
+
+
+def test_baseline_bound_is_clopper_pearson_at_half_alpha():
+    worse = BaselineTest(10, 1000, alpha=0.01)
+    assert worse.null == pytest.approx(clopper_pearson_upper(10, 1000, 0.005))
+    not_worse = BaselineTest(10, 1000, alpha=0.01, worse=False, margin=2.0)
+    assert not_worse.null == pytest.approx(2 * clopper_pearson_lower(10, 1000, 0.005))
+    assert all(r < not_worse.null for r in not_worse.rates)
+
+
+def test_baseline_not_worse_rejects_a_green_as_good_as_its_baseline():
+    rng = random.Random(23)
+    green = binomial_sampler(100, 0.05)
+    test = BaselineTest(500, 10_000, alpha=0.01, worse=False, margin=2.0)
+    for _ in range(100):
+        test.update(green(rng), 100)
+        if test.rejected:
+            break
+    assert test.rejected
+    assert test.green_trials <= 5000
+
+
+# -- the judge: verdicts, guard rails, numbers ---------------------------------------------
+
+HEALTHY = Counts(100, 20, 20)  # 20 % events on both colours: quick not-worse evidence
+
+
+def assert_numbers_are_the_judges(verdict: judge_module.Verdict, judge: Judge) -> None:
+    """Every verdict carries its counts (window and total) and each test's e-value."""
+    numbers = verdict.numbers
+    for colour in ("blue", "green"):
+        window = judge.window[colour]
+        assert numbers["window_counts"][colour] == {
+            "requests": window.requests,
+            "errors": window.errors,
+            "slow": window.slow,
+        }
+    green = judge.total["green"]
+    assert numbers["total"]["green"] == {
+        "requests": green.requests,
+        "errors": green.errors,
+        "slow": green.slow,
+    }
+    blue = judge.baseline if judge.baseline is not None else judge.total["blue"]
+    assert numbers["total"]["blue"]["requests"] == blue.requests
+    assert numbers["e_values"] == {m: t.e_value for m, t in judge.worse.items()}
+    assert set(numbers["e_values"]) == {"errors", "slow"}
+    assert numbers["pass_e_values"] == {m: t.e_value for m, t in judge.not_worse.items()}
+    assert numbers["boundaries"] == {m: t.boundary for m, t in judge.worse.items()}
+
+
+def passing_judge(**options) -> Judge:
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0, pass_margin=2.0, **options)
+    for period in range(10):
+        judge.observe(period, HEALTHY, HEALTHY)
+    assert all(t.rejected for t in judge.not_worse.values())
+    return judge
+
+
+def test_no_data_is_never_a_pass_even_with_the_evidence_for_one():
+    judge = passing_judge()
+    verdict = judge.verdict()
+    assert verdict.decision is Decision.PASS
+    assert_numbers_are_the_judges(verdict, judge)
+
+    judge.start_window()  # nothing at all in the new window
+    assert judge.verdict().decision is Decision.NO_DATA
+
+    judge.observe(10, HEALTHY, Counts(5, 1, 1))  # too few green requests
+    verdict = judge.verdict()
+    assert verdict.decision is Decision.NO_DATA
+    assert "green served 5" in verdict.reason and "min_requests" in verdict.reason
+    assert all(t.rejected for t in judge.not_worse.values())  # the evidence is still there
+    assert_numbers_are_the_judges(verdict, judge)
+    assert verdict.numbers["window_counts"]["green"] == {"requests": 5, "errors": 1, "slow": 1}
+    assert verdict.numbers["total"]["green"]["requests"] == 10 * 100 + 5
+
+    judge.start_window()
+    judge.observe(11, Counts(5, 1, 1), HEALTHY)  # too few blue requests, side by side
+    verdict = judge.verdict()
+    assert verdict.decision is Decision.NO_DATA
+    assert "blue served 5" in verdict.reason
+
+
+def test_rollback_beats_no_data():
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0, pass_margin=2.0)
+    for period in range(10):
+        judge.observe(period, Counts(900, 1, 90), Counts(100, 10, 10))
+    assert judge.rejected == ["errors"]
+    judge.start_window()
+    judge.observe(10, Counts(9, 0, 1), Counts(1, 0, 0))
+    verdict = judge.verdict()
+    assert verdict.decision is Decision.ROLLBACK
+    assert "green is worse than blue" in verdict.reason and "5xx" in verdict.reason
+    assert_numbers_are_the_judges(verdict, judge)
+
+
+def test_rollback_beats_pass_when_both_tests_have_rejected():
+    """Odds ratio 1.5: not worse by 2x, yet worse: both tests reject, and the judge rolls back."""
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0, pass_margin=2.0, error_rate_slo=0.9)
+    for period in range(5):
+        judge.observe(period, Counts(1000, 200, 200), Counts(1000, 273, 273))
+    assert all(t.rejected for t in judge.not_worse.values())
+    assert judge.rejected == ["errors", "slow"]
+    verdict = judge.verdict(green_p99_ms=10.0)
+    assert verdict.decision is Decision.ROLLBACK
+    assert "slower than 250.0 ms" in verdict.reason
+    assert_numbers_are_the_judges(verdict, judge)
+
+
+def test_rollback_beats_a_guard_rail():
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0, error_rate_slo=0.02, p99_slo_ms=500)
+    for period in range(10):
+        judge.observe(period, Counts(900, 1, 90), Counts(100, 10, 10))
+    verdict = judge.verdict(green_p99_ms=900.0)
+    assert verdict.decision is Decision.ROLLBACK
+    assert "green is worse than blue" in verdict.reason and "guard rail" not in verdict.reason
+
+
+def test_the_error_rate_guard_rail_rolls_back_without_comparative_evidence():
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0, error_rate_slo=0.02)
+    judge.observe(0, Counts(900, 45, 90), Counts(100, 5, 10))  # 5 % on both colours
+    assert judge.rejected == []
+    verdict = judge.verdict()
+    assert verdict.decision is Decision.ROLLBACK
+    assert "guard rail" in verdict.reason and "error_rate_slo" in verdict.reason
+    assert_numbers_are_the_judges(verdict, judge)
+    assert verdict.numbers["guard_rails"]["error_rate_slo"] == 0.02
+
+    judge.start_window()  # the guard rail looks at the window's own traffic
+    judge.observe(1, Counts(900, 0, 90), Counts(100, 1, 10))
+    assert judge.verdict().decision is Decision.CONTINUE
+
+
+def test_the_p99_guard_rail_rolls_back_above_its_slo():
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0, p99_slo_ms=500)
+    judge.observe(0, Counts(900, 4, 90), Counts(100, 0, 10))
+    verdict = judge.verdict(green_p99_ms=800.0)
+    assert verdict.decision is Decision.ROLLBACK
+    assert "guard rail" in verdict.reason and "p99_slo_ms" in verdict.reason
+    assert_numbers_are_the_judges(verdict, judge)
+    assert judge.verdict(green_p99_ms=450.0).decision is Decision.CONTINUE
+    assert judge.verdict().decision is Decision.CONTINUE  # p99 not measured
+
+
+def test_healthy_data_without_pass_margin_continues():
+    rng = random.Random(29)
+    errors = {"blue": binomial_sampler(900, 0.005), "green": binomial_sampler(100, 0.005)}
+    slow = {"blue": binomial_sampler(900, 0.1), "green": binomial_sampler(100, 0.1)}
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0)
+    for period in range(30):
+        judge.observe(
+            period,
+            Counts(900, errors["blue"](rng), slow["blue"](rng)),
+            Counts(100, errors["green"](rng), slow["green"](rng)),
+        )
+        verdict = judge.verdict()
+        assert verdict.decision is Decision.CONTINUE
+        assert "no evidence that green is worse" in verdict.reason
+    assert judge.not_worse == {}
+    assert verdict.numbers["pass_e_values"] == {}
+    assert_numbers_are_the_judges(verdict, judge)
+
+
+def test_pass_is_never_returned_without_a_pass_margin():
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0)
+    for period in range(50):
+        judge.observe(period, HEALTHY, HEALTHY)
+        assert judge.verdict().decision is Decision.CONTINUE
+
+
+def test_the_numbers_are_the_counts_and_the_exact_e_values():
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0, pass_margin=2.0)
+    judge.observe(0, Counts(90, 1, 9), Counts(10, 2, 3))
+    judge.observe(1, Counts(80, 0, 7), Counts(20, 0, 1))  # no errors: no error evidence
+    judge.start_window()
+    judge.observe(2, Counts(70, 0, 0), Counts(30, 0, 0))
+    numbers = judge.verdict().numbers
+    assert numbers["window_counts"] == {
+        "blue": {"requests": 70, "errors": 0, "slow": 0},
+        "green": {"requests": 30, "errors": 0, "slow": 0},
+    }
+    assert numbers["total"] == {
+        "blue": {"requests": 240, "errors": 1, "slow": 16},
+        "green": {"requests": 60, "errors": 2, "slow": 4},
+    }
+    assert numbers["blue_is"] == "blue"
+    null = fisher_pmf(10, 90, 3, 1.0)[2]
+    errors = sum(fisher_pmf(10, 90, 3, t)[2] / null for t in DEFAULT_THETAS) / len(DEFAULT_THETAS)
+    assert numbers["e_values"]["errors"] == pytest.approx(errors, rel=1e-9)
+    slow = math.prod(
+        fisher_pmf(g, b, events, 1.0)[x] for g, b, events, x in ((10, 90, 12, 3), (20, 80, 8, 1))
+    )
+    mixture = [
+        math.prod(
+            fisher_pmf(g, b, events, t)[x] for g, b, events, x in ((10, 90, 12, 3), (20, 80, 8, 1))
+        )
+        / slow
+        for t in DEFAULT_THETAS
+    ]
+    assert numbers["e_values"]["slow"] == pytest.approx(sum(mixture) / len(mixture), rel=1e-9)
+    assert numbers["boundaries"] == {"errors": 1 / 0.008, "slow": 1 / 0.002}  # ALPHA_SHARE
+    assert set(numbers["pass_e_values"]) == {"errors", "slow"}
+    assert len(judge.evidence) == 3 and judge.evidence[-1]["at"] == 2
+
+
+def test_baseline_mode_needs_no_blue_per_period_and_continues_on_a_healthy_green():
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0, baseline=Counts(10_000, 50, 1000))
+    rng = random.Random(31)
+    errors, slow = binomial_sampler(100, 0.005), binomial_sampler(100, 0.1)
+    for period in range(20):
+        judge.observe(period, None, Counts(100, errors(rng), slow(rng)))
+        verdict = judge.verdict()
+        assert verdict.decision is Decision.CONTINUE
+    assert verdict.numbers["blue_is"] == "baseline"
+    assert verdict.numbers["total"]["blue"] == {"requests": 10_000, "errors": 50, "slow": 1000}
+    assert_numbers_are_the_judges(verdict, judge)
+
+
+def test_baseline_mode_rolls_back_a_clearly_worse_green():
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0, baseline=Counts(10_000, 50, 1000))
+    for period in range(1, 4):
+        judge.observe(period, None, Counts(100, 20, 10))  # 20 % 5xx against 0.5 %
+        if judge.rejected:
+            break
+    verdict = judge.verdict()
+    assert verdict.decision is Decision.ROLLBACK
+    assert judge.rejected == ["errors"]
+    assert "before the deployment" in verdict.reason and "5xx" in verdict.reason
+    assert_numbers_are_the_judges(verdict, judge)
+
+
+def test_baseline_mode_passes_a_green_as_good_as_its_baseline():
+    judge = Judge(
+        alpha=0.01, slow_threshold_ms=250.0, pass_margin=2.0, baseline=Counts(10_000, 500, 1000)
+    )
+    for period in range(200):
+        judge.observe(period, None, Counts(100, 5, 10))
+        if judge.verdict().decision is Decision.PASS:
+            break
+    assert judge.verdict().decision is Decision.PASS
+
+
+@pytest.mark.usefixtures("memoised_pmf")
+def test_the_judges_false_rollbacks_on_identical_streams_stay_below_alpha():
+    """200 canaries of 300 periods (10 green and 90 blue requests a period, 0.5 % errors and
+    10 % slow on both colours), looked at every period: the share ever rolled back on either
+    metric stays below alpha, the two tests sharing it."""
+    alpha, runs = 0.05, 200
+    rng = random.Random(20261128)
+    errors = {"blue": binomial_sampler(90, 0.005), "green": binomial_sampler(10, 0.005)}
+    slow = {"blue": binomial_sampler(90, 0.1), "green": binomial_sampler(10, 0.1)}
+
+    def rolled_back(_run: int) -> bool:
+        judge = Judge(alpha=alpha, slow_threshold_ms=250.0, min_requests=5)
+        for period in range(300):
+            judge.observe(
+                period,
+                Counts(90, errors["blue"](rng), slow["blue"](rng)),
+                Counts(10, errors["green"](rng), slow["green"](rng)),
+            )
+            if judge.rejected:
+                return True
+        return False
+
+    share = ever_rejected_share(runs, rolled_back)
+    assert share <= alpha + three_standard_errors(alpha, runs), share
+
+
+# -- bugs found in bgkit/judge.py (these fail until it is fixed) ---------------------------
+
+
+def test_a_baseline_without_slow_counts_gives_no_slow_request_evidence():
+    """Counts.slow None means "not measured"; the judge reads it as zero slow requests in the
+    baseline, and rolls back any green with a slow request."""
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0, baseline=Counts(10_000, 50))
+    for period in range(5):
+        judge.observe(period, None, Counts(100, 0, 10))
+    assert judge.rejected == []
+    assert judge.verdict().decision is Decision.CONTINUE
+
+
+def test_a_slow_request_rollback_without_a_threshold_still_gives_a_verdict():
+    """slow_threshold_ms is optional (None), but the rollback reason formats it with :.1f."""
+    judge = Judge(alpha=0.01)
+    for period in range(20):
+        judge.observe(period, Counts(100, 0, 5), Counts(100, 0, 60))
+    assert judge.rejected == ["slow"]
+    verdict = judge.verdict()
+    assert verdict.decision is Decision.ROLLBACK

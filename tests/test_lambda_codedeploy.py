@@ -106,7 +106,7 @@ def test_healthy_target_version_is_promoted_and_the_alias_points_to_it(shared_sa
     )
     assert alias["FunctionVersion"] == p["target_version"]
     assert not (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
-    assert any(v["decision"] == "PASS" and v["green_percent"] == 10 for v in record["verdicts"])
+    assert any(v["decision"] == "CONTINUE" and v["green_percent"] == 10 for v in record["verdicts"])
 
 
 def test_erroring_target_version_is_rolled_back_on_evidence(shared_sandbox, tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -51,7 +51,8 @@ class FakePattern:
 
 
 class FakeCloudWatch:
-    """Answers GetMetricData from a function (colour, green_percent) -> (requests, errors, p99 seconds)."""
+    """Answers GetMetricData from a function (colour, green_percent) -> (requests, errors,
+    latency in seconds) per second: every request has that latency."""
 
     def __init__(self, pattern: FakePattern, traffic) -> None:
         self.pattern = pattern
@@ -67,17 +68,23 @@ class FakeCloudWatch:
         results = []
         for query in MetricDataQueries:
             colour, what = query["Id"].split("_", 1)
-            requests, errors, p99 = self.traffic(colour, self.pattern.green)
-            value = {"requests": requests, "errors": errors, "p50": p99 / 2, "p99": p99}[what]
+            stat, period = query["MetricStat"]["Stat"], query["MetricStat"]["Period"]
+            requests, errors, latency = self.traffic(colour, self.pattern.green)
+            if what == "fast":  # PR(:threshold): the share at or under the threshold
+                value = 100.0 if latency <= float(stat[4:-1]) else 0.0
+            else:
+                counts = {"requests": requests, "errors": errors, "samples": requests}
+                value = counts[what] * period if what in counts else latency
             present = not (what == "errors" and value == 0) and not (
                 what != "requests" and requests == 0
             )
+            stamps = []
+            at = StartTime
+            while at < EndTime and present:
+                stamps.append(at)
+                at += timedelta(seconds=period)
             results.append(
-                {
-                    "Id": query["Id"],
-                    "Timestamps": [StartTime] if present else [],
-                    "Values": [value] if present else [],
-                }
+                {"Id": query["Id"], "Timestamps": stamps, "Values": [value] * len(stamps)}
             )
         return [{"MetricDataResults": results}]
 
@@ -136,7 +143,7 @@ def test_healthy_release_promotes_through_every_step():
     assert record["outcome"] == "promoted"
     assert pattern.writes == [25, 50, 75, 100]
     assert record["final_split"] == {"blue": 0, "green": 100}
-    assert [v["decision"] for v in record["verdicts"]] == ["PASS"] * 3
+    assert [v["decision"] for v in record["verdicts"]] == ["CONTINUE"] * 3
     assert record["operator"].endswith("/alice")
     # three bakes of 60 s, measured on the injected clock: no real time passed
     assert sum(clock.slept) >= 180
@@ -154,17 +161,93 @@ def test_error_regression_rolls_back_to_blue_with_the_evidence():
     assert record["final_split"] == {"blue": 100, "green": 0}
     verdict = record["verdicts"][0]
     assert verdict["decision"] == "ROLLBACK"
-    assert verdict["green"]["errors"] == 50 and verdict["green"]["requests"] == 250
+    # rolled back on the first one-second period: 50 of green's 250 requests failed, none of blue's
+    assert verdict["window_counts"]["green"] == {"requests": 250, "errors": 50, "slow": 0}
+    assert verdict["window_counts"]["blue"]["errors"] == 0
+    assert verdict["e_values"]["errors"] >= verdict["boundaries"]["errors"]
     assert "step 1 at 25%" in record["reason"]
 
 
 def test_no_data_holds_then_rolls_back_never_promotes():
-    release, pattern, _ = make_release(lambda colour, g: (5, 0, 0.01), max_holds=2)
+    def no_green(colour, green_percent):  # green never receives a request
+        return (0 if colour == "green" else 5, 0, 0.01)
+
+    release, pattern, _ = make_release(no_green, max_holds=2)
     record = run(release)
     assert record["outcome"] == "rolled_back"
     assert [v["decision"] for v in record["verdicts"]] == ["NO_DATA"] * 3
     assert "no verdict after 2 holds" in record["reason"]
     assert pattern.green == 0
+
+
+def test_a_regression_is_rolled_back_within_the_bake_not_at_its_end():
+    """The judge looks at every one-second period: no waiting for the 60 s bake to end."""
+
+    def bad_green(colour, green_percent):
+        requests = green_percent * 10 if colour == "green" else (100 - green_percent) * 10
+        return (requests, requests // 5 if colour == "green" else 0, 0.010)
+
+    release, _, _ = make_release(bad_green)
+    record = run(release)
+    shift = next(e for e in record["events"] if e["kind"] == "shift")
+    rollback = next(e for e in record["events"] if e["kind"] == "rollback")
+    waited = datetime.fromisoformat(rollback["at"]) - datetime.fromisoformat(shift["at"])
+    assert waited < timedelta(seconds=5)  # one period and the metric lag, not 60 s
+
+
+def test_a_slow_green_is_rolled_back_on_slow_requests():
+    def slow_green(colour, green_percent):
+        share = green_percent if colour == "green" else 100 - green_percent
+        return (share * 10, 0, 0.200 if colour == "green" else 0.010)
+
+    release, pattern, _ = make_release(slow_green)
+    record = run(release)
+    assert record["outcome"] == "rolled_back" and pattern.green == 0
+    verdict = record["verdicts"][0]
+    # blue's p90 before the release was 10 ms: slow means above 10 + slow_margin_ms (10) ms
+    assert verdict["slow_threshold_ms"] == 20.0
+    assert verdict["total"]["green"]["slow"] == verdict["total"]["green"]["requests"] > 0
+    assert verdict["total"]["blue"]["slow"] == 0
+    assert "slower than 20.0 ms" in record["reason"]
+
+
+def test_a_guard_rail_rolls_back_what_the_comparison_cannot_see():
+    """Blue and green equally bad: no evidence that green is worse, but green breaks the SLO."""
+
+    def both_failing(colour, green_percent):
+        share = green_percent if colour == "green" else 100 - green_percent
+        return (share * 10, share // 5, 0.010)  # 2 % 5xx on both colours
+
+    release, pattern, _ = make_release(both_failing, error_rate_slo=0.01)
+    record = run(release)
+    assert record["outcome"] == "rolled_back" and pattern.green == 0
+    verdict = record["verdicts"][0]
+    assert verdict["decision"] == "ROLLBACK"
+    assert verdict["e_values"]["errors"] < verdict["boundaries"]["errors"]
+    assert "guard rail (SLO, absolute)" in record["reason"] and "error_rate_slo" in record["reason"]
+    # without the guard rail the same release is promoted
+    release, _, _ = make_release(both_failing)
+    assert run(release)["outcome"] == "promoted"
+
+
+def test_with_pass_margin_the_last_step_waits_for_evidence_and_rolls_back_without_it():
+    """No 5xx on either colour: nothing shows green is not worse, so no PASS, never a promotion."""
+    release, pattern, _ = make_release(healthy, pass_margin=2.0, max_holds=2)
+    record = run(release)
+    assert record["outcome"] == "rolled_back" and pattern.green == 0
+    assert [v["decision"] for v in record["verdicts"]] == ["CONTINUE"] * 5
+    assert [v["step"] for v in record["verdicts"]] == [1, 2, 3, 3, 3]
+    assert "no PASS after 2 holds" in record["reason"] and "pass_margin" in record["reason"]
+
+
+def test_the_judge_records_its_evidence_for_the_plot():
+    release, _, _ = make_release(healthy)
+    run(release)
+    evidence = release.judge.evidence
+    # every one-second period from each shift to the end of its (aligned) bake, once
+    stamps = [e["at"] for e in evidence]
+    assert len(stamps) == len(set(stamps)) >= 180
+    assert all(e["errors_e_value"] == 1.0 for e in evidence)  # no 5xx on either colour
 
 
 def test_exception_after_first_mutation_returns_traffic_to_blue_and_records_it():
@@ -215,9 +298,9 @@ def test_bake_windows_start_after_the_shift():
     release, _, clock = make_release(healthy, bake_seconds=5, step_percent=50)
     record = run(release)
     shift_at = next(e["at"] for e in record["events"] if e["kind"] == "shift")
-    window_start = record["verdicts"][0]["blue"]["start"]
+    window_start = record["verdicts"][0]["window"]["start"]
     assert window_start >= shift_at
-    assert record["verdicts"][0]["blue"]["end"] <= (clock.now()).isoformat()
+    assert record["verdicts"][0]["window"]["end"] <= (clock.now()).isoformat()
     assert timedelta(seconds=5) <= clock.now() - release.record.started_at
 
 

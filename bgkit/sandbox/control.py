@@ -7,6 +7,10 @@ Gaps filled here, behind the same HTTP API that boto3 calls:
   Minimum, Maximum and SampleCount. CloudWatch computes percentiles over the raw values
   of the period ("CloudWatch statistics definitions", Percentile); this uses the
   nearest-rank percentile of the stored values.
+* CloudWatch percentile-rank statistics (``PR(:0.05)``, ``PR(0.01:0.05)``) in GetMetricData:
+  the percentage of the period's values above the lower bound and at or below the upper one
+  ("CloudWatch statistics definitions", Percentile rank: the lower bound is exclusive, the
+  upper inclusive; either may be left out). bgkit counts slow requests with it.
 * GetMetricData start-time rounding (API Reference, GetMetricData.StartTime): with a period of
   5, 10, 20 or 30 s the start is rounded down to that division of the minute, with 60 s or
   more to the whole minute. moto uses the start as given; misaligned windows would then
@@ -39,6 +43,8 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 _PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d+)?|100)$")
+_NUMBER = r"(\d+(?:\.\d+)?)?"
+_PERCENTILE_RANK = re.compile(rf"^PR\({_NUMBER}:{_NUMBER}\)$")
 _installed = False
 _install_lock = threading.Lock()
 
@@ -49,6 +55,15 @@ def _percentile(values: list[float], stat: str) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(float(stat[1:]) / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def _percentile_rank(values: list[float], stat: str) -> float | None:
+    match = _PERCENTILE_RANK.match(stat)
+    if not values or match is None:
+        return None
+    low = float(match.group(1)) if match.group(1) else -math.inf
+    high = float(match.group(2)) if match.group(2) else math.inf
+    return 100.0 * sum(1 for v in values if low < v <= high) / len(values)
 
 
 def round_start_time(start, period: int):  # type: ignore[no-untyped-def]
@@ -71,6 +86,8 @@ def install_gap_fills() -> None:
         def get_statistics_for_type(self, stat):  # type: ignore[no-untyped-def]
             if _PERCENTILE.match(stat):
                 return _percentile(self.metric_single_values_list, stat)
+            if _PERCENTILE_RANK.match(stat):
+                return _percentile_rank(self.metric_single_values_list, stat)
             return original(self, stat)
 
         cloudwatch_models.Statistics.get_statistics_for_type = get_statistics_for_type
