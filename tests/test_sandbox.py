@@ -133,6 +133,43 @@ def test_alb_metrics_with_percentiles_come_back_through_cloudwatch(sandbox, scen
     assert 0.001 < p50 <= p99 < 1.0  # seconds, as ALB reports TargetResponseTime
 
 
+def test_percentile_rank_counts_values_above_and_at_or_under_a_threshold(sandbox):
+    """CloudWatch's PR(low:high): the percentage of the period's values in (low, high]."""
+    cloudwatch = sandbox.session().client("cloudwatch")
+    now = datetime.now(UTC).replace(microsecond=0)
+    metric = {"Namespace": "bgkit/test", "MetricName": "Latency"}
+    cloudwatch.put_metric_data(
+        Namespace="bgkit/test",
+        MetricData=[
+            {
+                "MetricName": "Latency",
+                "Timestamp": now,
+                "Values": [0.005, 0.010, 0.030],
+                "Counts": [5, 3, 2],
+                "StorageResolution": 1,
+            }
+        ],
+    )
+    stats = {
+        "under": "PR(:0.01)",
+        "above": "PR(0.01:)",
+        "between": "PR(0.005:0.03)",
+        "n": "SampleCount",
+    }
+    result = cloudwatch.get_metric_data(
+        MetricDataQueries=[
+            {"Id": qid, "MetricStat": {"Metric": metric, "Period": 1, "Stat": stat}}
+            for qid, stat in stats.items()
+        ],
+        StartTime=now - timedelta(seconds=2),
+        EndTime=now + timedelta(seconds=2),
+    )["MetricDataResults"]
+    values = {r["Id"]: r["Values"] for r in result}
+    # 8 of 10 values are at or under 10 ms (the upper bound is inclusive), 2 above it;
+    # the lower bound is exclusive: (5 ms, 30 ms] holds the 3 at 10 ms and the 2 at 30 ms
+    assert values == {"under": [80.0], "above": [20.0], "between": [50.0], "n": [10.0]}
+
+
 def test_green_fault_knobs_are_real_http_errors_and_latency():
     with Sandbox() as box:
         scenario = box.provision(
