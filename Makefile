@@ -29,8 +29,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: performance measurements (not tests)
+## bench: measurements, not tests: the judge against today's rollback rules, then release wall time
 bench: $(STAMP)
+	$(BIN)/python benchmarks/judge.py
 	$(BIN)/python benchmarks/release_wall_time.py
 
 clean:
