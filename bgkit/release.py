@@ -959,7 +959,8 @@ class _IPythonDisplay:
     def table(self, frame: Any) -> None:
         from IPython.display import display
 
-        display(frame.style.hide(axis="index") if len(frame) else frame)
+        # escaped: a reason such as "evidence 34 < 125" is text, not the start of an HTML tag
+        display(frame.style.hide(axis="index").format(escape="html") if len(frame) else frame)
 
     def figure(self, figure: Any) -> None:
         from IPython.display import Image, display

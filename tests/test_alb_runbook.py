@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from conftest import STEADY, run_runbook
@@ -69,6 +70,8 @@ def test_healthy_green_is_promoted_and_the_listener_sends_everything_to_green(
         assert verdict["e_values"]["errors"] < verdict["boundaries"]["errors"]
     text = run.outputs_text()
     assert "image/png" in text and "Release summary" in text
+    # the verdict table shows each reason whole: "<" is escaped, not read as an HTML tag
+    assert re.search(r"5xx errors evidence [0-9.e+-]+ &lt; 125, slow requests evidence", text)
     assert run.path.stat().st_size < 1_000_000
 
 
