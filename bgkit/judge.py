@@ -283,6 +283,50 @@ class Counts:
     slow: int | None = None  # requests slower than the judge's threshold (None: not measured)
 
 
+class StepTests:
+    """One test per planned release step, each started when its step starts, averaged with
+    equal weights (a step not started yet counts as 1).
+
+    An average of test martingales is a test martingale, so alpha holds for the average. What it
+    buys: under a healthy green a test's e-value drifts below 1, and a regression that appears
+    only at a late step (say, under 75 % of the load) would first have to climb back; the test
+    started at that step has no such debt. The cost: ln(steps) more evidence for a regression
+    present from the first step. One step (a canary plan): exactly the single test.
+    """
+
+    def __init__(self, make: Any, steps: int = 1) -> None:
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        self._make, self.steps = make, steps
+        self.tests = [make()]
+
+    def start(self) -> None:
+        """The next step begins: its own test starts (no-op once every planned step has one)."""
+        if len(self.tests) < self.steps:
+            self.tests.append(self._make())
+
+    def update(self, *counts: int) -> None:
+        for test in self.tests:
+            test.update(*counts)
+
+    @property
+    def log_e_value(self) -> float:
+        waiting = [0.0] * (self.steps - len(self.tests))
+        return _logsumexp([t.log_e_value for t in self.tests] + waiting) - math.log(self.steps)
+
+    @property
+    def e_value(self) -> float:
+        return math.exp(min(self.log_e_value, 700.0))
+
+    @property
+    def boundary(self) -> float:
+        return self.tests[0].boundary
+
+    @property
+    def rejected(self) -> bool:
+        return self.log_e_value >= math.log(self.boundary)
+
+
 # what each compared metric is called in verdicts and plots
 METRICS = {"errors": "5xx errors", "slow": "slow requests"}
 # How alpha is split between the metrics (Bonferroni): most to errors, whose events are rare
@@ -302,8 +346,10 @@ class Judge:
     sets from blue's latency before green got traffic; CloudWatch counts them with the
     percentile-rank statistic, per colour and period.
 
-    With `baseline` (blue measured before an all-at-once switch), green is tested against
-    blue's baseline counts instead of blue's concurrent ones (see `BaselineTest`).
+    With `steps` > 1 (a plan's steps), each metric's test is a `StepTests`: the release calls
+    `start_step` at each step. With `baseline` (blue measured before an all-at-once switch),
+    green is tested against blue's baseline counts instead of blue's concurrent ones (see
+    `BaselineTest`).
     """
 
     alpha: float = 0.01
@@ -313,6 +359,7 @@ class Judge:
     error_rate_slo: float = 0.0  # guard rails (absolute, not comparisons); 0: off
     p99_slo_ms: float = 0.0
     baseline: Counts | None = None
+    steps: int = 1
     evidence: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -320,7 +367,9 @@ class Judge:
         self.worse: dict[str, Any]
         self.not_worse: dict[str, Any] = {}
         if self.baseline is None:
-            self.worse = {m: WorseTest(alpha=share[m]) for m in METRICS}
+            self.worse = {
+                m: StepTests(lambda a=share[m]: WorseTest(alpha=a), self.steps) for m in METRICS
+            }
             if self.pass_margin:
                 self.not_worse = {m: NotWorseTest(share[m], self.pass_margin) for m in METRICS}
         else:
@@ -335,19 +384,29 @@ class Judge:
                     )
                     for m in METRICS
                 }
-        self.window = {"blue": Counts(0, 0, 0), "green": Counts(0, 0, 0)}
-        self.total = {"blue": Counts(0, 0, 0), "green": Counts(0, 0, 0)}
+        self.window, self.step, self.total = _zero(), _zero(), _zero()
+        self._steps_started = 0
 
     def start_window(self) -> None:
-        """A new bake window: NO_DATA and guard rails look at the window's own traffic."""
-        self.window = {"blue": Counts(0, 0, 0), "green": Counts(0, 0, 0)}
+        """A new bake window: the guard rails look at the window's own traffic."""
+        self.window = _zero()
+
+    def start_step(self) -> None:
+        """A release step begins: NO_DATA looks at the traffic since then (holds add up), and
+        with `steps` > 1 the step's own tests start."""
+        self._steps_started += 1
+        self.step = _zero()
+        if self._steps_started > 1:
+            for test in self.worse.values():
+                if isinstance(test, StepTests):
+                    test.start()
 
     def observe(self, at: Any, blue: Counts | None, green: Counts) -> None:
         """Add one metric period. `blue` is None when blue is judged from its baseline."""
         for colour, counts in (("blue", blue), ("green", green)):
             if counts is not None:
-                self.window[colour] = _add(self.window[colour], counts)
-                self.total[colour] = _add(self.total[colour], counts)
+                for kept in (self.window, self.step, self.total):
+                    kept[colour] = _add(kept[colour], counts)
         for tests in (self.worse, self.not_worse):
             for metric, test in tests.items():
                 green_events = green.errors if metric == "errors" else green.slow
@@ -399,6 +458,7 @@ class Judge:
                     f"exceeds p99_slo_ms {self.p99_slo_ms:g} ms",
                     numbers,
                 )
+        green, blue = self.step["green"], self.step["blue"]  # holds add up
         short = [
             f"{colour} served {counts.requests}"
             for colour, counts in (("green", green), ("blue", blue))
@@ -407,8 +467,15 @@ class Judge:
         if short:
             return Verdict(
                 Decision.NO_DATA,
-                f"{' and '.join(short)} requests in this window, fewer than min_requests "
+                f"{' and '.join(short)} requests in this step, fewer than min_requests "
                 f"({self.min_requests}): too little traffic to judge, holding",
+                numbers,
+            )
+        if green.slow is None:
+            return Verdict(
+                Decision.NO_DATA,
+                f"green served {green.requests} requests in this step but CloudWatch gave no "
+                "latency for them (no percentile-rank datapoint): latency not judged, holding",
                 numbers,
             )
         evidence = self._evidence_text()
@@ -432,6 +499,7 @@ class Judge:
             "slow_threshold_ms": self.slow_threshold_ms,
             "blue_is": base,
             "window_counts": {c: _counts_dict(v) for c, v in self.window.items()},
+            "step_counts": {c: _counts_dict(v) for c, v in self.step.items()},
             "total": {"blue": _counts_dict(blue_total), "green": _counts_dict(self.total["green"])},
             "e_values": {m: t.e_value for m, t in self.worse.items()},
             "pass_e_values": {m: t.e_value for m, t in self.not_worse.items()},
@@ -456,9 +524,20 @@ class Judge:
             parts.append(
                 f"green {what} {_rate(g, green.requests)} against blue"
                 f"{' before the deployment' if self.baseline is not None else ''} "
-                f"{_rate(b, blue.requests)}: evidence {test.e_value:,.0f} ≥ {test.boundary:g}"
+                f"{_rate(b, blue.requests)}: evidence {test.e_value:.3g} ≥ {test.boundary:g}"
             )
         return "green is worse than blue: " + "; ".join(parts)
+
+    def pass_blockers(self) -> list[str]:
+        """Why PASS cannot come yet, where the reason is plain: a metric with no events."""
+        green = self.total["green"]
+        blue = self.baseline if self.baseline is not None else self.total["blue"]
+        return [
+            f"no {METRICS[m]} on either colour: nothing to compare"
+            for m, test in self.not_worse.items()
+            if not test.rejected
+            and not ((getattr(green, m) or 0) + (0 if self.baseline else getattr(blue, m) or 0))
+        ]
 
     def _evidence_text(self) -> str:
         return ", ".join(
@@ -473,11 +552,14 @@ class Verdict:
     numbers: dict[str, Any]
 
 
+def _zero() -> dict[str, Counts]:
+    return {"blue": Counts(0, 0, None), "green": Counts(0, 0, None)}
+
+
 def _add(a: Counts, b: Counts) -> Counts:
-    slow = None if a.slow is None or b.slow is None else a.slow + b.slow
-    return Counts(
-        a.requests + b.requests, a.errors + b.errors, slow if b.slow is not None else a.slow
-    )
+    """Sums; the slow count stays None (not measured) until a period has one."""
+    slow = a.slow if b.slow is None else (a.slow or 0) + b.slow
+    return Counts(a.requests + b.requests, a.errors + b.errors, slow)
 
 
 def _counts_dict(c: Counts) -> dict[str, Any]:

@@ -165,7 +165,9 @@ def read_periods(
     """The judge's inputs per metric period in [start, end): per colour, requests, 5xx and
     requests slower than `slow_threshold_ms`. The slow count is CloudWatch's percentile rank
     (`PR(:threshold)`, the share at or under it) applied to the latency's SampleCount; a
-    period with requests but no latency datapoint has no slow count (None), never a guess."""
+    period with requests but no latency datapoint has no slow count (None), never a guess. A
+    period whose numbers do not fit together yet (a 5xx count but no request count, more 5xx
+    than requests) is left out: CloudWatch has not published all of it."""
     queries = []
     for colour, dims in source.dimensions.items():
         metric_dims = [{"Name": k, "Value": v} for k, v in dims.items()]
@@ -176,7 +178,7 @@ def read_periods(
         ):
             queries.append(_stat(f"{colour}_{qid}", source, name, statistic, metric_dims, period))
         if slow_threshold_ms is not None:
-            threshold = f"{slow_threshold_ms / source.latency_to_ms:.6f}".rstrip("0").rstrip(".")
+            threshold = f"{slow_threshold_ms / source.latency_to_ms:.9f}".rstrip("0").rstrip(".")
             queries.append(
                 _stat(
                     f"{colour}_fast",
@@ -193,6 +195,10 @@ def read_periods(
     for ts in stamps:
         counts = {}
         for colour in source.dimensions:
+            if ts not in results[f"{colour}_requests"] and any(
+                ts in results.get(f"{colour}_{q}", {}) for q in ("errors", "samples", "fast")
+            ):
+                break  # the period's request count is not published yet: incomplete
             requests = int(results[f"{colour}_requests"].get(ts) or 0)
             samples = results[f"{colour}_samples"].get(ts)
             fast = results.get(f"{colour}_fast", {}).get(ts)
@@ -201,10 +207,12 @@ def read_periods(
                 slow = int(samples) - round(fast / 100 * samples)
             elif requests == 0:
                 slow = 0
-            counts[colour] = Counts(
-                requests=requests, errors=int(results[f"{colour}_errors"].get(ts) or 0), slow=slow
-            )
-        periods.append((ts, counts))
+            errors = int(results[f"{colour}_errors"].get(ts) or 0)
+            if errors > requests or (slow or 0) > requests:
+                break  # metrics of one period published at different times: incomplete
+            counts[colour] = Counts(requests=requests, errors=errors, slow=slow)
+        else:
+            periods.append((ts, counts))
     return periods
 
 

@@ -80,8 +80,11 @@ def _plot_evidence(ax: Axes, evidence: list[dict[str, Any]], boundaries: dict[st
     scale, with each metric's boundary: crossing it is a rollback."""
     at = [pd.Timestamp(datetime.fromisoformat(e["at"])) for e in evidence]
     ax.set_yscale("log")
+    # shown between 1e-3 and a million times the boundary: a catastrophic green's evidence
+    # (1e300) would otherwise overflow the log axis, and the decision is the crossing anyway
+    ceiling = 1e6 * max(boundaries.values(), default=1.0)
     for metric, (label, colour) in EVIDENCE.items():
-        values = [max(e[f"{metric}_e_value"], 1e-3) for e in evidence]
+        values = [min(max(e[f"{metric}_e_value"], 1e-3), ceiling) for e in evidence]
         ax.plot(at, values, color=colour, label=f"{label} evidence", drawstyle="steps-post")
         if metric in boundaries:
             ax.axhline(boundaries[metric], color=colour, linestyle="--", linewidth=1)
@@ -90,7 +93,7 @@ def _plot_evidence(ax: Axes, evidence: list[dict[str, Any]], boundaries: dict[st
                 color=colour,
             )  # fmt: skip
     top = max([*boundaries.values(), *(max(e[f"{m}_e_value"] for e in evidence) for m in EVIDENCE)])
-    ax.set_ylim(1e-3, top * 10)
+    ax.set_ylim(1e-3, min(top, ceiling) * 10)
     ax.set_ylabel("evidence green\nis worse (e-value)")
     ax.legend(loc="upper left", fontsize=8)
 

@@ -74,6 +74,7 @@ class Release:
         self.split: dict[str, int] | None = None
         self.mutated = False
         self.deployment_id: str | None = None  # managed patterns: the service's deployment
+        self._split_log: list[tuple[datetime, dict[str, int]]] = []  # managed: (read at, split)
         describe = getattr(self.pattern, "plan_description", None)
         plan = describe() if describe is not None else self.plan.describe()
         self.record = Record(
@@ -354,9 +355,13 @@ class Release:
             return
         self.state = "shifting"
         source = self.pattern.metric_source()
+        self._start_judge()  # blue's latency before green's first request
+        judged_until: datetime | None = None  # the end of the last judged window
         for number, step in enumerate(self.plan.steps, start=1):
             self.mutated = True
             self.split = self.pattern.set_split(step.green_percent)
+            assert self.judge is not None
+            self.judge.start_step()
             self._await_applied()
             # A change that clients see only later (a DNS TTL) is baked from when it is effective.
             effective = float(getattr(self.pattern, "effective_after_seconds", lambda: 0.0)())
@@ -377,15 +382,19 @@ class Release:
             end = _ceil_seconds(shifted_at + timedelta(seconds=window), window)
             last = number == len(self.plan.steps)
             for hold in range(self.params.max_holds + 1):
+                # Every period is judged once: the first window of a step reaches back to the
+                # last one judged (its traffic, at the previous split, is evidence too: the lag
+                # before a verdict would otherwise leave it out), or to the shift.
                 verdict = self._judge(
                     source,
                     end,
                     window,
-                    since=shifted_at if hold == 0 else None,
+                    since=(judged_until or shifted_at) if hold == 0 else None,
                     step=number,
                     green_percent=step.green_percent,
                     hold=hold,
                 )
+                judged_until = end
                 if verdict.decision is Decision.ROLLBACK:
                     self.rollback(f"step {number} at {step.green_percent}%: {verdict.reason}")
                     return
@@ -409,9 +418,11 @@ class Release:
     def _held_too_long(self, decision: Decision) -> str:
         if decision is Decision.NO_DATA:
             return f"no verdict after {self.params.max_holds} holds (too little traffic to judge)"
+        blockers = self.judge.pass_blockers() if self.judge is not None else []
         return (
             f"no PASS after {self.params.max_holds} holds: not enough evidence that green is not "
             f"worse than blue by {self.params.pass_margin:g}x (pass_margin)"
+            + (f"; {'; '.join(blockers)}" if blockers else "")
         )
 
     def _measure_baseline(self) -> Any:
@@ -499,7 +510,10 @@ class Release:
                 sum(c.errors for c in counts),
                 None if None in slow else sum(slow),  # type: ignore[arg-type]
             )
+        # one test per planned step where bgkit moves traffic step by step (see StepTests)
+        steps = 1 if self.managed or self.switches_at_once else max(1, len(self.plan.steps))
         self.judge = Judge(
+            steps=steps,
             alpha=self.params.judge_alpha,
             min_requests=self.params.min_requests,
             slow_threshold_ms=threshold,
@@ -557,7 +571,10 @@ class Release:
         cursor = start
         while cursor < end and not judge.rejected:
             cursor = min(cursor + timedelta(seconds=period), end)
-            self._sleep_until(cursor + lag)
+            if self.managed:  # the service may shift meanwhile: record it when it happens
+                self._watch_split_until(cursor + lag)
+            else:
+                self._sleep_until(cursor + lag)
             take(cursor)
         green_p99 = blue_p99 = None
         if not judge.rejected:  # the whole window: late periods, and p99 for the guard rail
@@ -617,21 +634,28 @@ class Release:
             seconds=self.pattern.max_shift_seconds() + MANAGED_WAIT_SECONDS
         )
         self._seen_split = self.split  # as preflight read it: only changes are shifts
+        self._split_log = [(self.clock.now(), dict(self.split or {"blue": 100, "green": 0}))]
+        self._start_judge()
         passes = holds = 0
-        at_start = self._note_split()
+        self._note_split()
+        shifted_seen: datetime | None = None  # when bgkit first saw the shift complete
         while True:
             self._watch_split_until(end)
             progress = self.pattern.progress()
-            split = self._note_split()
+            self._note_split()
             if progress.phase == "stopped":
                 self._managed_stopped(progress, "while shifting")
                 return
             if progress.phase == "ready":  # a second wait for bgkit (a hook, then READY_WAIT)
                 done = self.pattern.continue_after_smoke()
                 self._event("deploy", f"{done}: the smoke test had passed")
+            if progress.phase in ("shifted", "succeeded") and shifted_seen is None:
+                shifted_seen = self.clock.now()
             # Judge every window in which both colours served: a split at its start or its end,
-            # or a shift during it (the jump to 100 % included). The judge's min_requests decides
-            # whether a colour served enough.
+            # or a shift during it (the jump to 100 % included), each as the service had it at
+            # the time (read every second), not when the metrics arrived. The judge's
+            # min_requests decides whether a colour served enough.
+            at_start, split = self._split_at(end - timedelta(seconds=window)), self._split_at(end)
             if 0 < at_start["green"] < 100 or 0 < split["green"] < 100 or at_start != split:
                 verdict = self._judge(
                     source, end, window, since=since, green_percent=split["green"], hold=holds
@@ -644,7 +668,9 @@ class Release:
                     holds += 1
                 else:
                     passes += 1
-            if progress.phase in ("shifted", "succeeded"):
+            # Done once every window up to the moment the shift was seen complete is judged:
+            # with a metric lag, the windows just before it come in only now.
+            if shifted_seen is not None and end >= shifted_seen:
                 break
             if self.clock.now() > deadline:
                 raise TrafficError(
@@ -652,7 +678,6 @@ class Release:
                     split=split,
                 )
             end += timedelta(seconds=window)
-            at_start = split
         self.split = self.pattern.read_split()
         if passes == 0 and not self.pattern.all_at_once():
             self.rollback(
@@ -672,7 +697,13 @@ class Release:
                 split=split,
             )
             self._seen_split = split
+            self._split_log.append((self.clock.now(), dict(split)))
         return split
+
+    def _split_at(self, when: datetime) -> dict[str, int]:
+        """The split as bgkit last read it at or before `when` (read every second)."""
+        seen = [split for at, split in self._split_log if at <= when]
+        return seen[-1] if seen else self._split_log[0][1]
 
     def _watch_split_until(self, when: datetime) -> None:
         """Sleep until `when`, reading the split every second so shifts are recorded when they happen."""

@@ -18,6 +18,7 @@ from bgkit.judge import (
     Decision,
     Judge,
     NotWorseTest,
+    StepTests,
     WorseTest,
     binomial_cdf,
     clopper_pearson_lower,
@@ -487,7 +488,8 @@ def test_no_data_is_never_a_pass_even_with_the_evidence_for_one():
     assert verdict.decision is Decision.PASS
     assert_numbers_are_the_judges(verdict, judge)
 
-    judge.start_window()  # nothing at all in the new window
+    judge.start_step()  # nothing at all in the new step
+    judge.start_window()
     assert judge.verdict().decision is Decision.NO_DATA
 
     judge.observe(10, HEALTHY, Counts(5, 1, 1))  # too few green requests
@@ -499,11 +501,77 @@ def test_no_data_is_never_a_pass_even_with_the_evidence_for_one():
     assert verdict.numbers["window_counts"]["green"] == {"requests": 5, "errors": 1, "slow": 1}
     assert verdict.numbers["total"]["green"]["requests"] == 10 * 100 + 5
 
+    judge.start_step()
     judge.start_window()
     judge.observe(11, Counts(5, 1, 1), HEALTHY)  # too few blue requests, side by side
     verdict = judge.verdict()
     assert verdict.decision is Decision.NO_DATA
     assert "blue served 5" in verdict.reason
+
+
+def test_no_data_holds_add_up_within_a_step():
+    """Thin traffic: each window has too few green requests, but the step's windows together
+    have enough, so the hold ends (a new step starts counting afresh)."""
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0, min_requests=20)
+    judge.start_step()
+    decisions = []
+    for window in range(4):
+        judge.start_window()
+        judge.observe(window, Counts(50, 0, 5), Counts(7, 0, 1))
+        decisions.append(judge.verdict().decision)
+    assert decisions == [Decision.NO_DATA, Decision.NO_DATA, Decision.CONTINUE, Decision.CONTINUE]
+    judge.start_step()
+    judge.start_window()
+    judge.observe(4, Counts(50, 0, 5), Counts(7, 0, 1))
+    assert judge.verdict().decision is Decision.NO_DATA
+
+
+def test_requests_without_a_latency_are_no_data_not_a_pass_of_latency():
+    judge = Judge(alpha=0.01, slow_threshold_ms=250.0)
+    for period in range(3):
+        judge.observe(period, Counts(90, 0, None), Counts(10, 0, None))
+    verdict = judge.verdict()
+    assert verdict.decision is Decision.NO_DATA and "no latency" in verdict.reason
+    assert verdict.numbers["step_counts"]["green"] == {"requests": 30, "errors": 0, "slow": None}
+
+
+def test_a_test_per_step_catches_a_late_regression_without_the_healthy_steps_debt():
+    """Healthy for 600 periods, then green 3x worse: a test started at the late step needs far
+    fewer periods than one that has been drifting below 1 since the start."""
+    rng = random.Random(3)
+    waits = {1: [], 3: []}
+    for steps in waits:
+        for _ in range(10):
+            judge = Judge(alpha=0.01, steps=steps)
+            judge.start_step()
+            for period in range(600):
+                green = sum(rng.random() < 0.005 for _ in range(10))
+                blue = sum(rng.random() < 0.005 for _ in range(90))
+                judge.observe(period, Counts(90, blue, 9), Counts(10, green, 1))
+            judge.start_step()
+            judge.start_step()  # the regression appears at the third step
+            for period in range(1, 3000):
+                green = sum(rng.random() < 0.015 for _ in range(10))
+                blue = sum(rng.random() < 0.005 for _ in range(90))
+                judge.observe(period, Counts(90, blue, 9), Counts(10, green, 1))
+                if judge.rejected:
+                    waits[steps].append(period)
+                    break
+    assert len(waits[3]) == 10
+    assert sorted(waits[3])[5] < sorted(waits[1] + [3000] * (10 - len(waits[1])))[5]
+
+
+def test_step_tests_average_fresh_tests_and_count_steps_not_started_as_one():
+    tests = StepTests(lambda: WorseTest(alpha=0.01, thetas=(4.0,)), steps=3)
+    tests.update(1, 100_000, 0, 900_000)
+    first = tests.tests[0].e_value
+    assert tests.e_value == pytest.approx((first + 1 + 1) / 3)
+    tests.start()
+    tests.update(1, 100_000, 0, 900_000)
+    assert tests.e_value == pytest.approx((tests.tests[0].e_value + tests.tests[1].e_value + 1) / 3)
+    tests.start()
+    tests.start()  # a fourth step of a three-step plan adds nothing
+    assert len(tests.tests) == 3
 
 
 def test_rollback_beats_no_data():

@@ -513,3 +513,68 @@ def test_the_plot_has_a_healthy_targets_panel_only_where_the_source_reports_them
     counted = frame.assign(healthy_hosts=[0.0, 2.0, 3.0])
     with_hosts = release_figure(pd.concat({"blue": counted, "green": counted}, axis=1), [], "t")
     assert [ax.get_ylabel() for ax in with_hosts.axes][-1] == "healthy targets"
+
+
+def test_the_evidence_panel_plots_even_a_catastrophic_green():
+    """1000 of 1000 green requests failing gives evidence near 1e304: still a plot, clipped."""
+    import pandas as pd
+
+    from bgkit.plots import png, release_figure
+
+    index = pd.date_range("2026-01-01T00:00:00Z", periods=3, freq="1s")
+    base = {"rps": 1.0, "error_rate": 0.0, "p50_ms": 5.0, "p99_ms": 9.0}
+    frame = pd.DataFrame(dict(base), index=index)
+    evidence = [
+        {"at": at.isoformat(), "errors_e_value": value, "slow_e_value": 0.5}
+        for at, value in zip(index, (1.0, 1e150, 1e304), strict=True)
+    ]
+    figure = release_figure(
+        pd.concat({"blue": frame, "green": frame}, axis=1),
+        [],
+        "t",
+        evidence=evidence,
+        boundaries={"errors": 125.0, "slow": 500.0},
+    )
+    assert figure.axes[-1].get_ylabel().startswith("evidence")
+    assert figure.axes[-1].get_ylim()[1] <= 1e6 * 500 * 10
+    assert png(figure).startswith(b"\x89PNG")
+
+
+class PartsCloudWatch:
+    """One period whose 5xx count is published before its request count."""
+
+    def get_paginator(self, name):
+        return self
+
+    def paginate(self, MetricDataQueries, StartTime, EndTime, ScanBy):
+        first, second = StartTime, StartTime + timedelta(seconds=1)
+        values = {
+            "blue_requests": {first: 90, second: 90},
+            "blue_samples": {first: 90, second: 90},
+            "blue_fast": {first: 100.0, second: 100.0},
+            "green_requests": {second: 10},  # the first period's count is not in yet
+            "green_errors": {first: 3, second: 1},
+            "green_samples": {first: 10, second: 10},
+            "green_fast": {first: 100.0, second: 90.0},
+        }
+        results = []
+        for query in MetricDataQueries:
+            got = values.get(query["Id"], {})
+            results.append(
+                {"Id": query["Id"], "Timestamps": list(got), "Values": list(got.values())}
+            )
+        return [{"MetricDataResults": results}]
+
+
+def test_a_period_published_in_parts_is_left_for_later_not_judged_half():
+    from bgkit.metrics import read_periods
+
+    start = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+    source = FakePattern().metric_source()
+    periods = read_periods(
+        FakeSession(PartsCloudWatch()), source, start, start + timedelta(seconds=2), 1, 20.0
+    )
+    assert [at for at, _ in periods] == [start + timedelta(seconds=1)]
+    counts = periods[0][1]
+    assert counts["green"] == bgkit.Counts(requests=10, errors=1, slow=1)
+    assert counts["blue"] == bgkit.Counts(requests=90, errors=0, slow=0)

@@ -3,6 +3,7 @@ executed by papermill with assertions on the records read back."""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -103,10 +104,15 @@ def test_healthy_green_is_promoted_with_bakes_after_the_ttl(shared_sandbox, tmp_
     shifts = [e for e in record["events"] if e["kind"] == "shift"]
     assert [e["green_percent"] for e in shifts] == [25, 50, 75]
     assert all("effective after the 5 s TTL" in e["message"] for e in shifts)
-    for shift, verdict in zip(shifts, record["verdicts"], strict=True):
-        # each judged window starts after the shift plus the TTL
-        assert verdict["window"]["start"] >= _plus(shift["at"], 5)
-        assert verdict["decision"] == "CONTINUE"
+    verdicts = record["verdicts"]
+    assert [v["decision"] for v in verdicts] == ["CONTINUE"] * 3
+    # the first judged window starts after the first shift plus the TTL; each later one where
+    # the one before ended (every period judged once), and ends after its step's TTL
+    assert verdicts[0]["window"]["start"] >= _plus(shifts[0]["at"], 5)
+    for before, after in itertools.pairwise(verdicts):
+        assert after["window"]["start"] == before["window"]["end"]
+    for shift, verdict in zip(shifts, verdicts, strict=True):
+        assert verdict["window"]["end"] >= _plus(shift["at"], 5)
 
 
 def _plus(iso: str, seconds: float) -> str:
