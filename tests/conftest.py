@@ -16,7 +16,7 @@ from bgkit.sandbox import Sandbox
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
 
-# A loaded CI machine (four workers, each running sandboxes, on two cores) delays a request by
+# A loaded CI machine (six workers, each running sandboxes, on two cores) delays a request by
 # tens of milliseconds now and then, and not always blue's as often as green's. Tests that check
 # something else than latency count a request as slow only 25 ms above blue's p90; the latency
 # tests keep the runbooks' 10 ms.
