@@ -146,6 +146,37 @@ def list_runbooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def sandbox_command(args: argparse.Namespace) -> int:
+    """`bgkit sandbox up|down|status`: the shared sandbox (bgkit/sandbox/shared.py)."""
+    from .sandbox import shared
+
+    if args.action == "up":
+        state, started = shared.up()
+        print(
+            f"bgkit sandbox: {'started' if started else 'already running'} (pid {state['pid']}, "
+            f"since {state['started_at']})\n"
+            f"  AWS endpoint: {state['endpoint_url']} (region {state['region']}, sandbox credentials)\n"
+            f"  admin API:    {state['admin_url']}\n"
+            f"  log:          {shared.state_dir() / shared.LOG_FILE}\n"
+            "runbooks with target=sandbox use it until `bgkit sandbox down`"
+        )
+        return 0
+    if args.action == "down":
+        stopped = shared.down()
+        print(
+            f"bgkit sandbox: stopped (pid {stopped['pid']})"
+            if stopped
+            else "bgkit sandbox: no shared sandbox is running"
+        )
+        return 0
+    state = shared.running()
+    if state is None:
+        print("bgkit sandbox: none running; runbooks start their own")
+        return 1
+    print(f"bgkit sandbox: running (pid {state['pid']}), AWS endpoint {state['endpoint_url']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bgkit", description="Blue/green and canary release runbooks for AWS."
@@ -165,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("runbooks", help="list runbooks and their parameters").set_defaults(
         handler=list_runbooks
     )
+    sandbox_parser = commands.add_parser(
+        "sandbox", help="a shared sandbox that runbooks with target=sandbox use until it is down"
+    )
+    sandbox_parser.add_argument("action", choices=("up", "down", "status"))
+    sandbox_parser.set_defaults(handler=sandbox_command)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

@@ -48,7 +48,8 @@ def connect(params: ReleaseParams) -> Connection:
         "step_percent": params.step_percent,
         "canary_percent": params.canary_percent,
     }
-    shared = os.environ.get(SANDBOX_URL_ENV)
+    # A sandbox in another process: named by the environment (tests), or `bgkit sandbox up`.
+    shared = os.environ.get(SANDBOX_URL_ENV) or _shared_sandbox_url()
     if shared:
         info, close = _attach(shared, params.runbook, options)
     else:
@@ -73,6 +74,13 @@ def connect(params: ReleaseParams) -> Connection:
     completed = completed.with_resources(**resources)
     patterns.check_resources(pattern, completed.resources)
     return Connection(completed, session, sandbox=info, _close=close)
+
+
+def _shared_sandbox_url() -> str | None:
+    from .sandbox.shared import running
+
+    state = running()
+    return state["admin_url"] if state else None
 
 
 def _attach(

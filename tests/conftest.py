@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,11 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from bgkit.connect import SANDBOX_URL_ENV
+from bgkit.sandbox.shared import STATE_DIR_ENV
+
+# Never attach to a developer's `bgkit sandbox up`: the suite's shared sandbox state lives in a
+# folder of its own (kernels inherit the environment).
+os.environ[STATE_DIR_ENV] = tempfile.mkdtemp(prefix="bgkit-test-state-")
 from bgkit.sandbox import Sandbox
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"

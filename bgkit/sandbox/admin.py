@@ -8,6 +8,7 @@ GET    /health
 from __future__ import annotations
 
 import json
+import os
 
 from ..errors import BgkitError
 from .http import KeepAliveHandler, LoopbackServer
@@ -49,7 +50,12 @@ class AdminServer:
             def do_GET(self) -> None:
                 if self.path == "/health":
                     self._json(
-                        200, {"endpoint_url": sandbox.endpoint_url, "region": sandbox.region}
+                        200,
+                        {
+                            "endpoint_url": sandbox.endpoint_url,
+                            "region": sandbox.region,
+                            "pid": os.getpid(),  # a shared sandbox's state file names it
+                        },
                     )
                 else:
                     self._json(404, {"error": f"no such path {self.path}"})
