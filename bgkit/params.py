@@ -22,6 +22,7 @@ METRIC_PERIODS = (1, 5, 10, 20, 30, 60)  # CloudWatch high-resolution periods, a
 # second; AWS publishes ALB and Lambda metrics per minute, a few minutes late.
 AUTO_METRICS = {"sandbox": (1, 1.5), "aws": (60, 180.0)}
 _RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 _SECRET_NAME = re.compile(r"(token|secret|password|passwd|webhook|api_?key|credential)", re.I)
 REDACTED = "***redacted***"
@@ -45,6 +46,8 @@ class ReleaseParams:
     pass_margin: float = 0.0
     error_rate_slo: float = 0.0
     p99_slo_ms: float = 0.0
+    lock_table: str = "bgkit-locks"
+    lock_lease_seconds: float = 60.0
     max_holds: int = 3
     metric_period_seconds: int = 0  # 0: the target's resolution (see AUTO_METRICS)
     metric_lag_seconds: float = 0.0  # 0: the target's typical delay (see AUTO_METRICS)
@@ -136,6 +139,16 @@ def validate(
             ) from None
     _number("error_rate_slo", got["error_rate_slo"], 0.0, 1.0)
     _number("p99_slo_ms", got["p99_slo_ms"], 0.0, 600_000.0)
+    if not isinstance(got["lock_table"], str) or not (
+        got["lock_table"] == "" or _TABLE.match(got["lock_table"])
+    ):
+        raise ParameterError(
+            "lock_table",
+            "must be a DynamoDB table name (3-255 letters, digits, '_', '-' or '.'), or empty for "
+            "no lock",
+            got["lock_table"],
+        )
+    _number("lock_lease_seconds", got["lock_lease_seconds"], 10.0, 3600.0)
     _integer("max_holds", got["max_holds"], 0, 100)
     auto_period, auto_lag = AUTO_METRICS[got["target"]]
     if got["metric_period_seconds"] == 0 and not isinstance(got["metric_period_seconds"], bool):

@@ -33,6 +33,7 @@ from .aws import AwsSession
 from .clock import Clock, SystemClock
 from .errors import DeploymentStopped, PreflightError, RollbackFailed, TrafficError
 from .judge import Counts, Decision, Judge
+from .lock import ReleaseLock
 from .params import ReleaseParams
 from .patterns.base import Progress
 from .record import RECORD_MIME, Record
@@ -75,6 +76,7 @@ class Release:
         self.mutated = False
         self.deployment_id: str | None = None  # managed patterns: the service's deployment
         self._split_log: list[tuple[datetime, dict[str, int]]] = []  # managed: (read at, split)
+        self.lock: ReleaseLock | None = None
         describe = getattr(self.pattern, "plan_description", None)
         plan = describe() if describe is not None else self.plan.describe()
         self.record = Record(
@@ -95,6 +97,7 @@ class Release:
         with self._guard("preflight"):
             self.record.operator = self.session.caller_arn()
             self.record.target_id = self.pattern.target_id()
+            self._lock_target()
             split = self.pattern.preflight()
             self.split = split
             if self.managed:
@@ -801,8 +804,53 @@ class Release:
             self._event("error", f"could not read the split back: {type(error).__name__}: {error}")
             return None
 
+    def _lock_target(self) -> None:
+        """One release per target, before anything is read or changed (bgkit.lock)."""
+        if not self.params.lock_table:
+            self._event("lock", "no lock (lock_table is empty): nothing stops a second release")
+            return
+        self.lock = ReleaseLock(
+            self.session,
+            self.params.lock_table,
+            self.record.target_id,
+            self.params.release,
+            self.record.operator,
+            self.params.lock_lease_seconds,
+        )
+        took_over = self.lock.acquire()
+        self._event(
+            "lock",
+            f"locked {self.record.target_id} for this release in {self.params.lock_table} "
+            f"(lease {self.params.lock_lease_seconds:g} s, renewed while it runs)"
+            + (f"; {took_over}" if took_over else ""),
+        )
+
+    def _unlock(self) -> None:
+        lock, self.lock = self.lock, None
+        if lock is None:
+            return
+        if lock.lost:
+            self._event("error", f"the lock's lease could not be renewed: {lock.lost}")
+        try:
+            released = lock.release_lock()
+        except Exception as error:  # recorded: the lease runs out by itself
+            self._event(
+                "error",
+                f"could not release the lock ({type(error).__name__}: {error}); it expires "
+                f"{self.params.lock_lease_seconds:g} s after its last renewal",
+            )
+            return
+        self._event(
+            "lock",
+            "released the lock"
+            if released
+            else "the lock was no longer this release's (taken over after its lease ran out)",
+        )
+
     def _publish(self, *, plot: bool) -> dict[str, Any]:
         record = self.record
+        if self.state in _TERMINAL:
+            self._unlock()
         for field, read in (
             ("final_split", self.pattern.read_split),
             ("final_state", self.pattern.describe),

@@ -70,6 +70,15 @@ def test_healthy_green_is_promoted_and_the_listener_sends_everything_to_green(
         assert verdict["e_values"]["errors"] < verdict["boundaries"]["errors"]
     text = run.outputs_text()
     assert "image/png" in text and "Release summary" in text
+    # one release per target: locked first, released at the end
+    locks = [e["message"] for e in record["events"] if e["kind"] == "lock"]
+    assert locks[0].startswith(
+        f"locked {resources['listener_arn']} for this release in bgkit-locks"
+    )
+    assert locks[-1] == "released the lock"
+    dynamodb = shared_sandbox.session().client("dynamodb")
+    key = {"target": {"S": resources["listener_arn"]}}
+    assert "Item" not in dynamodb.get_item(TableName="bgkit-locks", Key=key)
     # the verdict table shows each reason whole: "<" is escaped, not read as an HTML tag
     assert re.search(r"5xx errors evidence [0-9.e+-]+ &lt; 125, slow requests evidence", text)
     assert run.path.stat().st_size < 1_000_000
@@ -87,6 +96,13 @@ def test_green_with_errors_is_rolled_back_and_traffic_is_on_blue(shared_sandbox,
         resources["blue_target_group_arn"]: 100,
         resources["green_target_group_arn"]: 0,
     }
+    # the lock is released after a rollback too
+    assert [e["message"] for e in record["events"] if e["kind"] == "lock"][
+        -1
+    ] == "released the lock"
+    key = {"target": {"S": resources["listener_arn"]}}
+    dynamodb = shared_sandbox.session().client("dynamodb")
+    assert "Item" not in dynamodb.get_item(TableName="bgkit-locks", Key=key)
     if record["smoke"][
         "failures"
     ]:  # the smoke test on the test route caught it before real traffic

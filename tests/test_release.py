@@ -111,7 +111,7 @@ class Quiet:
 def make_release(traffic, pattern=None, **values) -> tuple[Release, FakePattern, FakeClock]:
     pattern = pattern or FakePattern()
     params = bgkit.validate_parameters(
-        "alb_weighted", {"bake_seconds": 60, "smoke_url": "", **values}
+        "alb_weighted", {"bake_seconds": 60, "smoke_url": "", "lock_table": "", **values}
     )
     clock = FakeClock()
     release = Release(
@@ -321,7 +321,9 @@ def test_all_at_once_record_is_published_with_its_plot_attempt():
     display = Capture()
     shown = display.records
     pattern = FakePattern()
-    params = bgkit.validate_parameters("alb_weighted", {"plan": "all_at_once", "smoke_url": ""})
+    params = bgkit.validate_parameters(
+        "alb_weighted", {"plan": "all_at_once", "smoke_url": "", "lock_table": ""}
+    )
     release = Release(
         params,
         FakeSession(FakeCloudWatch(pattern, healthy)),
@@ -343,7 +345,7 @@ def test_a_failure_before_any_change_is_recorded_as_failed_without_rollback():
     display = Capture()
     shown = display.records
     pattern = FakePattern(start_green=40)
-    params = bgkit.validate_parameters("alb_weighted", {"smoke_url": ""})
+    params = bgkit.validate_parameters("alb_weighted", {"smoke_url": "", "lock_table": ""})
     release = Release(
         params,
         FakeSession(FakeCloudWatch(pattern, healthy)),

@@ -52,6 +52,7 @@ class Sandbox:
 
         apigateway.install_canary_model()
         self._control.start()
+        self._create_lock_table()
         self.instances = InstanceRuntime(self.session()).start()
         self.lambda_runtime = LocalLambda(self.session()).start()
         self.codedeploy = CodeDeploy(self.session(), self.lambda_runtime).start()
@@ -61,6 +62,20 @@ class Sandbox:
             [self.codedeploy, self.ecs, self.apprunner, LambdaInvoke(self.lambda_runtime)]
         )
         install_hook_relay(self.session())  # scenarios' CodeDeploy hooks use it
+
+    def _create_lock_table(self) -> None:
+        """One release per target: the lock table a user creates once per account (bgkit.lock).
+        moto's backends live as long as the process, so a second sandbox in it finds the table."""
+        dynamodb = self.session().client("dynamodb")
+        try:
+            dynamodb.create_table(
+                TableName="bgkit-locks",
+                AttributeDefinitions=[{"AttributeName": "target", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except dynamodb.exceptions.ResourceInUseException:
+            return  # made by an earlier sandbox of this process
 
     @property
     def endpoint_url(self) -> str:

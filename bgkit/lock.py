@@ -1,0 +1,186 @@
+"""One release per target: a lease in a DynamoDB table, taken with a conditional write.
+
+The item's key is the target (a listener, a stage, a deployment group...: the pattern's
+`target_id()`), so two runbooks that would move the same traffic exclude each other. It holds
+who holds it, since when, and until when the lease runs; a thread renews the lease while the
+release runs. A second release fails at once, naming the holder. A lease that ran out (its
+holder was killed, or lost its network) is taken over with a write conditioned on the very
+item that was read, so two newcomers cannot both take it; the takeover is recorded.
+
+Create the table once per account and region (the sandbox creates it itself):
+
+    aws dynamodb create-table --table-name bgkit-locks \\
+        --attribute-definitions AttributeName=target,AttributeType=S \\
+        --key-schema AttributeName=target,KeyType=HASH --billing-mode PAY_PER_REQUEST
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .errors import PreflightError
+
+CREATE_COMMAND = (
+    "aws dynamodb create-table --table-name {table} "
+    "--attribute-definitions AttributeName=target,AttributeType=S "
+    "--key-schema AttributeName=target,KeyType=HASH --billing-mode PAY_PER_REQUEST"
+)
+
+
+def holder_name() -> str:
+    """Who holds a lock: this machine and process (the operator's ARN is in the item too)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ReleaseLock:
+    def __init__(
+        self,
+        session: Any,
+        table: str,
+        target: str,
+        release: str,
+        operator: str,
+        lease_seconds: float,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._dynamodb = session.client("dynamodb")
+        self.table, self.target, self.release = table, target, release
+        self.operator, self.lease_seconds, self._now = operator, lease_seconds, now
+        self.holder = holder_name()
+        self.held = False
+        self._stop = threading.Event()
+        self._keeper: threading.Thread | None = None
+        self.lost: str | None = None  # why a renewal failed, if one did
+
+    def acquire(self) -> str | None:
+        """Take the lock, or raise PreflightError naming its holder. Returns a note when a
+        stale lock was taken over (what it said), else None."""
+        current = self._read()
+        now = self._now()
+        if current is not None and float(current["lease_until"]["N"]) > now:
+            raise PreflightError(
+                f"{self.target} is locked by release {current['release']['S']} of "
+                f"{current['operator']['S']} on {current['holder']['S']} since "
+                f"{_iso(current['acquired_at']['N'])} (lease until "
+                f"{_iso(current['lease_until']['N'])}): one release per target; wait for it, "
+                f"or roll it back (lock table {self.table})"
+            )
+        item = {
+            "target": {"S": self.target},
+            "release": {"S": self.release},
+            "operator": {"S": self.operator},
+            "holder": {"S": self.holder},
+            "acquired_at": {"N": f"{now:.3f}"},
+            "lease_until": {"N": f"{now + self.lease_seconds:.3f}"},
+        }
+        if current is None:
+            condition = {"ConditionExpression": "attribute_not_exists(#t)"}
+            names = {"#t": "target"}
+            values: dict[str, Any] = {}
+        else:  # stale: replace exactly the item that was read, or nothing
+            condition = {"ConditionExpression": "#r = :r AND lease_until = :l"}
+            names = {"#r": "release"}
+            values = {":r": current["release"], ":l": current["lease_until"]}
+        try:
+            self._dynamodb.put_item(
+                TableName=self.table,
+                Item=item,
+                ExpressionAttributeNames=names,
+                **({"ExpressionAttributeValues": values} if values else {}),
+                **condition,
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise PreflightError(
+                    f"{self.target} was locked by another release at the same moment: "
+                    "one release per target"
+                ) from None
+            raise
+        self.held = True
+        self._start_keeper()
+        if current is None:
+            return None
+        return (
+            f"took over the stale lock of release {current['release']['S']} "
+            f"({current['operator']['S']} on {current['holder']['S']}, since "
+            f"{_iso(current['acquired_at']['N'])}; its lease ran out at "
+            f"{_iso(current['lease_until']['N'])})"
+        )
+
+    def renew(self) -> None:
+        """Extend the lease; only while this release holds it."""
+        self._dynamodb.update_item(
+            TableName=self.table,
+            Key={"target": {"S": self.target}},
+            UpdateExpression="SET lease_until = :l",
+            ConditionExpression="#r = :r AND holder = :h",
+            ExpressionAttributeNames={"#r": "release"},
+            ExpressionAttributeValues={
+                ":l": {"N": f"{self._now() + self.lease_seconds:.3f}"},
+                ":r": {"S": self.release},
+                ":h": {"S": self.holder},
+            },
+        )
+
+    def release_lock(self) -> bool:
+        """Give the lock up (only ours). True if this call released it."""
+        self._stop.set()
+        if self._keeper is not None:
+            self._keeper.join(timeout=10)
+        if not self.held:
+            return False
+        self.held = False
+        try:
+            self._dynamodb.delete_item(
+                TableName=self.table,
+                Key={"target": {"S": self.target}},
+                ConditionExpression="#r = :r AND holder = :h",
+                ExpressionAttributeNames={"#r": "release"},
+                ExpressionAttributeValues={
+                    ":r": {"S": self.release},
+                    ":h": {"S": self.holder},
+                },
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False  # someone took it over after our lease ran out: theirs now
+            raise
+        return True
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            answer = self._dynamodb.get_item(
+                TableName=self.table, Key={"target": {"S": self.target}}, ConsistentRead=True
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                raise PreflightError(
+                    f"lock_table: DynamoDB table {self.table!r} does not exist in this account "
+                    f"and region; create it once with: {CREATE_COMMAND.format(table=self.table)}"
+                ) from None
+            raise
+        return answer.get("Item")
+
+    def _start_keeper(self) -> None:
+        def keep() -> None:
+            while not self._stop.wait(self.lease_seconds / 3):
+                try:
+                    self.renew()
+                except Exception as error:  # kept: the release records it (lost)
+                    self.lost = f"{type(error).__name__}: {error}"
+                    return
+
+        self._keeper = threading.Thread(target=keep, name="bgkit-lock-keeper", daemon=True)
+        self._keeper.start()
+
+
+def _iso(epoch: str) -> str:
+    return datetime.fromtimestamp(float(epoch), tz=UTC).isoformat(timespec="seconds")
