@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -14,12 +15,8 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from bgkit.connect import SANDBOX_URL_ENV
-from bgkit.sandbox.shared import STATE_DIR_ENV
-
-# Never attach to a developer's `bgkit sandbox up`: the suite's shared sandbox state lives in a
-# folder of its own (kernels inherit the environment).
-os.environ[STATE_DIR_ENV] = tempfile.mkdtemp(prefix="bgkit-test-state-")
 from bgkit.sandbox import Sandbox
+from bgkit.sandbox.shared import STATE_DIR_ENV
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
 
@@ -28,6 +25,21 @@ RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
 # something else than latency count a request as slow only 25 ms above blue's p90; the latency
 # tests keep the runbooks' 10 ms.
 STEADY = {"slow_margin_ms": 25.0}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_state_dir():
+    """Never attach to a developer's `bgkit sandbox up`: the suite's shared-sandbox state lives
+    in a folder of its own (kernels inherit the environment), removed at the end."""
+    folder = tempfile.mkdtemp(prefix="bgkit-test-state-")
+    before = os.environ.get(STATE_DIR_ENV)
+    os.environ[STATE_DIR_ENV] = folder
+    yield folder
+    if before is None:
+        os.environ.pop(STATE_DIR_ENV, None)
+    else:
+        os.environ[STATE_DIR_ENV] = before
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
