@@ -62,7 +62,23 @@ def noncentral_hypergeometric_log_pmf(
     return weight(x) - _logsumexp([weight(k) for k in range(low, high + 1)])
 
 
-class _OddsRatioTest:
+class _EValue:
+    """What every test here shares: its e-value (from `log_e_value`) and the decision at its
+    `boundary`."""
+
+    log_e_value: float
+    boundary: float
+
+    @property
+    def e_value(self) -> float:
+        return math.exp(min(self.log_e_value, 700.0))
+
+    @property
+    def rejected(self) -> bool:
+        return self.log_e_value >= math.log(self.boundary)
+
+
+class _OddsRatioTest(_EValue):
     """Mixture martingale for one side of Fisher's noncentral hypergeometric odds ratio.
 
     Null: the odds ratio is on the far side of `null` from every alternative (at least `null`
@@ -109,16 +125,8 @@ class _OddsRatioTest:
         return _logsumexp(self._log_products) - math.log(len(self.alternatives))
 
     @property
-    def e_value(self) -> float:
-        return math.exp(min(self.log_e_value, 700.0))
-
-    @property
     def boundary(self) -> float:
         return 1 / self.alpha
-
-    @property
-    def rejected(self) -> bool:
-        return self.log_e_value >= math.log(self.boundary)
 
 
 class WorseTest(_OddsRatioTest):
@@ -150,7 +158,7 @@ class NotWorseTest(_OddsRatioTest):
         super().__init__(alpha, margin, tuple(margin / k for k in (1.25, 1.5, 2.0, 3.0)))
 
 
-class BaselineTest:
+class BaselineTest(_EValue):
     """Green against blue measured earlier (a service that switches all at once): anytime-valid.
 
     Blue's rate is known only from its baseline sample, so the null bound is Clopper–Pearson's
@@ -204,16 +212,8 @@ class BaselineTest:
         return _logsumexp(self._log_products) - math.log(len(self.rates))
 
     @property
-    def e_value(self) -> float:
-        return math.exp(min(self.log_e_value, 700.0))
-
-    @property
     def boundary(self) -> float:
         return 2 / self.alpha  # the test's half of alpha; the bound on blue spends the other
-
-    @property
-    def rejected(self) -> bool:
-        return self.log_e_value >= math.log(self.boundary)
 
 
 def _check_counts(green_events: int, green_trials: int, blue_events: int, blue_trials: int) -> None:
@@ -283,7 +283,7 @@ class Counts:
     slow: int | None = None  # requests slower than the judge's threshold (None: not measured)
 
 
-class StepTests:
+class StepTests(_EValue):
     """One test per planned release step, each started when its step starts, averaged with
     equal weights (a step not started yet counts as 1).
 
@@ -315,16 +315,8 @@ class StepTests:
         return _logsumexp([t.log_e_value for t in self.tests] + waiting) - math.log(self.steps)
 
     @property
-    def e_value(self) -> float:
-        return math.exp(min(self.log_e_value, 700.0))
-
-    @property
     def boundary(self) -> float:
         return self.tests[0].boundary
-
-    @property
-    def rejected(self) -> bool:
-        return self.log_e_value >= math.log(self.boundary)
 
 
 # what each compared metric is called in verdicts and plots
@@ -488,11 +480,16 @@ class Judge:
             )
         return Verdict(Decision.CONTINUE, f"no evidence that green is worse ({evidence})", numbers)
 
+    @property
+    def _blue_total(self) -> Counts:
+        """What green is compared with: blue's counts so far, or its baseline."""
+        return self.baseline if self.baseline is not None else self.total["blue"]
+
     def numbers(self) -> dict[str, Any]:
         """What a verdict was computed from: the counts per colour, window and total, and each
         test's e-value against its boundary."""
         base = "baseline" if self.baseline is not None else "blue"
-        blue_total = self.baseline if self.baseline is not None else self.total["blue"]
+        blue_total = self._blue_total
         return {
             "alpha": self.alpha,
             "boundaries": {m: t.boundary for m, t in self.worse.items()},
@@ -511,7 +508,7 @@ class Judge:
         for metric in metrics:
             test = self.worse[metric]
             green = self.total["green"]
-            blue = self.baseline if self.baseline is not None else self.total["blue"]
+            blue = self._blue_total
             g = green.errors if metric == "errors" else green.slow or 0
             b = blue.errors if metric == "errors" else blue.slow or 0
             what = (
@@ -531,7 +528,7 @@ class Judge:
     def pass_blockers(self) -> list[str]:
         """Why PASS cannot come yet, where the reason is plain: a metric with no events."""
         green = self.total["green"]
-        blue = self.baseline if self.baseline is not None else self.total["blue"]
+        blue = self._blue_total
         return [
             f"no {METRICS[m]} on either colour: nothing to compare"
             for m, test in self.not_worse.items()

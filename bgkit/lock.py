@@ -121,13 +121,7 @@ class ReleaseLock:
             TableName=self.table,
             Key={"target": {"S": self.target}},
             UpdateExpression="SET lease_until = :l",
-            ConditionExpression="#r = :r AND holder = :h",
-            ExpressionAttributeNames={"#r": "release"},
-            ExpressionAttributeValues={
-                ":l": {"N": f"{self._now() + self.lease_seconds:.3f}"},
-                ":r": {"S": self.release},
-                ":h": {"S": self.holder},
-            },
+            **self._ours({":l": {"N": f"{self._now() + self.lease_seconds:.3f}"}}),
         )
 
     def release_lock(self) -> bool:
@@ -142,18 +136,25 @@ class ReleaseLock:
             self._dynamodb.delete_item(
                 TableName=self.table,
                 Key={"target": {"S": self.target}},
-                ConditionExpression="#r = :r AND holder = :h",
-                ExpressionAttributeNames={"#r": "release"},
-                ExpressionAttributeValues={
-                    ":r": {"S": self.release},
-                    ":h": {"S": self.holder},
-                },
+                **self._ours(),
             )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False  # someone took it over after our lease ran out: theirs now
             raise
         return True
+
+    def _ours(self, values: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The condition of a write that only this release's lock may take."""
+        return {
+            "ConditionExpression": "#r = :r AND holder = :h",
+            "ExpressionAttributeNames": {"#r": "release"},
+            "ExpressionAttributeValues": {
+                ":r": {"S": self.release},
+                ":h": {"S": self.holder},
+                **(values or {}),
+            },
+        }
 
     def _read(self) -> dict[str, Any] | None:
         try:

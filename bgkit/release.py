@@ -551,9 +551,8 @@ class Release:
         """Feed the judge each metric period of the bake window [end - window, end) as it is
         published (from `since`, when the step's traffic change came earlier than the window's
         aligned start); stop early when the evidence says green is worse. Then the verdict."""
-        self._start_judge()
         judge = self.judge
-        assert judge is not None
+        assert judge is not None, "the judge starts before green gets traffic (_start_judge)"
         judge.start_window()
         period = self.params.metric_period_seconds
         lag = timedelta(seconds=self.params.metric_lag_seconds)

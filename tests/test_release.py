@@ -129,6 +129,12 @@ def healthy(colour, green_percent):
     return (share * 10, 0, 0.010)
 
 
+def bad_green(colour, green_percent):
+    """A fifth of green's requests fail; none of blue's."""
+    requests = green_percent * 10 if colour == "green" else (100 - green_percent) * 10
+    return (requests, requests // 5 if colour == "green" else 0, 0.010)
+
+
 def run(release: Release) -> dict:
     release.preflight()
     release.smoke_test()
@@ -150,10 +156,6 @@ def test_healthy_release_promotes_through_every_step():
 
 
 def test_error_regression_rolls_back_to_blue_with_the_evidence():
-    def bad_green(colour, green_percent):
-        requests = green_percent * 10 if colour == "green" else (100 - green_percent) * 10
-        return (requests, requests // 5 if colour == "green" else 0, 0.010)
-
     release, pattern, _ = make_release(bad_green)
     record = run(release)
     assert record["outcome"] == "rolled_back"
@@ -182,11 +184,6 @@ def test_no_data_holds_then_rolls_back_never_promotes():
 
 def test_a_regression_is_rolled_back_within_the_bake_not_at_its_end():
     """The judge looks at every one-second period: no waiting for the 60 s bake to end."""
-
-    def bad_green(colour, green_percent):
-        requests = green_percent * 10 if colour == "green" else (100 - green_percent) * 10
-        return (requests, requests // 5 if colour == "green" else 0, 0.010)
-
     release, _, _ = make_release(bad_green)
     record = run(release)
     shift = next(e for e in record["events"] if e["kind"] == "shift")
