@@ -17,6 +17,13 @@ from botocore.config import Config
 _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30
 )
+VERSION = "0.1.0"
+
+
+def release_agent(runbook: str) -> str:
+    """The User-Agent suffix of a release's calls: CloudTrail (and the sandbox) see which
+    runbook made each call."""
+    return f"bgkit/{VERSION} bgkit-runbook/{runbook}"
 
 
 @dataclass
@@ -25,6 +32,7 @@ class AwsSession:
     endpoint_url: str | None = None
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
+    agent: str = f"bgkit/{VERSION}"  # appended to botocore's User-Agent (see release_agent)
     _session: Any = field(default=None, init=False, repr=False)
     _clients: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
@@ -37,7 +45,9 @@ class AwsSession:
                     region_name=self.region,
                 )
             self._clients[service] = self._session.client(
-                service, endpoint_url=self.endpoint_url, config=_CONFIG
+                service,
+                endpoint_url=self.endpoint_url,
+                config=_CONFIG.merge(Config(user_agent_extra=self.agent)),
             )
         return self._clients[service]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import patterns
-from .aws import AwsSession
+from .aws import AwsSession, release_agent
 from .params import ReleaseParams
 
 SANDBOX_URL_ENV = "BGKIT_SANDBOX_URL"
@@ -38,7 +38,7 @@ class Connection:
 
 def connect(params: ReleaseParams) -> Connection:
     if params.target == "aws":
-        return Connection(params, AwsSession(params.region))
+        return Connection(params, AwsSession(params.region, agent=release_agent(params.runbook)))
     options = {
         "green_error_rate": params.green_error_rate,
         "green_added_latency_ms": params.green_added_latency_ms,
@@ -61,6 +61,7 @@ def connect(params: ReleaseParams) -> Connection:
         endpoint_url=info["endpoint_url"],
         access_key_id=SANDBOX_ACCESS_KEY_ID,
         secret_access_key=SANDBOX_SECRET_ACCESS_KEY,
+        agent=release_agent(params.runbook),
     )
     scenario = info["parameters"]
     pattern = patterns.get(params.runbook)

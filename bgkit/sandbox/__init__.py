@@ -15,8 +15,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ..aws import AwsSession
+from ..aws import VERSION, AwsSession, release_agent
 from ..errors import SandboxError
+from .calls import Call, CallLog, Fault
 from .control import ControlPlane
 from .scenarios import SCENARIOS, Scenario, install_hook_relay
 
@@ -81,13 +82,21 @@ class Sandbox:
     def endpoint_url(self) -> str:
         return self._control.endpoint_url
 
-    def session(self) -> AwsSession:
+    def session(self, runbook: str | None = None) -> AwsSession:
+        """boto3 clients on the sandbox; with `runbook`, their calls are logged as that
+        runbook's release makes them (see calls.py), else as the sandbox's own."""
         return AwsSession(
             self.region,
             endpoint_url=self.endpoint_url,
             access_key_id=SANDBOX_ACCESS_KEY_ID,
             secret_access_key=SANDBOX_SECRET_ACCESS_KEY,
+            agent=release_agent(runbook) if runbook else f"bgkit-sandbox/{VERSION}",
         )
+
+    @property
+    def calls(self) -> CallLog:
+        """What releases asked the control plane (`calls.calls()`), and faults to inject."""
+        return self._control.calls
 
     def provision(self, pattern: str, **options: Any) -> Scenario:
         try:
@@ -140,6 +149,8 @@ __all__ = [
     "SANDBOX_ACCESS_KEY_ID",
     "SANDBOX_REGION",
     "SANDBOX_SECRET_ACCESS_KEY",
+    "Call",
+    "Fault",
     "Sandbox",
     "Scenario",
 ]

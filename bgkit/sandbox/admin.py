@@ -3,14 +3,19 @@
 POST   /scenarios        {"pattern": ..., "green_error_rate": ..., ...} -> scenario parameters
 DELETE /scenarios/<id>   stop that scenario's data plane (its AWS resources stay for inspection)
 GET    /health
+GET    /calls?since=N    the calls releases made (calls.py); since: a position from a previous answer
+POST   /faults           {"action": "elasticloadbalancing:ModifyListener", "code": ..., "status": ..., "times": ...}
+DELETE /faults           no more injected faults
 """
 
 from __future__ import annotations
 
 import json
 import os
+from urllib.parse import parse_qs, urlsplit
 
 from ..errors import BgkitError
+from .calls import Fault
 from .http import KeepAliveHandler, LoopbackServer
 
 _OPTIONS = (
@@ -48,7 +53,14 @@ class AdminServer:
                 self.reply(status, json.dumps(body).encode())
 
             def do_GET(self) -> None:
-                if self.path == "/health":
+                if self.path.startswith("/calls"):
+                    since = int(parse_qs(urlsplit(self.path).query).get("since", ["0"])[0])
+                    log = sandbox.calls
+                    self._json(
+                        200,
+                        {"next": log.mark(), "calls": [c.as_dict() for c in log.calls(since)]},
+                    )
+                elif self.path == "/health":
                     self._json(
                         200,
                         {
@@ -64,9 +76,13 @@ class AdminServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 try:
                     body = json.loads(self.rfile.read(length) or b"{}")
+                    if self.path == "/faults":
+                        sandbox.calls.inject(Fault(**body))
+                        self._json(200, {"injected": body})
+                        return
                     options = {k: body[k] for k in _OPTIONS if k in body}
                     scenario = sandbox.provision(body["pattern"], **options)
-                except (KeyError, ValueError, BgkitError) as error:
+                except (KeyError, ValueError, TypeError, BgkitError) as error:
                     self._json(400, {"error": f"{type(error).__name__}: {error}"})
                     return
                 self._json(
@@ -80,6 +96,10 @@ class AdminServer:
                 )
 
             def do_DELETE(self) -> None:
+                if self.path == "/faults":
+                    sandbox.calls.clear_faults()
+                    self._json(200, {"cleared": True})
+                    return
                 scenario_id = self.path.rsplit("/", 1)[-1]
                 found = sandbox.release_scenario(scenario_id)
                 self._json(200 if found else 404, {"released": found})

@@ -42,6 +42,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+from .calls import CallLog
+
 _PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d+)?|100)$")
 _NUMBER = r"(\d+(?:\.\d+)?)?"
 _PERCENTILE_RANK = re.compile(rf"^PR\({_NUMBER}:{_NUMBER}\)$")
@@ -223,12 +225,15 @@ class ControlPlane:
         self._server = None
         self._thread: threading.Thread | None = None
         self.extensions: list = []  # JsonService instances served before moto (see extensions.py)
+        self.calls = CallLog()  # what bgkit's releases asked, and faults to answer them with
 
     def start(self) -> ControlPlane:
         from .extensions import middleware
 
         install_gap_fills()
-        app = middleware(DomainDispatcherApplication(create_backend_app), self.extensions)
+        app = self.calls.middleware(
+            middleware(DomainDispatcherApplication(create_backend_app), self.extensions)
+        )
         self._server = make_server(
             "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler
         )

@@ -1,0 +1,268 @@
+"""What the sandbox's AWS endpoint was asked, and faults it answers instead, on request.
+
+Every request to the control plane is named as IAM names it (``elasticloadbalancing:ModifyListener``,
+``apigateway:PATCH``) from the request itself: the signing service in the Authorization header,
+then the operation from ``X-Amz-Target``, the ``/service/…/operation/…`` path of the CBOR
+protocol, the query protocols' ``Action``, or, for REST protocols, the method and path matched
+against botocore's own model of the service. Requests whose User-Agent carries ``bgkit-runbook/``
+(bgkit's releases, see bgkit.aws) are logged, so tests can check what a runbook called and that a
+refused release changed nothing; the sandbox's own engines (``bgkit-sandbox/``) are not.
+
+A fault makes the endpoint answer the next `times` requests of one IAM action with an AWS error
+in that service's protocol (throttling, an internal error, access denied...), before moto sees
+them: the client's retry policy and error handling are tested against the real wire format.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+RUNBOOK_AGENT = "bgkit-runbook/"
+# signing name -> (botocore service, IAM prefix) where they differ from the signing name
+_SERVICES = {
+    "elasticloadbalancing": ("elbv2", "elasticloadbalancing"),
+    "monitoring": ("cloudwatch", "cloudwatch"),
+    "execute-api": ("apigateway", "execute-api"),
+}
+_READ = re.compile(r"^(Get|Describe|List|BatchGet|Query|Scan|Search|Lookup)[A-Z]")
+# API operations whose IAM action has another name (Service Authorization Reference)
+_IAM_ACTION = {("lambda", "Invoke"): "InvokeFunction"}
+
+
+@dataclass(frozen=True)
+class Call:
+    at: float
+    action: str  # as IAM names it, e.g. "elasticloadbalancing:ModifyListener"
+    operation: str  # the API operation, e.g. "ModifyListener" (apigateway: "UpdateStage")
+    runbook: str  # from the User-Agent's bgkit-runbook/<name>
+    mutating: bool
+    status: int
+    fault: str = ""  # the injected error code, if the sandbox answered with one
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Fault:
+    action: str
+    code: str
+    status: int = 400
+    times: int = 1
+    message: str = ""
+
+
+class CallLog:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[Call] = []
+        self._faults: list[Fault] = []
+
+    def calls(self, since: int = 0, runbook: str | None = None) -> list[Call]:
+        with self._lock:
+            calls = self._calls[since:]
+        return [c for c in calls if runbook is None or c.runbook == runbook]
+
+    def mark(self) -> int:
+        """A position in the log: calls(since=mark()) are the calls made after it."""
+        with self._lock:
+            return len(self._calls)
+
+    def inject(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, action: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.action == action and fault.times > 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def middleware(self, app: Callable) -> Callable:
+        def dispatch(environ: dict[str, Any], start_response: Callable) -> Any:
+            agent = environ.get("HTTP_USER_AGENT", "")
+            runbook = agent.split(RUNBOOK_AGENT, 1)[1].split()[0] if RUNBOOK_AGENT in agent else ""
+            identified = identify(environ)
+            if identified is None:
+                return app(environ, start_response)
+            operation, iam_action, protocol = identified
+            fault = self._take_fault(iam_action) if runbook else None  # faults meet bgkit only
+            status: list[int] = []
+
+            def capture(line: str, headers: list, exc_info: Any = None) -> Callable:
+                status.append(int(line.split()[0]))
+                return start_response(line, headers, exc_info)
+
+            if fault is not None:
+                result = _fault_response(protocol, fault, capture)
+            else:
+                result = app(environ, capture if runbook else start_response)
+            if runbook:
+                call = Call(
+                    at=time.time(),
+                    action=iam_action,
+                    operation=operation,
+                    runbook=runbook,
+                    mutating=not _READ.match(operation),
+                    status=status[0] if status else 0,
+                    fault=fault.code if fault else "",
+                )
+                with self._lock:
+                    self._calls.append(call)
+            return result
+
+        return dispatch
+
+
+def identify(environ: dict[str, Any]) -> tuple[str, str, str] | None:
+    """(operation, IAM action, protocol) of a request, or None if it is not signed."""
+    match = re.search(
+        r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", "")
+    )
+    if match is None:
+        return None
+    signing = match.group(1)
+    service, prefix = _SERVICES.get(signing, (signing, signing))
+    try:
+        model = _model(service)
+    except Exception:  # a service botocore does not know: log it by its signing name only
+        return "?", f"{prefix}:?", "json"
+    operation = _operation(environ, model)
+    if service == "apigateway":  # API Gateway's management actions are its HTTP methods
+        iam_action = f"apigateway:{environ['REQUEST_METHOD']}"
+    else:
+        iam_action = f"{prefix}:{_IAM_ACTION.get((service, operation), operation)}"
+    # the protocol the client spoke (a service may offer several: CloudWatch CBOR or JSON)
+    if environ.get("HTTP_SMITHY_PROTOCOL"):
+        protocol = "smithy-rpc-v2-cbor"
+    elif environ.get("HTTP_X_AMZ_TARGET"):
+        protocol = "json"
+    else:
+        protocol = model.protocol
+    return operation, iam_action, protocol
+
+
+@functools.cache
+def _model(service: str) -> Any:
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model(service)
+
+
+def _operation(environ: dict[str, Any], model: Any) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    path = environ.get("PATH_INFO", "")
+    rpc = re.match(r"^/service/[^/]+/operation/([^/]+)$", path)
+    if rpc:
+        return rpc.group(1)
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if "Action" in query:
+        return query["Action"][0]
+    if model.protocol in ("query", "ec2"):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
+        form = parse_qs(body.decode("utf-8", "replace"))
+        return form.get("Action", ["?"])[0]
+    return _rest_operation(model, environ["REQUEST_METHOD"], path, query) or "?"
+
+
+def _rest_operation(model: Any, method: str, path: str, query: dict[str, list[str]]) -> str | None:
+    best: tuple[int, str] | None = None
+    for name, regex, needs, literal in _rest_routes(model.service_name):
+        if _methods(model.service_name)[name] != method or not regex.match(path):
+            continue
+        if any(key not in query for key in needs):
+            continue
+        if best is None or literal > best[0]:
+            best = (literal, name)
+    return best[1] if best else None
+
+
+@functools.cache
+def _methods(service: str) -> dict[str, str]:
+    model = _model(service)
+    return {n: model.operation_model(n).http["method"] for n in model.operation_names}
+
+
+@functools.cache
+def _rest_routes(service: str) -> list[tuple[str, re.Pattern, list[str], int]]:
+    model = _model(service)
+    routes = []
+    for name in model.operation_names:
+        uri = model.operation_model(name).http["requestUri"]
+        path, _, fixed_query = uri.partition("?")
+        pattern = ""
+        for part in re.split(r"(\{[^}]+\})", path):
+            if part.startswith("{"):
+                pattern += ".+" if part.endswith("+}") else "[^/]+"
+            else:
+                pattern += re.escape(part)
+        needs = [q.split("=")[0] for q in fixed_query.split("&") if q]
+        literal = len(re.sub(r"\{[^}]+\}", "", path))
+        routes.append((name, re.compile(f"^{pattern.rstrip('/')}/?$"), needs, literal))
+    return routes
+
+
+def _fault_response(protocol: str, fault: Fault, start_response: Callable) -> list[bytes]:
+    message = fault.message or f"injected by the bgkit sandbox: {fault.code}"
+    reason = "Error"
+    if protocol == "json":
+        headers = [("Content-Type", "application/x-amz-json-1.1")]
+        body = json.dumps({"__type": fault.code, "message": message}).encode()
+    elif protocol == "rest-json":
+        headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", fault.code)]
+        body = json.dumps({"message": message}).encode()
+    elif protocol == "smithy-rpc-v2-cbor":
+        headers = [("Content-Type", "application/cbor"), ("smithy-protocol", "rpc-v2-cbor")]
+        body = _cbor_map({"__type": fault.code, "message": message})
+    elif protocol == "ec2":
+        headers = [("Content-Type", "text/xml")]
+        body = (
+            f"<Response><Errors><Error><Code>{fault.code}</Code><Message>{message}</Message>"
+            "</Error></Errors><RequestID>bgkit-sandbox-fault</RequestID></Response>"
+        ).encode()
+    else:  # query, rest-xml
+        headers = [("Content-Type", "text/xml")]
+        kind = "Receiver" if fault.status >= 500 else "Sender"
+        body = (
+            f"<ErrorResponse><Error><Type>{kind}</Type><Code>{fault.code}</Code>"
+            f"<Message>{message}</Message></Error><RequestId>bgkit-sandbox-fault</RequestId>"
+            "</ErrorResponse>"
+        ).encode()
+    start_response(f"{fault.status} {reason}", [*headers, ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _cbor_map(values: dict[str, str]) -> bytes:
+    """A CBOR map of text to text (RFC 8949), enough for an rpc-v2-cbor error body."""
+
+    def text(value: str) -> bytes:
+        data = value.encode()
+        n = len(data)
+        if n < 24:
+            head = bytes([0x60 | n])
+        elif n < 0x100:
+            head = bytes([0x78, n])
+        else:
+            head = bytes([0x79]) + n.to_bytes(2, "big")
+        return head + data
+
+    return bytes([0xA0 | len(values)]) + b"".join(text(k) + text(v) for k, v in values.items())
