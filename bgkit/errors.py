@@ -6,6 +6,8 @@
     ├── TrafficError          AWS refused or did not apply a traffic change
     │   ├── DeploymentStopped the service stopped green's deployment itself; blue serves
     │   └── RollbackFailed    traffic could not be returned to blue; carries where it is now
+    ├── AwsRefused            AWS refused a call outright (access denied, invalid request): not
+    │                         retried; names the IAM action and the resource (also a ClientError)
     └── SandboxError          the embedded sandbox could not start or provision a scenario
 
 Every error carries the state that explains it, so its message alone tells an engineer
@@ -15,6 +17,9 @@ at 2 pm what happened and what to do next.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
 
 
 class BgkitError(Exception):
@@ -56,6 +61,55 @@ class RollbackFailed(TrafficError):
     """Traffic could not be returned to blue. The message says where it is and how to resume."""
 
 
+class AwsRefused(BgkitError, ClientError):
+    """AWS refused a call in a way no retry can change: the caller may not do it (access
+    denied) or the request is invalid (validation). Raised at once by bgkit's clients (see
+    bgkit.aws), after no retry; throttling and server errors are retried there instead.
+
+    It is also botocore's ClientError, with the same `response` and `operation_name`, so code
+    that tests ``error.response["Error"]["Code"]`` keeps working. `action` is the IAM action
+    (``elasticloadbalancing:ModifyListener``), `resource` the identifiers the request named
+    (``ListenerArn=arn:aws:...``, "" if none), `kind` "access denied" or "invalid request".
+    """
+
+    def __init__(
+        self,
+        response: dict[str, Any],
+        operation_name: str,
+        *,
+        action: str,
+        resource: str = "",
+        kind: str,
+    ) -> None:
+        ClientError.__init__(self, response, operation_name)
+        self.action = action
+        self.resource = resource
+        self.kind = kind
+        error = response.get("Error", {})
+        self.code = str(error.get("Code", "Unknown"))
+        # the operation too where IAM names it otherwise (apigateway:PATCH is UpdateStage)
+        what = action if action.endswith(f":{operation_name}") else f"{action} ({operation_name})"
+        what += f" on {resource}" if resource else ""
+        verb = "denied" if kind == "access denied" else "rejected"
+        advice = (
+            f"; the identity running the release needs permission for {action}"
+            if kind == "access denied"
+            else ""
+        )
+        message = _short(str(error.get("Message") or ""), 500, quote=False)
+        retries = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+        retried = f"after {retries} retries" if retries else "not retried"
+        self.args = (f"AWS {verb} {what}: {self.code}: {message} ({retried}{advice})",)
+
+    def __reduce__(self) -> Any:
+        # ClientError pickles as a plain ClientError; keep the type and the explanation.
+        return _refused, (self.response, self.operation_name, self.action, self.resource, self.kind)
+
+
+def _refused(response: dict, operation: str, action: str, resource: str, kind: str) -> AwsRefused:
+    return AwsRefused(response, operation, action=action, resource=resource, kind=kind)
+
+
 class SandboxError(BgkitError):
     """The embedded sandbox could not start or provision what a runbook needs."""
 
@@ -64,6 +118,6 @@ def _fmt(split: Mapping[str, int]) -> str:
     return ", ".join(f"{colour} {percent}%" for colour, percent in split.items())
 
 
-def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
+def _short(value: object, limit: int = 80, *, quote: bool = True) -> str:
+    text = repr(value) if quote else str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

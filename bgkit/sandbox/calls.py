@@ -60,6 +60,24 @@ class Fault:
     times: int = 1
     message: str = ""
 
+    def __post_init__(self) -> None:
+        # Checked here, not while answering a request: a bad fault is refused when injected
+        # (the admin API answers 400), instead of breaking the endpoint under a release.
+        if ":" not in self.action or not self.code:
+            raise ValueError(
+                f"a fault needs an IAM action (service:Operation) and an error code: {self}"
+            )
+        if (
+            isinstance(self.status, bool)
+            or not isinstance(self.status, int)
+            or not 400 <= self.status <= 599
+        ):
+            raise ValueError(
+                f"a fault's status is an HTTP error status (400-599), got {self.status!r}"
+            )
+        if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
+            raise ValueError(f"a fault answers at least one call (times >= 1), got {self.times!r}")
+
 
 class CallLog:
     def __init__(self) -> None:
@@ -90,6 +108,8 @@ class CallLog:
             for fault in self._faults:
                 if fault.action == action and fault.times > 0:
                     fault.times -= 1
+                    if fault.times == 0:  # spent: a long-lived sandbox keeps no dead faults
+                        self._faults.remove(fault)
                     return fault
         return None
 
@@ -147,11 +167,13 @@ def identify(environ: dict[str, Any]) -> tuple[str, str, str] | None:
         iam_action = f"apigateway:{environ['REQUEST_METHOD']}"
     else:
         iam_action = f"{prefix}:{_IAM_ACTION.get((service, operation), operation)}"
-    # the protocol the client spoke (a service may offer several: CloudWatch CBOR or JSON)
+    # the protocol the client spoke (a service may offer several: CloudWatch CBOR, JSON, query)
     if environ.get("HTTP_SMITHY_PROTOCOL"):
         protocol = "smithy-rpc-v2-cbor"
     elif environ.get("HTTP_X_AMZ_TARGET"):
         protocol = "json"
+    elif _form_encoded(environ):
+        protocol = "ec2" if model.protocol == "ec2" else "query"
     else:
         protocol = model.protocol
     return operation, iam_action, protocol
@@ -175,13 +197,20 @@ def _operation(environ: dict[str, Any], model: Any) -> str:
     query = parse_qs(environ.get("QUERY_STRING", ""))
     if "Action" in query:
         return query["Action"][0]
-    if model.protocol in ("query", "ec2"):
+    if model.protocol in ("query", "ec2") or _form_encoded(environ):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
         form = parse_qs(body.decode("utf-8", "replace"))
         return form.get("Action", ["?"])[0]
     return _rest_operation(model, environ["REQUEST_METHOD"], path, query) or "?"
+
+
+def _form_encoded(environ: dict[str, Any]) -> bool:
+    """A query-protocol request (its Action in a form body), whatever the service's model
+    prefers: without this, a service modelled as CBOR would match it against REST routes."""
+    content_type = environ.get("CONTENT_TYPE", "")
+    return content_type.startswith("application/x-www-form-urlencoded")
 
 
 def _rest_operation(model: Any, method: str, path: str, query: dict[str, list[str]]) -> str | None:
@@ -261,8 +290,10 @@ def _cbor_map(values: dict[str, str]) -> bytes:
             head = bytes([0x60 | n])
         elif n < 0x100:
             head = bytes([0x78, n])
-        else:
+        elif n < 0x10000:
             head = bytes([0x79]) + n.to_bytes(2, "big")
+        else:
+            head = bytes([0x7A]) + n.to_bytes(4, "big")
         return head + data
 
     return bytes([0xA0 | len(values)]) + b"".join(text(k) + text(v) for k, v in values.items())
