@@ -8,6 +8,16 @@ papermill loads this module through the `papermill.engine` entry point when it s
 the module then also makes this engine papermill's default, so that a plain
 `papermill runbooks/<name>.ipynb out.ipynb` records `metadata["bgkit"]` too. For any other
 notebook it is exactly nbclient's engine, with the kernel reached over IPC.
+
+Secrets (bgkit.params.is_secret) reach the kernel only through its environment: jupyter_client
+starts the kernel with a copy of this process's environment (IpcKernelManager passes no `env`),
+so BGKIT_SECRET_<NAME> set by `bgkit run --secret` or by the caller is there for
+`validate_parameters` to read. Two safety nets keep a value out of the executed notebook:
+a secret given as a notebook parameter (`papermill -p smoke_token ...`) is replaced by
+`***redacted***` in the injected-parameters cell and in metadata.papermill before the notebook is
+first written (the kernel then refuses it); and every value of a BGKIT_SECRET_* variable (8
+characters or more) is replaced in the whole notebook, outputs and metadata, each time it is
+saved.
 """
 
 from __future__ import annotations
@@ -21,7 +31,11 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.utils import run_sync
 from papermill.engines import NBClientEngine
 
+from .params import REDACTED, SECRET_ENV_PREFIX, is_secret
 from .record import RECORD_MIME, from_notebook
+
+# Shorter values are not searched for: replacing every "1234" would garble the record's numbers.
+MIN_SCRUBBED_LENGTH = 8
 
 
 class IpcKernelManager(AsyncKernelManager):
@@ -47,13 +61,77 @@ class IpcKernelManager(AsyncKernelManager):
 
 class BgkitEngine(NBClientEngine):
     @classmethod
-    def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):  # type: ignore[no-untyped-def]
+    def execute_notebook(cls, nb, kernel_name, **kwargs):  # type: ignore[no-untyped-def]
+        # Before papermill's first save of the output notebook.
+        given = redact_secret_parameters(nb, kernel_name)
+        return super().execute_notebook(nb, kernel_name, secret_values=given, **kwargs)
+
+    @classmethod
+    def execute_managed_notebook(  # type: ignore[no-untyped-def]
+        cls, nb_man, kernel_name, secret_values=(), **kwargs
+    ):
         if os.name == "posix":
             kwargs.setdefault("kernel_manager_class", IpcKernelManager)
+        values = [*secret_values, *environment_secrets()]
+        save = nb_man.save
+
+        def save_scrubbed(**save_kwargs):  # type: ignore[no-untyped-def]
+            scrub(nb_man.nb, values)
+            return save(**save_kwargs)
+
+        nb_man.save = save_scrubbed  # every save: per cell, autosave, and at the end
         try:
             return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
         finally:
             attach_record(nb_man.nb)
+            scrub(nb_man.nb, values)
+
+
+def redact_secret_parameters(nb, kernel_name: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Replace secret parameters papermill injected (cell and metadata) by REDACTED.
+
+    Returns the values replaced, so that they are searched for in the outputs too.
+    """
+    parameters = dict(nb.metadata.get("papermill", {}).get("parameters") or {})
+    given = {name: value for name, value in parameters.items() if is_secret(name) and value != ""}
+    if not given:
+        return []
+    from papermill.translators import translate_parameters
+    from papermill.utils import nb_language
+
+    language = nb_language(nb)
+    parameters.update(dict.fromkeys(given, REDACTED))
+    nb.metadata.papermill["parameters"] = parameters
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.source = translate_parameters(kernel_name, language, parameters, "Parameters")
+    return [str(value) for value in given.values()]
+
+
+def environment_secrets() -> list[str]:
+    """The values of this process's BGKIT_SECRET_* variables (the kernel inherits them)."""
+    return [v for k, v in os.environ.items() if k.startswith(SECRET_ENV_PREFIX)]
+
+
+def scrub(node: Any, values: list[str]) -> Any:
+    """Replace each of `values` (long enough to be one) by REDACTED in every string of `node`."""
+    values = sorted({v for v in values if len(v) >= MIN_SCRUBBED_LENGTH}, key=len, reverse=True)
+    return _scrub(node, values) if values and isinstance(node, dict | list) else node
+
+
+def _scrub(node: Any, values: list[str]) -> Any:
+    """Scrub, in place, the strings inside the dicts and lists of `node`."""
+    pairs = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, item in list(pairs):
+        if isinstance(item, str):
+            cleaned = item
+            for value in values:
+                cleaned = cleaned.replace(value, REDACTED)
+            if cleaned != item:
+                node[key] = cleaned
+        elif isinstance(item, dict | list):
+            _scrub(item, values)
+    return node
 
 
 def attach_record(nb) -> bool:  # type: ignore[no-untyped-def]
@@ -74,4 +152,11 @@ def _become_default() -> None:
 
 _become_default()
 
-__all__ = ["RECORD_MIME", "BgkitEngine", "IpcKernelManager", "attach_record"]
+__all__ = [
+    "RECORD_MIME",
+    "BgkitEngine",
+    "IpcKernelManager",
+    "attach_record",
+    "redact_secret_parameters",
+    "scrub",
+]

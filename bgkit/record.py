@@ -16,6 +16,8 @@ from typing import Any
 
 import nbformat
 
+from .params import redact
+
 RECORD_MIME = "application/vnd.bgkit.record+json"
 OUTCOMES = ("promoted", "rolled_back", "failed")
 
@@ -63,7 +65,8 @@ class Record:
             "duration_seconds": self.duration_seconds,
             "operator": self.operator,
             "plan": self.plan,
-            "parameters": self.parameters,
+            # redacted again here: a Record built from raw parameters still hides its secrets
+            "parameters": redact(self.parameters),
             "final_split": self.final_split,
             "final_state": self.final_state,
             "smoke": self.smoke,
