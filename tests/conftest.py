@@ -139,3 +139,66 @@ def no_leaked_threads():
             return
         threading.Event().wait(0.1)
     pytest.fail(f"threads left running: {[t.name for t in extra]}")
+
+
+# -- least privilege: the IAM policy of a runbook against what its releases called -----------
+
+
+class RunbookCalls:
+    """What the releases of one test module asked the sandbox (bgkit.sandbox.calls), and the
+    outcomes of the runbooks the module ran through papermill (their records, under basetemp)."""
+
+    def __init__(self, sandbox: Sandbox, notebooks: Path) -> None:
+        self._log = sandbox.calls
+        self._since = self._log.mark()
+        self._notebooks = notebooks
+        self._before = set(notebooks.rglob("*.ipynb"))
+
+    def actions(self, runbook: str) -> set[str]:
+        return {c.action for c in self._log.calls(since=self._since, runbook=runbook)}
+
+    def outcomes(self, runbook: str) -> set[str]:
+        from bgkit.record import load
+
+        records = (load(p) for p in set(self._notebooks.rglob("*.ipynb")) - self._before)
+        return {r.get("outcome") for r in records if r and r.get("runbook") == runbook}
+
+    def assert_least_privilege(self, runbook: str) -> None:
+        """`bgkit iam-policy <runbook>` allows exactly what the module's releases called:
+        nothing they called is missing, nothing they never called is allowed. A promotion and a
+        rollback must be among the module's runs, so that both ends of a release are in the log."""
+        from bgkit import iam, patterns
+
+        outcomes = self.outcomes(runbook)
+        if not {"promoted", "rolled_back"} <= outcomes:
+            pytest.fail(
+                f"the module's {runbook} runs ended {sorted(outcomes) or 'nowhere'}: the IAM "
+                "check needs a promotion and a rollback among them; run the whole module (no -k, "
+                "no single test) for it"
+            )
+        allowed, called = set(iam.called_actions(runbook)), self.actions(runbook)
+        pattern = patterns.get(runbook)
+        where = f"{pattern.__qualname__}.iam_actions ({pattern.__module__}) or bgkit.iam"
+        assert allowed == called, (
+            f"{runbook}: called but not allowed (declare them in {where}): "
+            f"{sorted(called - allowed)}; allowed but never called in these runs (remove them, "
+            f"or make a test exercise them): {sorted(allowed - called)}"
+        )
+
+
+@pytest.fixture(scope="module")
+def iam_calls(sandbox, tmp_path_factory) -> RunbookCalls:
+    return RunbookCalls(sandbox, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _iam_calls_from_the_modules_first_test(request):
+    """A module-scoped fixture starts with the first test that asks for it; a module's
+    least-privilege test is its last, so the call log is marked here, before its first test."""
+    module = request.module
+    if any(
+        "iam_calls" in item.fixturenames
+        for item in request.session.items
+        if getattr(item, "module", None) is module
+    ):
+        request.getfixturevalue("iam_calls")

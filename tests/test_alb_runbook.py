@@ -206,3 +206,8 @@ def test_missing_listener_is_refused_in_preflight_naming_it(sandbox, aws_env_on_
         and "does not exist" in run.error.evalue
     )
     assert control_plane_state(sandbox) == before
+
+
+def test_bgkit_iam_policy_allows_exactly_what_this_modules_releases_called(iam_calls):
+    # Last in the module: its runs above (a promotion and a rollback among them) are the truth.
+    iam_calls.assert_least_privilege("alb_weighted")

@@ -431,3 +431,8 @@ def test_bad_parameters_are_refused_before_any_change(
 ):
     run = run_runbook(tmp_path, "apigw_canary", **parameters, **FAST)
     assert_refused(run, error, name, step="deploy")
+
+
+def test_bgkit_iam_policy_allows_exactly_what_this_modules_releases_called(iam_calls):
+    # Last in the module: its runs above (a promotion and a rollback among them) are the truth.
+    iam_calls.assert_least_privilege("apigw_canary")

@@ -144,3 +144,8 @@ def test_a_rollback_after_blues_tag_moved_redeploys_blue_by_digest(shared_sandbo
         shared_sandbox.release_scenario(scenario.id)
         # v1 back where the other scenarios of this sandbox expect it
         assert push_images(shared_sandbox.session(), ("v1",))["v1"] == blue_digest
+
+
+def test_bgkit_iam_policy_allows_exactly_what_this_modules_releases_called(iam_calls):
+    # Last in the module: its runs above (a promotion and a rollback among them) are the truth.
+    iam_calls.assert_least_privilege("app_runner")

@@ -298,3 +298,8 @@ def _another_group(sandbox, p) -> str:
         DesiredCapacity=0, VPCZoneIdentifier=blue["VPCZoneIdentifier"],
     )  # fmt: skip
     return name
+
+
+def test_bgkit_iam_policy_allows_exactly_what_this_modules_releases_called(iam_calls):
+    # Last in the module: its runs above (a promotion and a rollback among them) are the truth.
+    iam_calls.assert_least_privilege("asg_swap")

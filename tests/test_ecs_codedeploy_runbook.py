@@ -165,3 +165,8 @@ def test_an_alarm_that_stops_codedeploy_is_recorded_as_the_reason(shared_sandbox
         assert release.pattern.read_split() == {"blue": 100, "green": 0}
     finally:
         shared_sandbox.release_scenario(scenario.id)
+
+
+def test_bgkit_iam_policy_allows_exactly_what_this_modules_releases_called(iam_calls):
+    # Last in the module: its runs above (a promotion and a rollback among them) are the truth.
+    iam_calls.assert_least_privilege("ecs_codedeploy")

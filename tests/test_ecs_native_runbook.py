@@ -158,3 +158,8 @@ def test_service_without_a_pause_hook_is_refused(shared_sandbox):
         assert release.mutated is False
     finally:
         shared_sandbox.release_scenario(scenario.id)
+
+
+def test_bgkit_iam_policy_allows_exactly_what_this_modules_releases_called(iam_calls):
+    # Last in the module: its runs above (a promotion and a rollback among them) are the truth.
+    iam_calls.assert_least_privilege("ecs_native")

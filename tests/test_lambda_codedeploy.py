@@ -306,3 +306,8 @@ def test_stop_with_rollback_points_the_alias_back(function):
     assert (
         alias["FunctionVersion"] == "1" and not alias["RoutingConfig"]["AdditionalVersionWeights"]
     )
+
+
+def test_bgkit_iam_policy_allows_exactly_what_this_modules_releases_called(iam_calls):
+    # Last in the module: its runs above (a promotion and a rollback among them) are the truth.
+    iam_calls.assert_least_privilege("lambda_codedeploy")

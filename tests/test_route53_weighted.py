@@ -246,3 +246,8 @@ def test_the_release_waits_for_the_change_to_be_insync_before_the_ttl():
     release._await_applied()
     assert pattern._route53.asked == 3
     assert release.clock.slept == [1.0, 1.0]
+
+
+def test_bgkit_iam_policy_allows_exactly_what_this_modules_releases_called(iam_calls):
+    # Last in the module: its runs above (a promotion and a rollback among them) are the truth.
+    iam_calls.assert_least_privilege("route53_weighted")
