@@ -1,7 +1,8 @@
 """The `bgkit` command.
 
-    bgkit run <runbook name or path> [-p NAME VALUE]... [--output PATH]
+    bgkit run <runbook name or path> [-p NAME VALUE]... [-s SECRET_NAME]... [--output PATH]
     bgkit runbooks
+    bgkit iam-policy <runbook name> [--lock-table TABLE]
 
 `run` exits 0 when the release was promoted, 3 when it was rolled back, 4 when it failed,
 and 2 when the command line itself is wrong (nothing was run).
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import patterns
-from .params import default_release_id
+from .params import RELEASE_ID, default_release_id
 
 EXIT_PROMOTED, EXIT_USAGE, EXIT_ROLLED_BACK, EXIT_FAILED = 0, 2, 3, 4
 _EXIT = {"promoted": EXIT_PROMOTED, "rolled_back": EXIT_ROLLED_BACK, "failed": EXIT_FAILED}
@@ -88,15 +89,67 @@ def output_path(runbook: str, release: str, folder: Path, now: datetime | None =
     return path
 
 
+def read_secrets(path: Path, names: list[str]) -> dict[str, str]:
+    """--secret NAME: BGKIT_SECRET_<NAME> if set, else a prompt on the terminal (no echo).
+
+    Returns the environment variables to set for the run. Says on stderr where each secret of the
+    runbook comes from, never what it is.
+    """
+    import getpass
+    import os
+
+    from .params import is_secret, secret_env
+
+    declared = notebook_parameters(path)
+    for name in names:
+        if name not in declared:
+            raise UsageError(f"--secret {name}: {path.stem} has no parameter {name!r}")
+        if not is_secret(name):
+            raise UsageError(
+                f"--secret {name}: not a secret parameter (a secret's name says so: token, "
+                "secret, password, passwd, webhook, api_key or credential); use -p"
+            )
+    found: dict[str, str] = {}
+    for name in (n for n in declared if is_secret(n)):
+        variable = secret_env(name)
+        if os.environ.get(variable):
+            print(f"bgkit: {name} from {variable}", file=sys.stderr)
+        elif name in names:
+            if not sys.stdin.isatty():
+                raise UsageError(f"--secret {name}: set {variable} (no terminal to prompt on)")
+            value = getpass.getpass(f"{name} (not echoed): ")
+            if not value:
+                raise UsageError(f"--secret {name}: nothing was entered")
+            found[variable] = value
+            print(f"bgkit: {name} from the prompt", file=sys.stderr)
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
+    import os
+
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from .params import is_secret, secret_env
     from .record import load
 
     path = runbook_path(args.runbook)
+    for name, _ in args.parameter:
+        if is_secret(name):
+            raise UsageError(
+                f"-p {name}: {name} is a secret, and papermill writes -p values into the "
+                f"executed notebook; use --secret {name} (it prompts, or reads {secret_env(name)})"
+            )
+    # Secrets reach the kernel only through its environment, which it inherits from this process.
+    secrets = read_secrets(path, args.secret)
     parameters = coerce_parameters(path, args.parameter)
     parameters.setdefault("release", default_release_id())
+    if not RELEASE_ID.fullmatch(str(parameters["release"])):  # it names the output file
+        raise UsageError(
+            f"-p release: must be 1-64 characters: letters, digits, '.', '_' or '-', starting "
+            f"with a letter or digit, got {str(parameters['release'])[:80]!r}"
+        )
     out = (
         Path(args.output)
         if args.output
@@ -107,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"bgkit: running {path.stem} release {parameters['release']} -> {out}", file=sys.stderr)
     error = None
+    os.environ.update(secrets)
     try:
         papermill.execute_notebook(
             str(path),
@@ -119,6 +173,9 @@ def run(args: argparse.Namespace) -> int:
         )
     except PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}"
+    finally:
+        for variable in secrets:
+            os.environ.pop(variable, None)
     record = load(out) or {}
     outcome = record.get("outcome") or "failed"
     print(f"outcome: {outcome}")
@@ -143,6 +200,26 @@ def list_runbooks(args: argparse.Namespace) -> int:
             print(
                 f"    {pname} ({spec['inferred_type_name']}, default {spec['default']}): {spec['help']}"
             )
+    return 0
+
+
+def iam_policy(args: argparse.Namespace) -> int:
+    """`bgkit iam-policy <runbook>`: the IAM policy document its releases need (bgkit.iam)."""
+    import json
+
+    from . import iam
+
+    try:
+        table = iam.DEFAULT_LOCK_TABLE if args.lock_table is None else args.lock_table
+        document = iam.policy(args.runbook, lock_table=table)
+    except KeyError:
+        known = ", ".join(patterns.names())
+        raise UsageError(
+            f"iam-policy: no runbook named {args.runbook!r}; known runbooks: {known}"
+        ) from None
+    except ValueError as error:
+        raise UsageError(f"--lock-table: {error}") from None
+    print(json.dumps(document, indent=2))
     return 0
 
 
@@ -187,6 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
     )
+    run_parser.add_argument(
+        "-s",
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a secret parameter (such as smoke_token): read from BGKIT_SECRET_<NAME>, or asked "
+        "for without echo; never written to the executed notebook",
+    )
     run_parser.add_argument("--output", help="executed notebook path (default: outputs/<date>/...)")
     run_parser.add_argument(
         "--log-output", action="store_true", help="stream cell output to the terminal"
@@ -201,6 +287,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     sandbox_parser.add_argument("action", choices=("up", "down", "status"))
     sandbox_parser.set_defaults(handler=sandbox_command)
+    iam_parser = commands.add_parser(
+        "iam-policy", help="print the IAM policy document a runbook's releases need"
+    )
+    iam_parser.add_argument("runbook", help="runbook name (e.g. alb_weighted)")
+    iam_parser.add_argument(
+        "--lock-table",
+        metavar="TABLE",
+        help='the runbook\'s lock_table parameter (default bgkit-locks, as in the runbooks; "" '
+        "for no lock)",
+    )
+    iam_parser.set_defaults(handler=iam_policy)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

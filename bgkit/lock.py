@@ -5,7 +5,12 @@ The item's key is the target (a listener, a stage, a deployment group...: the pa
 who holds it, since when, and until when the lease runs; a thread renews the lease while the
 release runs. A second release fails at once, naming the holder. A lease that ran out (its
 holder was killed, or lost its network) is taken over with a write conditioned on the very
-item that was read, so two newcomers cannot both take it; the takeover is recorded.
+item that was read, so two newcomers cannot both take it; the takeover is recorded. A holder
+on this machine whose process is gone (a killed kernel) is stale at once.
+
+The item also keeps the release's in-flight state (`save`: its phase, step, what it changed),
+written before each change. A release that dies leaves it behind; the next release of the
+target finds it (`interrupted`) and rolls it back or resumes it (bgkit.release).
 
 Create the table once per account and region (the sandbox creates it itself):
 
@@ -16,6 +21,7 @@ Create the table once per account and region (the sandbox creates it itself):
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -60,19 +66,59 @@ class ReleaseLock:
         self._keeper: threading.Thread | None = None
         self.lost: str | None = None  # why a renewal failed, if one did
 
-    def acquire(self) -> str | None:
+    def interrupted(self) -> dict[str, Any] | None:
+        """Read-only: the state an earlier release of this target left in its lock item when it
+        died after changing something (see `save`), or None. Raises PreflightError, naming
+        the holder, while the lock is held by a live release."""
+        current = self._read()
+        self._check_free(current)
+        if current is None or "state" not in current:
+            return None
+        state = json.loads(current["state"]["S"])
+        if not state.get("mutated"):
+            return None
+        return {
+            **state,
+            "release": current["release"]["S"],
+            "operator": current["operator"]["S"],
+            "holder": current["holder"]["S"],
+            "since": _iso(current["acquired_at"]["N"]),
+        }
+
+    def _check_free(self, current: dict[str, Any] | None) -> None:
+        if current is None or not self._alive(current):
+            return
+        raise PreflightError(
+            f"{self.target} is locked by release {current['release']['S']} of "
+            f"{current['operator']['S']} on {current['holder']['S']} since "
+            f"{_iso(current['acquired_at']['N'])} (lease until "
+            f"{_iso(current['lease_until']['N'])}): one release per target; wait for it, "
+            f"or roll it back (lock table {self.table})"
+        )
+
+    def _alive(self, item: dict[str, Any]) -> bool:
+        """A holder is alive while its lease runs, unless it ran on this machine and its
+        process is gone (a killed kernel: no need to wait for the lease)."""
+        if float(item["lease_until"]["N"]) <= self._now():
+            return False
+        host, _, pid = item["holder"]["S"].rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's live process
+            return True
+        return True
+
+    def acquire(self, state: dict[str, Any] | None = None) -> str | None:
         """Take the lock, or raise PreflightError naming its holder. Returns a note when a
-        stale lock was taken over (what it said), else None."""
+        stale lock was taken over (what it said), else None. `state` is the release's
+        in-flight state to start with (an interrupted release's, when this one takes it on)."""
         current = self._read()
         now = self._now()
-        if current is not None and float(current["lease_until"]["N"]) > now:
-            raise PreflightError(
-                f"{self.target} is locked by release {current['release']['S']} of "
-                f"{current['operator']['S']} on {current['holder']['S']} since "
-                f"{_iso(current['acquired_at']['N'])} (lease until "
-                f"{_iso(current['lease_until']['N'])}): one release per target; wait for it, "
-                f"or roll it back (lock table {self.table})"
-            )
+        self._check_free(current)
         item = {
             "target": {"S": self.target},
             "release": {"S": self.release},
@@ -81,6 +127,8 @@ class ReleaseLock:
             "acquired_at": {"N": f"{now:.3f}"},
             "lease_until": {"N": f"{now + self.lease_seconds:.3f}"},
         }
+        if state:
+            item["state"] = {"S": json.dumps(state, sort_keys=True)}
         if current is None:
             condition = {"ConditionExpression": "attribute_not_exists(#t)"}
             names = {"#t": "target"}
@@ -108,12 +156,46 @@ class ReleaseLock:
         self._start_keeper()
         if current is None:
             return None
+        why = (
+            f"its lease ran out at {_iso(current['lease_until']['N'])}"
+            if float(current["lease_until"]["N"]) <= now
+            else f"its process {current['holder']['S']} is gone"
+        )
         return (
             f"took over the stale lock of release {current['release']['S']} "
             f"({current['operator']['S']} on {current['holder']['S']}, since "
-            f"{_iso(current['acquired_at']['N'])}; its lease ran out at "
-            f"{_iso(current['lease_until']['N'])})"
+            f"{_iso(current['acquired_at']['N'])}; {why})"
         )
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Keep the release's in-flight state in the lock item (in AWS, not on this machine),
+        so that the next release of the target can undo or resume it if this one dies."""
+        self._dynamodb.update_item(
+            TableName=self.table,
+            Key={"target": {"S": self.target}},
+            UpdateExpression="SET #s = :s",
+            **self._ours({":s": {"S": json.dumps(state, sort_keys=True)}}, {"#s": "state"}),
+        )
+
+    def abandon(self) -> None:
+        """Give the lock up but keep its state: the release failed and traffic may not be
+        where it should; the lease ends now, so the next release takes it on at once."""
+        self._stop.set()
+        if self._keeper is not None:
+            self._keeper.join(timeout=10)
+        if not self.held:
+            return
+        self.held = False
+        try:
+            self._dynamodb.update_item(
+                TableName=self.table,
+                Key={"target": {"S": self.target}},
+                UpdateExpression="SET lease_until = :l",
+                **self._ours({":l": {"N": f"{self._now():.3f}"}}),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise  # (taken over meanwhile: the state is the newcomer's now)
 
     def renew(self) -> None:
         """Extend the lease; only while this release holds it."""
@@ -144,11 +226,13 @@ class ReleaseLock:
             raise
         return True
 
-    def _ours(self, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _ours(
+        self, values: dict[str, Any] | None = None, names: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """The condition of a write that only this release's lock may take."""
         return {
             "ConditionExpression": "#r = :r AND holder = :h",
-            "ExpressionAttributeNames": {"#r": "release"},
+            "ExpressionAttributeNames": {"#r": "release", **(names or {})},
             "ExpressionAttributeValues": {
                 ":r": {"S": self.release},
                 ":h": {"S": self.holder},

@@ -6,9 +6,10 @@ Every refusal is a `ParameterError` that names the parameter and what is allowed
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,18 +18,31 @@ from . import plans
 from .errors import ParameterError
 
 TARGETS = ("sandbox", "aws")
+# What a release does when it finds that an earlier release of its target died mid-way (its lock
+# item, with the step it had reached, is still there): put blue back, or carry on with it.
+INTERRUPTED = ("rollback", "resume")
 METRIC_PERIODS = (1, 5, 10, 20, 30, 60)  # CloudWatch high-resolution periods, and one minute
 # target -> (metric period, metric lag) when the parameters say 0: the sandbox publishes every
 # second; AWS publishes ALB and Lambda metrics per minute, a few minutes late.
 AUTO_METRICS = {"sandbox": (1, 1.5), "aws": (60, 180.0)}
-_RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+# Identifiers are checked with fullmatch (a `$` also matches before a trailing newline) and as
+# ASCII (`\d` alone also matches other scripts' digits, such as "١٢٣").
+RELEASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+_TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}", re.ASCII)
+_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d", re.ASCII)
+_EXPLICIT_PLAN = re.compile(r"[0-9]+( *, *[0-9]+)*", re.ASCII)
+_URL_TEXT = re.compile(r"[\x21-\x7e]+", re.ASCII)  # printable ASCII: no space, control or other
+# A parameter is a secret by its name; that is the one definition (bgkit run, the engine, the
+# record, ReleaseParams' repr and the refusals all ask is_secret). Its value comes only from the
+# environment variable secret_env(name), never from the notebook: papermill writes every notebook
+# parameter into the executed notebook (the injected-parameters cell and metadata.papermill).
 _SECRET_NAME = re.compile(r"(token|secret|password|passwd|webhook|api_?key|credential)", re.I)
+SECRET_ENV_PREFIX = "BGKIT_SECRET_"
+_HEADER_VALUE = re.compile(r"[!-~]*", re.ASCII)
 REDACTED = "***redacted***"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # __repr__ below redacts secrets
 class ReleaseParams:
     runbook: str
     target: str = "sandbox"
@@ -40,6 +54,7 @@ class ReleaseParams:
     bake_seconds: float = 5.0
     smoke_url: str = ""
     smoke_requests: int = 10
+    smoke_token: str = ""  # a secret: sent as "Authorization: Bearer <token>" by the smoke test
     min_requests: int = 20
     judge_alpha: float = 0.01
     slow_margin_ms: float = 10.0
@@ -48,6 +63,7 @@ class ReleaseParams:
     p99_slo_ms: float = 0.0
     lock_table: str = "bgkit-locks"
     lock_lease_seconds: float = 60.0
+    on_interrupted: str = "rollback"  # a release of this target that died mid-way: see INTERRUPTED
     max_holds: int = 3
     metric_period_seconds: int = 0  # 0: the target's resolution (see AUTO_METRICS)
     metric_lag_seconds: float = 0.0  # 0: the target's typical delay (see AUTO_METRICS)
@@ -76,9 +92,55 @@ class ReleaseParams:
         values.update(values.pop("resources"))
         return redact(values)
 
+    def __repr__(self) -> str:
+        shown = redact({f.name: getattr(self, f.name) for f in fields(self)})
+        shown["resources"] = redact(self.resources)
+        return f"ReleaseParams({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+def is_secret(name: str) -> bool:
+    """A parameter whose name says it holds a secret (token, password, webhook URL, ...)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def secret_env(name: str) -> str:
+    """The environment variable that carries secret parameter `name`: BGKIT_SECRET_<NAME>."""
+    return SECRET_ENV_PREFIX + name.upper()
+
 
 def redact(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (REDACTED if _SECRET_NAME.search(k) and v else v) for k, v in values.items()}
+    return {k: (REDACTED if is_secret(k) and v else v) for k, v in values.items()}
+
+
+def secret_from_environment(name: str, given: Any, environ: Mapping[str, str] | None = None) -> str:
+    """A secret parameter's value: from secret_env(name), or "" if unset.
+
+    A value given in the notebook itself is refused whatever it is, and never repeated: papermill
+    has already written it into the output notebook, and an error message is logged and shown.
+    """
+    variable = secret_env(name)
+    if given != "":
+        how = (
+            "bgkit's papermill engine replaced it with " + REDACTED
+            if given == REDACTED
+            else "that notebook now holds it: delete the notebook and rotate the secret"
+        )
+        raise ParameterError(
+            name,
+            "is a secret and cannot be a notebook parameter, because papermill writes notebook "
+            f"parameters into the executed notebook ({how}); leave it empty and pass it with "
+            f"`bgkit run --secret {name}` or the environment variable {variable}",
+            REDACTED,
+        )
+    value = (os.environ if environ is None else environ).get(variable, "")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ParameterError(
+            name,
+            f"the value in {variable} has a control character (a trailing newline?); "
+            "a secret is sent as it is, in an HTTP header",
+            REDACTED,
+        )
+    return value
 
 
 def default_release_id(now: datetime | None = None) -> str:
@@ -86,22 +148,40 @@ def default_release_id(now: datetime | None = None) -> str:
 
 
 def validate(
-    runbook: str, namespace: Mapping[str, Any], resource_checks: Mapping[str, Any]
+    runbook: str,
+    namespace: Mapping[str, Any],
+    resource_checks: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
 ) -> ReleaseParams:
     """Validate the runbook's parameters. `resource_checks` maps pattern parameter → checker.
 
-    Only names declared by ReleaseParams or the pattern are read from `namespace`.
+    Only names declared by ReleaseParams or the pattern are read from `namespace`; secret ones
+    (is_secret) must be empty there and are read from `environ` (default os.environ) instead.
     """
     defaults = ReleaseParams(runbook=runbook)
     got = {name: namespace.get(name, getattr(defaults, name)) for name in _COMMON}
+    for name in got:
+        if is_secret(name):
+            got[name] = secret_from_environment(name, got[name], environ)
+    if not _HEADER_VALUE.fullmatch(got["smoke_token"]):  # else http.client's error repeats it
+        raise ParameterError(
+            "smoke_token",
+            f"the value in {secret_env('smoke_token')} must be printable ASCII without spaces, "
+            "as a bearer token is (RFC 6750)",
+            REDACTED,
+        )
 
     _choice("target", got["target"], TARGETS)
-    if not isinstance(got["region"], str) or not _REGION.match(got["region"]):
+    if not isinstance(got["region"], str) or not _REGION.fullmatch(got["region"]):
         raise ParameterError(
             "region", "must be an AWS region name such as us-east-1", got["region"]
         )
+    if not isinstance(got["release"], str):  # e.g. papermill's `-p release None`
+        raise ParameterError(
+            "release", "must be a string (empty: rel-<UTC timestamp>)", got["release"]
+        )
     release = got["release"] or default_release_id()
-    if not isinstance(release, str) or not _RELEASE_ID.match(release):
+    if not RELEASE_ID.fullmatch(release):
         raise ParameterError(
             "release",
             "must be 1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit",
@@ -117,6 +197,13 @@ def validate(
         )  # papermill's -p turns a one-step plan such as 50 into an int
     if not isinstance(got["plan"], str):
         raise ParameterError("plan", "must be a string", got["plan"])
+    if got["plan"] not in plans.PLAN_NAMES and not _EXPLICIT_PLAN.fullmatch(got["plan"]):
+        raise ParameterError(
+            "plan",
+            'must be linear, canary, all_at_once, or green percentages like "5,25,50" '
+            "(ASCII digits and commas)",
+            got["plan"],
+        )
     plans.from_parameters(
         got["plan"],
         step_percent=got["step_percent"],
@@ -140,7 +227,7 @@ def validate(
     _number("error_rate_slo", got["error_rate_slo"], 0.0, 1.0)
     _number("p99_slo_ms", got["p99_slo_ms"], 0.0, 600_000.0)
     if not isinstance(got["lock_table"], str) or not (
-        got["lock_table"] == "" or _TABLE.match(got["lock_table"])
+        got["lock_table"] == "" or _TABLE.fullmatch(got["lock_table"])
     ):
         raise ParameterError(
             "lock_table",
@@ -149,15 +236,16 @@ def validate(
             got["lock_table"],
         )
     _number("lock_lease_seconds", got["lock_lease_seconds"], 10.0, 3600.0)
+    _choice("on_interrupted", got["on_interrupted"], INTERRUPTED)
     _integer("max_holds", got["max_holds"], 0, 100)
     auto_period, auto_lag = AUTO_METRICS[got["target"]]
     if got["metric_period_seconds"] == 0 and not isinstance(got["metric_period_seconds"], bool):
         got["metric_period_seconds"] = auto_period
     if got["metric_lag_seconds"] == 0 and not isinstance(got["metric_lag_seconds"], bool):
         got["metric_lag_seconds"] = auto_lag
-    if got["metric_period_seconds"] not in METRIC_PERIODS or isinstance(
-        got["metric_period_seconds"], bool
-    ):
+    period = got["metric_period_seconds"]
+    # an int: CloudWatch's Period is an integer and botocore refuses 60.0, at the first judgement
+    if isinstance(period, bool) or not isinstance(period, int) or period not in METRIC_PERIODS:
         raise ParameterError(
             "metric_period_seconds",
             f"must be 0 (the target's resolution) or one of {', '.join(map(str, METRIC_PERIODS))}",
@@ -180,6 +268,9 @@ def validate(
     resources: dict[str, str] = {}
     for name, check in resource_checks.items():
         value = namespace.get(name, "")
+        if is_secret(name):
+            value = secret_from_environment(name, value, environ)
+            check = _redacting(check)
         if not isinstance(value, str):
             raise ParameterError(name, "must be a string", value)
         if value:
@@ -227,16 +318,36 @@ def _url(name: str, value: Any) -> None:
     if not isinstance(value, str):
         raise ParameterError(name, "must be a string URL", value)
     if value:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ParameterError(name, "must be an http:// or https:// URL, or empty", value)
+        # urlsplit drops tabs and newlines, but http.client refuses them when the smoke test
+        # runs, which for some patterns is after green was deployed: refuse them now.
+        parts = urlsplit(value) if _URL_TEXT.fullmatch(value) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ParameterError(
+                name,
+                "must be an http:// or https:// URL of printable ASCII with no spaces "
+                "(percent-encode others), or empty",
+                value,
+            )
+
+
+def _redacting(check):
+    """A checker for a secret parameter: its refusal says what is wrong, not the value."""
+
+    def checked(name: str, value: str) -> None:
+        try:
+            check(name, value)
+        except ParameterError as error:
+            raise ParameterError(name, error.allowed, REDACTED) from None
+
+    checked.optional = getattr(check, "optional", False)
+    return checked
 
 
 def regex_checker(regex: re.Pattern, allowed: str):
     """A checker for a pattern parameter that must match `regex`; `allowed` says what may."""
 
     def check(name: str, value: str) -> None:
-        if not regex.match(value):
+        if not regex.fullmatch(value):  # not .match: "$" also matches before a final newline
             raise ParameterError(name, allowed, value)
 
     return check
@@ -245,11 +356,12 @@ def regex_checker(regex: re.Pattern, allowed: str):
 def arn_checker(service: str, resource_pattern: str, example: str):
     """A checker for a pattern parameter holding an ARN of `service` matching `resource_pattern`."""
     regex = re.compile(
-        rf"^arn:aws[a-z-]*:{re.escape(service)}:[a-z0-9-]+:\d{{12}}:{resource_pattern}$"
+        rf"arn:aws(-[a-z]+)*:{re.escape(service)}:[a-z0-9-]+:\d{{12}}:(?:{resource_pattern})",
+        re.ASCII,  # an account id of twelve ASCII digits, not "١٢٣٤٥٦٧٨٩٠١٢"
     )
 
     def check(name: str, value: str) -> None:
-        if not regex.match(value):
+        if not regex.fullmatch(value):
             raise ParameterError(name, f"must be an ARN like {example}", value)
 
     return check
@@ -259,7 +371,10 @@ __all__ = [
     "ReleaseParams",
     "arn_checker",
     "default_release_id",
+    "is_secret",
     "redact",
     "regex_checker",
+    "secret_env",
+    "secret_from_environment",
     "validate",
 ]

@@ -17,9 +17,11 @@ it propagates, and the record says why.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import math
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -35,7 +37,7 @@ from .errors import DeploymentStopped, PreflightError, RollbackFailed, TrafficEr
 from .judge import Counts, Decision, Judge
 from .lock import ReleaseLock
 from .params import ReleaseParams
-from .patterns.base import Progress
+from .patterns.base import Progress, checkpoint, restore
 from .record import RECORD_MIME, Record
 
 _TERMINAL = ("promoted", "rolled_back", "failed")
@@ -77,6 +79,9 @@ class Release:
         self.deployment_id: str | None = None  # managed patterns: the service's deployment
         self._split_log: list[tuple[datetime, dict[str, int]]] = []  # managed: (read at, split)
         self.lock: ReleaseLock | None = None
+        self._progress: dict[str, Any] = {}  # the in-flight state kept in the lock item
+        self._resume_step = 1  # the first plan step to shift to (a resumed release: later)
+        self._exit_hook = False  # _at_exit is registered (from the first change on)
         describe = getattr(self.pattern, "plan_description", None)
         plan = describe() if describe is not None else self.plan.describe()
         self.record = Record(
@@ -97,8 +102,18 @@ class Release:
         with self._guard("preflight"):
             self.record.operator = self.session.caller_arn()
             self.record.target_id = self.pattern.target_id()
-            self._lock_target()
-            split = self.pattern.preflight()
+            found = self._find_interrupted()
+            if found is not None:  # an earlier release of this target died mid-way
+                self._take_on(found)
+                if self.state != "new":  # resumed: carried on where it was
+                    return self.split or {}
+                split = self.pattern.preflight()  # rolled back: the target as it is now
+            else:
+                # Read-only checks first: a release refused for a missing resource writes
+                # nothing, not even a lock item. The split is read again under the lock.
+                split = self.pattern.preflight()
+                if self._lock_target():
+                    split = self.pattern.read_split()
             self.split = split
             if self.managed:
                 self.record.plan = self.pattern.plan_description()
@@ -118,7 +133,9 @@ class Release:
         """Managed patterns: start the deployment and wait until green waits for its smoke test."""
         if self.state != "ready":
             return self._note(f"deploy not run (state: {self.state})")
-        if not self.switches_at_once:  # that one measures blue just before its deployment
+        # Blue is measured before green exists: not for a service that measures it just before
+        # its switch, nor for an all_at_once plan of bgkit's (no canary, nothing to judge).
+        if not self.switches_at_once and (self.managed or self.plan.steps):
             with self._guard("deploy"):
                 self._start_judge()
         if not self.managed:
@@ -144,7 +161,9 @@ class Release:
             self.mutated = (
                 True  # set before the call: a failure after AWS accepted it still rolls back
             )
+            self._checkpoint("deploying")
             deployment_id = self.deployment_id = self.pattern.start_deployment(self.params.release)
+            self._checkpoint("deployed")
             self._event("deploy", f"deployment {deployment_id} created")
             progress = self._wait_phase(("ready", "shifting", "shifted", "succeeded", "stopped"))
             if progress.phase == "stopped":
@@ -170,12 +189,14 @@ class Release:
             self.baseline = self._measure_baseline()
             self._start_judge()
         self.mutated = True  # before the call: a failure after AWS accepted part of it rolls back
+        self._checkpoint("deploying")
         try:
             note = functools.partial(self._event, "deploy")
             self._event("deploy", deploy_green(self.params.release, note))
         except DeploymentStopped as stopped:  # the service put blue back itself
             self.rollback(str(stopped))
             return
+        self._checkpoint("deployed")
         if self.switches_at_once:
             self.split = self.pattern.read_split()
             self._event(
@@ -199,7 +220,9 @@ class Release:
                 self.record.smoke = {"skipped": True, "reason": "no smoke_url given"}
                 self._event("smoke", "smoke test skipped: no smoke_url given")
             else:
-                results = [(probe or (lambda: _probe(url)))() for _ in range(count)]
+                # A pattern's own probe (lambda_codedeploy: Invoke with IAM) takes no token.
+                token = self.params.smoke_token
+                results = [(probe or (lambda: _probe(url, token)))() for _ in range(count)]
                 failures = [r for r in results if not 200 <= r["status"] < 300]
                 latencies = sorted(r["ms"] for r in results)
                 self.record.smoke = {
@@ -243,9 +266,11 @@ class Release:
                 self.mutated = (
                     True  # set before the call: a failure after AWS accepted it still rolls back
                 )
+                self._checkpoint("deploying")
                 deployment_id = self.deployment_id = self.pattern.start_deployment(
                     self.params.release
                 )
+                self._checkpoint("shifting")
                 self._event(
                     "deploy", f"deployment {deployment_id} created: production traffic may shift"
                 )
@@ -254,6 +279,7 @@ class Release:
                     self._managed_stopped(progress, "before shifting")
                     return self.record.smoke
             self.state = "smoked"
+            self._checkpoint("smoked")
         return self.record.smoke
 
     def shift(self) -> str:
@@ -272,6 +298,7 @@ class Release:
         if self.state != "shifted":
             return self._note(f"promote not run (state: {self.state})")
         with self._guard("promote"):
+            self._checkpoint("promoting")
             if self.managed:
                 self.pattern.end_wait_after_shift()
                 progress = self._wait_phase(
@@ -290,6 +317,8 @@ class Release:
                 "promote", f"promoted: green 100% ({reason})", green_percent=100, split=self.split
             )
             self._end("promoted", reason)  # green has all traffic and passed every verdict
+            self.mutated = False  # nothing left to undo: a later death leaves green serving
+            self._checkpoint("promoted")
             retire_blue = getattr(self.pattern, "retire_blue", None)
             if retire_blue is not None:  # e.g. detach blue's instances once they have drained
                 try:
@@ -306,6 +335,7 @@ class Release:
 
     def rollback(self, reason: str) -> str:
         """Return all traffic to blue. Raises RollbackFailed, naming where traffic is, if it cannot."""
+        self._checkpoint("rolling_back")
         try:
             if self.managed:
                 self.split = self._stop_managed()
@@ -330,6 +360,8 @@ class Release:
             split=self.split,
         )
         self._end("rolled_back", reason)
+        self.mutated = False  # blue has all traffic again
+        self._checkpoint("rolled_back")
         return self.state
 
     def finish(self, *, plot: bool = True) -> dict[str, Any]:
@@ -361,7 +393,10 @@ class Release:
         self._start_judge()  # blue's latency before green's first request
         judged_until: datetime | None = None  # the end of the last judged window
         for number, step in enumerate(self.plan.steps, start=1):
+            if number < self._resume_step:
+                continue  # done by the interrupted run this one resumes; its evidence is gone
             self.mutated = True
+            self._checkpoint("shifting", step=number, green_percent=step.green_percent)
             self.split = self.pattern.set_split(step.green_percent)
             assert self.judge is not None
             self.judge.start_step()
@@ -628,6 +663,7 @@ class Release:
     def _watch_managed_shift(self) -> None:
         """Judge every bake window while the service shifts; stop it with rollback on ROLLBACK."""
         self.state = "shifting"
+        self._checkpoint("shifting")
         source = self.pattern.metric_source()
         window = int(self.params.bake_seconds)
         since: datetime | None = self.clock.now()  # the first judged window starts here
@@ -790,7 +826,27 @@ class Release:
                 )
             raise
 
+    def _at_exit(self) -> None:
+        """At the interpreter's exit (the kernel shut down after a failed cell, or the notebook
+        was closed): a release that changed traffic and did not end is rolled back."""
+        if self.state in _TERMINAL or not self.mutated:
+            return
+        try:
+            self.rollback(
+                f"the kernel exited in state {self.state!r} before the release ended (a cell "
+                "failed, or the run was stopped)"
+            )
+        except Exception as error:  # at exit, printing is all that is left (and the lock item)
+            print(f"bgkit: the rollback at exit failed: {error}", file=sys.stderr)
+        try:
+            self._publish(plot=False)
+        except Exception as error:
+            print(f"bgkit: the record could not be completed at exit: {error}", file=sys.stderr)
+
     def _end(self, outcome: str, reason: str) -> None:
+        if self._exit_hook:
+            atexit.unregister(self._at_exit)
+            self._exit_hook = False
         self.state = outcome
         self.record.outcome = outcome
         self.record.reason = reason
@@ -803,12 +859,8 @@ class Release:
             self._event("error", f"could not read the split back: {type(error).__name__}: {error}")
             return None
 
-    def _lock_target(self) -> None:
-        """One release per target, before anything is read or changed (bgkit.lock)."""
-        if not self.params.lock_table:
-            self._event("lock", "no lock (lock_table is empty): nothing stops a second release")
-            return
-        self.lock = ReleaseLock(
+    def _new_lock(self) -> ReleaseLock:
+        return ReleaseLock(
             self.session,
             self.params.lock_table,
             self.record.target_id,
@@ -816,13 +868,148 @@ class Release:
             self.record.operator,
             self.params.lock_lease_seconds,
         )
-        took_over = self.lock.acquire()
+
+    def _find_interrupted(self) -> dict[str, Any] | None:
+        """Read-only: the state of an earlier release of this target that died after changing
+        something (kept in its lock item), or None. A live holder is refused, naming it."""
+        if not self.params.lock_table:
+            return None
+        found = self._new_lock().interrupted()
+        if found is not None and self.params.on_interrupted == "resume":
+            if found["release"] != self.params.release:
+                raise PreflightError(
+                    f"'resume' carries on the interrupted release itself, and release "
+                    f"{found['release']} (not {self.params.release}) was interrupted "
+                    f"{_where(found)}: run it again with release = {found['release']}, or with "
+                    "on_interrupted = 'rollback' to put blue back first",
+                    parameter="on_interrupted",
+                )
+            if found.get("runbook") != self.params.runbook:
+                raise PreflightError(
+                    f"'resume' needs the runbook that started release {found['release']} "
+                    f"({found.get('runbook')}), not {self.params.runbook}",
+                    parameter="on_interrupted",
+                )
+        return found
+
+    def _take_on(self, found: dict[str, Any]) -> None:
+        """Take the lock of an interrupted release with its state, then roll it back (default)
+        or resume it (on_interrupted = "resume"), saying in the record what was found."""
+        self._progress = {k: found[k] for k in ("phase", "step", "green_percent") if k in found}
+        self._lock_target(state={**found, "inherited_from": found["release"]})
+        restore(self.pattern, found.get("pattern") or {})
+        self.mutated = True  # this release now answers for the traffic the other one moved
+        what = (
+            f"release {found['release']} of {found['operator']} (on {found['holder']}, since "
+            f"{found['since']}) was interrupted {_where(found)}"
+        )
+        resume = self.params.on_interrupted == "resume"
+        why_not = self._cannot_resume(found) if resume else ""
+        if resume and not why_not:
+            self._resume(found, what)
+            return
+        self._event(
+            "recover",
+            f"{what}; rolling it back ("
+            + (f"on_interrupted is 'resume', but {why_not}" if why_not else "on_interrupted")
+            + ")",
+        )
+        deployment = getattr(self.pattern, "deployment", None)  # CodeDeploy's
+        if deployment is not None and not deployment.deployment_id:
+            # killed between CreateDeployment and keeping its id: found by its description
+            deployment.deployment_id = deployment.find(f"bgkit release {found['release']}")
+        split = self._stop_managed() if self.managed else self.pattern.set_split(0)
+        how = getattr(self.pattern, "how_rolled_back", lambda: "")()
+        self._event(
+            "recover",
+            f"rolled back release {found['release']}: blue 100%" + (f"; {how}" if how else ""),
+            green_percent=0,
+            split=split,
+        )
+        self.mutated = False
+        self._progress = {}
+        self._checkpoint("preflight")
+
+    def _cannot_resume(self, found: dict[str, Any]) -> str:
+        phase = found.get("phase")
+        if phase == "rolling_back":
+            return "it was rolling back, and a rollback is finished, not undone"
+        if phase == "deploying" and not self.managed:
+            return "it died while creating green, which may be incomplete"
+        if self.switches_at_once:
+            return "blue's numbers measured before the switch died with it"
+        return ""
+
+    def _resume(self, found: dict[str, Any], what: str) -> None:
+        """Carry on the interrupted release from where it was; its judge's evidence is gone,
+        so the step it was at is baked and judged again from the start."""
+        phase = found.get("phase")
+        if self.managed:
+            progress = self._wait_phase(("ready", "shifting", "shifted", "succeeded", "stopped"))
+            if progress.phase == "stopped":
+                self._event("recover", f"{what}; its deployment {progress.id} has stopped")
+                self._managed_stopped(progress, "while bgkit was not watching")
+                return
+            self.deployment_id = progress.id
+            self.state = {"ready": "deployed", "succeeded": "shifted"}.get(progress.phase, "smoked")
+            doing = f"its deployment {progress.id} is {progress.status}"
+        elif phase == "promoting":
+            self.state, doing = "shifted", "promoting it again"
+        elif phase == "shifting":
+            self.state, self._resume_step = "smoked", int(found.get("step") or 1)
+            doing = f"shifting again from step {self._resume_step}, judged afresh"
+        else:  # deployed or smoke-tested: green exists, no production traffic yet
+            self.state, doing = "deployed", "smoke-testing green again"
+        self.split = self.pattern.read_split()
+        self._event(
+            "recover",
+            f"{what}; resuming it (on_interrupted): {doing}; traffic now green "
+            f"{self.split.get('green', 0)}%",
+            green_percent=self.split.get("green", 0),
+            split=self.split,
+        )
+
+    def _checkpoint(self, phase: str, **fields: Any) -> None:
+        """Keep where the release is in its lock item (in AWS), before each change it makes."""
+        if self.mutated and not self._exit_hook:
+            # A cell that is not bgkit's may fail after this change: papermill then stops
+            # running cells, and `finish` never comes. The kernel's exit still puts blue back.
+            atexit.register(self._at_exit)
+            self._exit_hook = True
+        if self.lock is None:
+            return
+        self._progress.update(phase=phase, **fields)
+        state = {
+            **self._progress,
+            "mutated": self.mutated,
+            "runbook": self.params.runbook,
+            "pattern": checkpoint(self.pattern),
+            "at": self.clock.now().isoformat(),
+        }
+        try:
+            self.lock.save(state)
+        except Exception as error:  # recorded: this process still knows where traffic is
+            self._event(
+                "error",
+                f"could not keep the release's state in the lock item ({type(error).__name__}: "
+                f"{error}); if this run dies now, the next release of the target will not know "
+                "where it was",
+            )
+
+    def _lock_target(self, state: dict[str, Any] | None = None) -> bool:
+        """One release per target, before anything is changed (bgkit.lock). True if locked."""
+        if not self.params.lock_table:
+            self._event("lock", "no lock (lock_table is empty): nothing stops a second release")
+            return False
+        self.lock = self._new_lock()
+        took_over = self.lock.acquire(state)
         self._event(
             "lock",
             f"locked {self.record.target_id} for this release in {self.params.lock_table} "
             f"(lease {self.params.lock_lease_seconds:g} s, renewed while it runs)"
             + (f"; {took_over}" if took_over else ""),
         )
+        return True
 
     def _unlock(self) -> None:
         lock, self.lock = self.lock, None
@@ -830,6 +1017,15 @@ class Release:
             return
         if lock.lost:
             self._event("error", f"the lock's lease could not be renewed: {lock.lost}")
+        if self.mutated:  # failed without putting blue back: the next release must see it
+            lock.abandon()
+            self._event(
+                "lock",
+                f"left the lock item of {self.record.target_id} with this release's state "
+                f"({self._progress.get('phase')}) and an ended lease: the next release of the "
+                "target finds it and rolls it back (or resumes it: on_interrupted)",
+            )
+            return
         try:
             released = lock.release_lock()
         except Exception as error:  # recorded: the lease runs out by itself
@@ -942,6 +1138,21 @@ class Release:
             self.clock.sleep(remaining)
 
 
+def _where(found: dict[str, Any]) -> str:
+    """Where an interrupted release was, from the state in its lock item."""
+    phase = found.get("phase")
+    if phase == "shifting" and found.get("step"):
+        return f"at step {found['step']} (green {found.get('green_percent')}%)"
+    return {
+        "deploying": "while deploying green",
+        "deployed": "after green was deployed",
+        "smoked": "after its smoke test",
+        "shifting": "while traffic shifted",
+        "promoting": "while promoting",
+        "rolling_back": "while rolling back",
+    }.get(phase, f"in phase {phase}")
+
+
 def _serving_only(series: Any, events: list[dict[str, Any]]) -> Any:
     """A service that moves all traffic at once has one set of metrics: each period is shown as
     the colour that served it (blue until the switch event, green after, blue after a rollback)."""
@@ -1010,10 +1221,15 @@ def _verdict_row(v: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _probe(url: str) -> dict[str, Any]:
+def _probe(url: str, token: str = "") -> dict[str, Any]:
+    """One GET of `url`; with a token, "Authorization: Bearer <token>" (never after a redirect,
+    which could lead to another host, and never in the result)."""
+    request = urllib.request.Request(url)
+    if token:
+        request.add_unredirected_header("Authorization", f"Bearer {token}")
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             response.read()
             status, error = response.status, None
     except urllib.error.HTTPError as http_error:

@@ -128,3 +128,13 @@ def test_every_parameter_line_parses_with_its_help():
         assert len(declared) == len(lines), name
         assert all(spec["help"] for spec in declared.values()), name
         assert nb.cells.index(cell) == 1  # first code cell, after the purpose markdown
+
+
+def test_a_release_id_that_would_name_a_file_elsewhere_is_refused_before_anything_runs(
+    capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["run", "alb_weighted", "-p", "release", "../../escaped"])
+    assert code == cli.EXIT_USAGE
+    assert "-p release: must be 1-64 characters" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.ipynb")) and not (tmp_path.parent / "escaped").exists()

@@ -46,6 +46,13 @@ def _check_target_groups(resources: Mapping[str, str]) -> None:
 class AlbWeighted:
     name: ClassVar[str] = "alb_weighted"
     title: ClassVar[str] = "ALB weighted target groups"
+    iam_actions: ClassVar[tuple[str, ...]] = (  # see bgkit.iam
+        "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:DescribeRules",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:ModifyListener",
+    )
     parameters: ClassVar[Mapping[str, Any]] = {
         "listener_arn": LISTENER,
         "blue_target_group_arn": TARGET_GROUP,

@@ -75,7 +75,7 @@ def _stage_variables_checker(name: str, value: str) -> None:
 
 
 def _deployment_checker(name: str, value: str) -> None:
-    if not _DEPLOYMENT.match(value):
+    if not _DEPLOYMENT.fullmatch(value):
         raise ParameterError(name, "must be a deployment id such as a6rox0, or empty", value)
 
 
@@ -97,6 +97,13 @@ def _code(error: ClientError) -> str:
 class ApiGatewayCanary:
     name: ClassVar[str] = "apigw_canary"
     title: ClassVar[str] = "API Gateway canary release"
+    # API Gateway's management actions are named by HTTP method: GET (reads), POST (the canary's
+    # deployment), PATCH (the stage's canarySettings and deployment). See bgkit.iam.
+    iam_actions: ClassVar[tuple[str, ...]] = (
+        "apigateway:GET",
+        "apigateway:PATCH",
+        "apigateway:POST",
+    )
     parameters: ClassVar[Mapping[str, Any]] = {
         "rest_api_id": regex_checker(_REST_API, "must be a REST API id such as a1b2c3d4e5"),
         "stage_name": regex_checker(

@@ -36,7 +36,8 @@ from .base import Split
 
 _IMAGE = re.compile(
     r"^(\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com|public\.ecr\.aws/[a-z0-9._-]+)"
-    r"/[a-z0-9]+([._/-][a-z0-9]+)*(:[\w.+=:@/-]{1,128}|@sha256:[0-9a-f]{64})$"
+    r"/[a-z0-9]+([._/-][a-z0-9]+)*(:[\w.+=:@/-]{1,128}|@sha256:[0-9a-f]{64})$",
+    re.ASCII,  # \d and \w: ASCII digits and letters only, as in ECR image names and tags
 )
 _RUNNING = ("PENDING", "IN_PROGRESS", "ROLLBACK_IN_PROGRESS")
 _PRIVATE = re.compile(
@@ -50,11 +51,33 @@ OPERATION_WAIT_SECONDS = 1800.0  # longest wait for one App Runner deployment
 class AppRunner:
     name: ClassVar[str] = "app_runner"
     title: ClassVar[str] = "App Runner"
+    iam_actions: ClassVar[tuple[str, ...]] = (  # see bgkit.iam
+        "apprunner:DescribeService",
+        "apprunner:ListOperations",
+        "apprunner:UpdateService",
+        "ecr:DescribeImages",
+    )
+    # Checked by IAM, not called: UpdateService carries the service's ECR access role (its
+    # source configuration is sent back whole), passed to App Runner (AWSAppRunnerFullAccess
+    # names apprunner.amazonaws.com; the role trusts build.apprunner.amazonaws.com).
+    iam_dependent_actions: ClassVar[tuple[dict[str, Any], ...]] = (
+        {
+            "Action": ["iam:PassRole"],
+            "Condition": {
+                "StringEquals": {
+                    "iam:PassedToService": [
+                        "apprunner.amazonaws.com",
+                        "build.apprunner.amazonaws.com",
+                    ]
+                }
+            },
+        },
+    )
     parameters: ClassVar[Mapping[str, Any]] = {
         "service_arn": arn_checker(
             "apprunner",
             r"service/[A-Za-z0-9][A-Za-z0-9_-]{3,39}/[0-9a-f]{32}",
-            "arn:aws:apprunner:us-east-1:123456789012:service/web/8fe1e10304f84fd2b0df550fe98a71fa",
+            "arn:aws:apprunner:us-east-1:123456789012:service/web-app/8fe1e10304f84fd2b0df550fe98a71fa",
         ),
         "image_identifier": regex_checker(
             _IMAGE,

@@ -57,6 +57,30 @@ def _check_pair(resources: Mapping[str, str]) -> None:
 class AsgSwap:
     name: ClassVar[str] = "asg_swap"
     title: ClassVar[str] = "Auto Scaling group swap"
+    iam_actions: ClassVar[tuple[str, ...]] = (  # see bgkit.iam
+        *AlbWeighted.iam_actions,  # the listener's weights
+        "autoscaling:AttachLoadBalancerTargetGroups",
+        "autoscaling:CreateAutoScalingGroup",
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribePolicies",
+        "autoscaling:DetachLoadBalancerTargetGroups",
+        "ec2:DescribeLaunchTemplateVersions",
+        "elasticloadbalancing:DescribeTargetGroupAttributes",
+    )
+    # Checked by IAM, not called (EC2 Auto Scaling's "dependent actions" of
+    # CreateAutoScalingGroup with a launch template): launching the instances, tagging them if
+    # the template tags, passing the template's instance profile role to EC2.
+    iam_dependent_actions: ClassVar[tuple[dict[str, Any], ...]] = (
+        {"Action": ["ec2:RunInstances"]},
+        {
+            "Action": ["ec2:CreateTags"],
+            "Condition": {"StringEquals": {"ec2:CreateAction": "RunInstances"}},
+        },
+        {
+            "Action": ["iam:PassRole"],
+            "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+        },
+    )
     parameters: ClassVar[Mapping[str, Any]] = {
         "listener_arn": LISTENER,
         "blue_target_group_arn": TARGET_GROUP,

@@ -7,6 +7,7 @@ clock (set as its `clock`) while AWS finishes a change the pattern made.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -23,6 +24,11 @@ class Pattern(Protocol):
     title: ClassVar[str]
     # Pattern-specific parameters (resource identifiers) and how to validate each.
     parameters: ClassVar[Mapping[str, Checker]]
+    # The AWS API actions it calls, as IAM names them: `bgkit iam-policy` allows them (bgkit.iam),
+    # and the tests hold them to the sandbox's log of the runbook's calls. Optional,
+    # `iam_dependent_actions`: statements (Action, Condition) for what IAM checks besides a call
+    # (ec2:RunInstances for CreateAutoScalingGroup), which no log of calls shows.
+    iam_actions: ClassVar[tuple[str, ...]]
 
     def __init__(self, session: AwsSession, resources: Mapping[str, str]) -> None: ...
 
@@ -123,6 +129,35 @@ class TargetGroupPair:
         from ..metrics import alb_source
 
         return alb_source(self._load_balancer_arn, {"blue": self.blue_tg, "green": self.green_tg})
+
+
+def checkpoint(pattern: Any) -> dict[str, Any]:
+    """A pattern's state: the plain data its preflight read and its changes made (target groups,
+    the deployment it started, blue's image...), kept with the release's lock in AWS so that
+    the next release of the target can undo or resume it after this process died. Clients,
+    the clock and anything that is not plain JSON data are not state."""
+    state = {}
+    for name, value in vars(pattern).items():
+        if name == "clock":
+            continue
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue  # a client, a datetime-bearing description: read again when needed
+        state[name] = value
+    nested = getattr(pattern, "deployment", None)  # CodeDeploy patterns keep their deployment there
+    if nested is not None and hasattr(nested, "deployment_id"):
+        state["deployment.deployment_id"] = nested.deployment_id
+    return state
+
+
+def restore(pattern: Any, state: dict[str, Any]) -> None:
+    """Put back what `checkpoint` kept (on a fresh pattern made from the same parameters)."""
+    for name, value in state.items():
+        if name == "deployment.deployment_id":
+            pattern.deployment.deployment_id = value
+        else:
+            setattr(pattern, name, value)
 
 
 def forward_action(actions: list[dict[str, Any]]) -> dict[str, Any] | None:

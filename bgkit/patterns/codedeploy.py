@@ -28,7 +28,7 @@ _NAME = re.compile(r"^[A-Za-z0-9._+=,@-]{1,100}$")
 
 def name_checker(what: str):
     def check(name: str, value: str) -> None:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ParameterError(
                 name,
                 f"must be a CodeDeploy {what} name: 1-100 of letters, digits and ._+=,@-",
@@ -39,12 +39,13 @@ def name_checker(what: str):
 
 
 _FUNCTION = re.compile(
-    r"^(arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]{1,128})?$"
+    r"(arn:aws(-[a-z]+)*:lambda:[a-z0-9-]+:\d{12}:function:)?[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9$_-]{1,128})?",
+    re.ASCII,
 )
 
 
 def hook_function_checker(name: str, value: str) -> None:
-    if not _FUNCTION.match(value):
+    if not _FUNCTION.fullmatch(value):
         raise ParameterError(
             name, "must be a Lambda function name or ARN (bgkit's hook relay), or empty", value
         )
@@ -131,12 +132,14 @@ class CodeDeployDeployment:
         except Exception:
             # The request may have reached AWS (a timeout, a retried call that then met its own
             # deployment): find this release's deployment by its description before giving up.
-            self.deployment_id = self._find(description)
+            self.deployment_id = self.find(description)
             if self.deployment_id is None:
                 raise
         return self.deployment_id
 
-    def _find(self, description: str) -> str | None:
+    def find(self, description: str) -> str | None:
+        """The active deployment of this group with this description (bgkit names each
+        one after its release), or None."""
         for deployment_id in self.active():
             if self.info(deployment_id).get("description") == description:
                 return deployment_id
@@ -253,6 +256,22 @@ class ManagedByCodeDeploy:
     """What the release loop asks of a pattern whose traffic CodeDeploy shifts."""
 
     managed = True
+    # The deployment's AWS API actions (bgkit.iam), hook relay included: its parameters in SSM
+    # and the hook function's check. A pattern adds its own (ContinueDeployment: READY_WAIT).
+    iam_actions: tuple[str, ...] = (
+        "codedeploy:CreateDeployment",
+        "codedeploy:GetDeployment",
+        "codedeploy:GetDeploymentConfig",
+        "codedeploy:GetDeploymentGroup",
+        "codedeploy:GetDeploymentTarget",
+        "codedeploy:ListDeploymentTargets",
+        "codedeploy:ListDeployments",
+        "codedeploy:PutLifecycleEventHookExecutionStatus",
+        "codedeploy:StopDeployment",
+        "lambda:GetFunction",
+        "ssm:DeleteParameter",
+        "ssm:GetParameter",
+    )
     ready_wait = True  # ECS: green waits on the test route until ContinueDeployment(READY_WAIT)
     config: str
     deployment: CodeDeployDeployment

@@ -58,6 +58,14 @@ def require_task_definition(ecs: Any, arn: str) -> None:
 class EcsCodeDeploy(TargetGroupPair, ManagedByCodeDeploy):
     name: ClassVar[str] = "ecs_codedeploy"
     title: ClassVar[str] = "CodeDeploy blue/green for Amazon ECS"
+    iam_actions: ClassVar[tuple[str, ...]] = (  # see bgkit.iam
+        *ManagedByCodeDeploy.iam_actions,
+        "codedeploy:ContinueDeployment",  # after the smoke test (READY_WAIT), and to end the wait
+        "ecs:DescribeServices",
+        "ecs:DescribeTaskDefinition",
+        "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:DescribeTargetGroups",
+    )
     managed: ClassVar[bool] = True
     parameters: ClassVar[Mapping[str, Any]] = {
         "application_name": name_checker("application"),

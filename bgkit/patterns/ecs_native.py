@@ -57,7 +57,7 @@ _PAUSE_HOOK = (
 
 def _name(what: str):
     def check(name: str, value: str) -> None:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ParameterError(
                 name, f"must be an ECS {what} name: 1-255 letters, digits, - or _", value
             )
@@ -69,6 +69,18 @@ def _name(what: str):
 class EcsNative(TargetGroupPair):
     name: ClassVar[str] = "ecs_native"
     title: ClassVar[str] = "Amazon ECS blue/green, canary or linear deployment (no CodeDeploy)"
+    iam_actions: ClassVar[tuple[str, ...]] = (  # see bgkit.iam
+        "ecs:ContinueServiceDeployment",
+        "ecs:DescribeServiceDeployments",
+        "ecs:DescribeServiceRevisions",
+        "ecs:DescribeServices",
+        "ecs:DescribeTaskDefinition",
+        "ecs:ListServiceDeployments",
+        "ecs:StopServiceDeployment",
+        "ecs:UpdateService",
+        "elasticloadbalancing:DescribeRules",
+        "elasticloadbalancing:DescribeTargetGroups",
+    )
     managed: ClassVar[bool] = True
     ready_wait: ClassVar[bool] = True
     parameters: ClassVar[Mapping[str, Any]] = {

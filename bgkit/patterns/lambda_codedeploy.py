@@ -45,10 +45,12 @@ LAMBDA_CONFIGS = (
 )
 _FUNCTION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ALIAS = re.compile(r"^(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}$")
+_VERSION = re.compile(r"[1-9][0-9]{0,9}", re.ASCII)
 
 
 def _version(name: str, value: str) -> None:
-    if not value.isdigit() or int(value) < 1:
+    # not str.isdigit(): that takes "²" (int() then fails) and "٧" (which int() reads as 7)
+    if not _VERSION.fullmatch(value):
         raise ParameterError(
             name, "must be a published version number such as 7 (not $LATEST)", value
         )
@@ -58,6 +60,11 @@ def _version(name: str, value: str) -> None:
 class LambdaCodeDeploy(ManagedByCodeDeploy):
     name: ClassVar[str] = "lambda_codedeploy"
     title: ClassVar[str] = "CodeDeploy for AWS Lambda (weighted alias)"
+    iam_actions: ClassVar[tuple[str, ...]] = (  # see bgkit.iam
+        *ManagedByCodeDeploy.iam_actions,
+        "lambda:GetAlias",
+        "lambda:InvokeFunction",  # the smoke test invokes the target version
+    )
     ready_wait: bool = False
     parameters: ClassVar[Mapping[str, Any]] = {
         "function_name": regex_checker(

@@ -55,6 +55,13 @@ def _answers(record: dict[str, Any]) -> str:
 class Route53Weighted:
     name: ClassVar[str] = "route53_weighted"
     title: ClassVar[str] = "Route 53 weighted records"
+    iam_actions: ClassVar[tuple[str, ...]] = (  # see bgkit.iam
+        "elasticloadbalancing:DescribeLoadBalancers",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "route53:ChangeResourceRecordSets",
+        "route53:GetChange",
+        "route53:ListResourceRecordSets",
+    )
     parameters: ClassVar[Mapping[str, Any]] = {
         "hosted_zone_id": regex_checker(
             _ZONE, "must be a hosted zone id such as Z0123456789ABCDEFGHIJ"

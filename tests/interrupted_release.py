@@ -1,0 +1,70 @@
+"""A release in a process of its own, for tests/test_interruption.py to kill -9 at a chosen point.
+
+    python tests/interrupted_release.py '<json: endpoint, runbook, namespace>'
+
+It runs the same steps as a runbook's cells, printing each event as it happens, and marks two
+points that events do not show exactly: `CHECKPOINT <phase>` once the release's state is kept
+in its lock item (before the change that follows), and `SET <percent>` once the pattern has
+changed the weights. After each mark it waits a moment, so that a kill lands right there.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import bgkit
+from bgkit.aws import AwsSession, release_agent
+from bgkit.sandbox import SANDBOX_ACCESS_KEY_ID, SANDBOX_REGION, SANDBOX_SECRET_ACCESS_KEY
+
+PAUSE = 0.5
+
+
+class Printer:
+    def text(self, text: str) -> None:
+        print(text, flush=True)
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    params = bgkit.validate_parameters(config["runbook"], config["namespace"])
+    session = AwsSession(
+        SANDBOX_REGION,
+        endpoint_url=config["endpoint"],
+        access_key_id=SANDBOX_ACCESS_KEY_ID,
+        secret_access_key=SANDBOX_SECRET_ACCESS_KEY,
+        agent=release_agent(config["runbook"]),
+    )
+    release = bgkit.Release(params, session, display=Printer())
+    keep = release._checkpoint
+    set_split = getattr(release.pattern, "set_split", None)  # managed patterns have none
+
+    def checkpoint(phase: str, **fields) -> None:
+        keep(phase, **fields)
+        print(f"CHECKPOINT {phase} {fields.get('step', '')}".rstrip(), flush=True)
+        time.sleep(PAUSE)
+
+    def set_and_mark(green_percent: int):
+        split = set_split(green_percent)
+        print(f"SET {green_percent}", flush=True)
+        time.sleep(PAUSE)
+        return split
+
+    release._checkpoint = checkpoint
+    if set_split is not None:
+        release.pattern.set_split = set_and_mark
+    release.preflight()
+    release.deploy()
+    release.smoke_test()
+    release.shift()
+    release.promote()
+    record = release.finish(plot=False)
+    print(f"OUTCOME {record['outcome']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""kill -9 a release at each point, run the next release of the target, check where traffic is.
+
+The killed release runs in a process of its own (tests/interrupted_release.py) against this
+test's sandbox, which lives on. Each case names the line of its output at which it is killed:
+an event, or a mark of the driver (CHECKPOINT: the state is in the lock item, the change not
+yet made; SET: the weights changed). The next release finds the dead one's state in its lock
+item in DynamoDB, not on disk, and rolls it back or resumes it; the final state is read back
+through boto3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import STEADY, Capture
+
+import bgkit
+from bgkit.patterns.alb_weighted import AlbWeighted
+
+DRIVER = Path(__file__).with_name("interrupted_release.py")
+TABLE = "bgkit-locks"
+# One-second bakes and metrics: each release takes seconds. min_requests is low because a
+# 25 % step of 50 requests/s gives green about 12 requests a second.
+QUICK = {
+    "target": "aws",  # the same code path; the endpoint is the sandbox's
+    "bake_seconds": 1,
+    "metric_period_seconds": 1,
+    "metric_lag_seconds": 1.5,
+    "min_requests": 5,
+    "smoke_requests": 3,
+    **STEADY,
+}
+
+
+def kill_at(sandbox, runbook: str, namespace: dict, line: str, timeout: float = 90.0) -> list[str]:
+    """Run the release in a process of its own; kill -9 it when its output matches `line`.
+    Returns its output up to the kill."""
+    config = {"endpoint": sandbox.endpoint_url, "runbook": runbook, "namespace": namespace}
+    child = subprocess.Popen(
+        [sys.executable, str(DRIVER), json.dumps(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        assert child.stdout is not None
+        for text in child.stdout:
+            seen.append(text.rstrip("\n"))
+            if re.search(line, re.sub(r"^\[\d\d:\d\d:\d\d\] ", "", text)):  # events: [time]
+                os.killpg(child.pid, signal.SIGKILL)
+                break
+            if time.monotonic() > deadline:
+                break
+        else:
+            pytest.fail(f"the release ended before {line!r}:\n" + "\n".join(seen))
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL, "\n".join(seen)
+    return seen
+
+
+def next_release(sandbox, runbook: str, namespace: dict, *, through: str = "preflight") -> dict:
+    """The next release of the same target, in this process: its preflight finds the dead one.
+    `through`: "preflight" (then finish) or "all" (every step)."""
+    params = bgkit.validate_parameters(runbook, namespace)
+    release = bgkit.Release(params, sandbox.session(runbook), display=Capture())
+    release.preflight()
+    if through == "all":
+        release.deploy()
+        release.smoke_test()
+        release.shift()
+        release.promote()
+    return release.finish(plot=False)
+
+
+def lock_item(sandbox, target: str) -> dict | None:
+    answer = (
+        sandbox.session()
+        .client("dynamodb")
+        .get_item(TableName=TABLE, Key={"target": {"S": target}}, ConsistentRead=True)
+    )
+    return answer.get("Item")
+
+
+def recovered(record: dict) -> list[str]:
+    return [e["message"] for e in record["events"] if e["kind"] == "recover"]
+
+
+@pytest.fixture
+def alb(sandbox):
+    """An ALB scenario (green with the given faults): its resources and the release's parameters."""
+    made = []
+
+    def make(**options):
+        scenario = sandbox.provision("alb_weighted", request_rate=50, **options)
+        made.append(scenario)
+        p = scenario.parameters
+        resources = {k: p[k] for k in AlbWeighted.parameters}
+        return resources, {**resources, **QUICK, "plan": "25,50", "smoke_url": p["smoke_url"]}
+
+    yield make
+    for scenario in made:
+        sandbox.release_scenario(scenario.id)
+
+
+def alb_split(sandbox, resources: dict) -> dict[str, int]:
+    pattern = AlbWeighted(sandbox.session(), resources)
+    return pattern.read_split()
+
+
+# (case id, line to kill at, what the lock item said, extra parameters of the killed release)
+ALB_POINTS = [
+    ("before-the-first-change", r"^smoke test passed", None, {}),
+    ("at-25-percent", r"^step 1: green 25%", "at step 1 (green 25%)", {}),
+    ("at-50-percent", r"^step 2: green 50%", "at step 2 (green 50%)", {}),
+    ("promotion-state-kept", r"^CHECKPOINT promoting", "while promoting", {}),
+    ("promotion-weights-changed", r"^SET 100", "while promoting", {}),
+    (
+        "during-rollback",
+        r"^CHECKPOINT rolling_back",
+        "while rolling back",
+        {"green_error_rate": 0.5},  # green is bad: the killed release was rolling back
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "where", "extra"),
+    [pytest.param(line, where, extra, id=case) for case, line, where, extra in ALB_POINTS],
+)
+def test_a_killed_alb_release_is_rolled_back_by_the_next_release(sandbox, alb, line, where, extra):
+    resources, namespace = alb(**extra)  # green_error_rate: the killed release rolls back
+    smoke = {"smoke_url": ""} if extra else {}  # a bad green meets the judge, not the smoke test
+    kill_at(sandbox, "alb_weighted", {**namespace, **smoke, "release": "rel-killed"}, line)
+    record = next_release(sandbox, "alb_weighted", {**namespace, "release": "rel-next"})
+    assert alb_split(sandbox, resources) == {"blue": 100, "green": 0}
+    lock_events = [e["message"] for e in record["events"] if e["kind"] == "lock"]
+    assert "took over the stale lock of release rel-killed" in lock_events[0]
+    assert "its process" in lock_events[0] and "is gone" in lock_events[0]
+    if where is None:  # nothing had changed: nothing to undo
+        assert recovered(record) == []
+    else:
+        found, done = recovered(record)
+        assert "release rel-killed of arn:aws:sts::123456789012:user/moto (on " in found
+        assert f"was interrupted {where}; rolling it back" in found
+        assert done.startswith("rolled back release rel-killed: blue 100%")
+    assert record["outcome"] == "rolled_back"  # this one ended before changing anything
+    assert lock_item(sandbox, resources["listener_arn"]) is None
+
+
+def test_a_killed_alb_release_is_resumed_from_its_step_with_on_interrupted_resume(sandbox, alb):
+    resources, namespace = alb()
+    kill_at(sandbox, "alb_weighted", {**namespace, "release": "rel-r"}, r"^step 2: green 50%")
+    assert alb_split(sandbox, resources) == {"blue": 50, "green": 50}
+    # resuming needs the same release: another id is refused before anything changes
+    with pytest.raises(bgkit.BgkitError, match=r"^on_interrupted: 'resume' carries on"):
+        next_release(sandbox, "alb_weighted", {**namespace, "release": "rel-other",
+                                               "on_interrupted": "resume"})  # fmt: skip
+    assert alb_split(sandbox, resources) == {"blue": 50, "green": 50}
+    record = next_release(
+        sandbox, "alb_weighted", {**namespace, "release": "rel-r", "on_interrupted": "resume"},
+        through="all",
+    )  # fmt: skip
+    assert record["outcome"] == "promoted", record["reason"]
+    (found,) = recovered(record)
+    assert (
+        "interrupted at step 2 (green 50%); resuming it (on_interrupted): shifting again from step 2"
+        in found
+    )
+    shifts = [e for e in record["events"] if e["kind"] == "shift"]
+    assert [e["green_percent"] for e in shifts] == [50]  # step 1 is not repeated
+    assert [v["step"] for v in record["verdicts"]] == [2]
+    assert alb_split(sandbox, resources) == {"blue": 0, "green": 100}
+    assert lock_item(sandbox, resources["listener_arn"]) is None
+
+
+def test_a_release_killed_after_creating_its_canary_is_rolled_back_by_the_next(sandbox):
+    """A pattern that deploys green itself (an API Gateway canary deployment at 0 %): the dead
+    release's canary, kept in its lock item, is removed from the stage."""
+    from bgkit import patterns
+
+    scenario = sandbox.provision("apigw_canary", request_rate=50)
+    try:
+        p = scenario.parameters
+        resources = {k: p[k] for k in patterns.get("apigw_canary").parameters if k in p}
+        namespace = {**resources, **QUICK, "plan": "25,50", "smoke_url": p["smoke_url"]}
+        kill_at(sandbox, "apigw_canary", {**namespace, "release": "rel-killed"},
+                r"^CHECKPOINT deployed")  # fmt: skip
+        apigw = sandbox.session().client("apigateway")
+        stage = apigw.get_stage(restApiId=p["rest_api_id"], stageName=p["stage_name"])
+        assert "canarySettings" in stage  # the dead release's canary is on the stage
+        record = next_release(sandbox, "apigw_canary", {**namespace, "release": "rel-next"})
+        found, done = recovered(record)
+        assert "was interrupted after green was deployed; rolling it back" in found
+        assert done.startswith("rolled back release rel-killed: blue 100%")
+        stage = apigw.get_stage(restApiId=p["rest_api_id"], stageName=p["stage_name"])
+        assert "canarySettings" not in stage
+        assert lock_item(sandbox, f"apigateway:{p['rest_api_id']}/{p['stage_name']}") is None
+    finally:
+        sandbox.release_scenario(scenario.id)

@@ -1,0 +1,110 @@
+"""kill -9 a CodeDeploy release, and a whole `bgkit run`: see test_interruption.py (a file of
+its own so that pytest-xdist runs it beside that one)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_interruption import QUICK, alb, alb_split, kill_at, lock_item, next_release, recovered
+
+from bgkit.patterns.ecs_codedeploy import EcsCodeDeploy
+
+__all__ = ["alb"]  # a fixture
+
+
+@pytest.fixture
+def ecs(sandbox):
+    scenario = sandbox.provision("ecs_codedeploy", minute_seconds=4.0, request_rate=50)
+    p = scenario.parameters
+    resources = {k: p[k] for k in EcsCodeDeploy.parameters if k in p}
+    # ten percent a (sandbox) minute: the shift takes long enough to be killed in
+    resources["deployment_config_name"] = "CodeDeployDefault.ECSLinear10PercentEvery1Minutes"
+    namespace = {**resources, **QUICK, "bake_seconds": 5, "smoke_url": p["smoke_url"]}
+    yield scenario, resources, namespace
+    sandbox.release_scenario(scenario.id)
+
+
+def ecs_state(sandbox, resources: dict) -> tuple[dict[str, int], list[str]]:
+    pattern = EcsCodeDeploy(sandbox.session(), resources)
+    pattern.preflight()  # refuses a half-shifted listener or an active deployment
+    active = pattern.deployment.active()
+    return pattern.read_split(), active
+
+
+@pytest.mark.parametrize(
+    ("line", "where"),
+    [
+        pytest.param(r"green is deployed and waits for the smoke test", "after green was deployed",
+                     id="green-deployed-waiting-for-its-smoke-test"),
+        pytest.param(r"^the deployment shifted green to", "while traffic shifted",
+                     id="codedeploy-shifting"),
+    ],
+)  # fmt: skip
+def test_a_killed_codedeploy_release_is_stopped_and_rolled_back_by_the_next(
+    sandbox, ecs, line, where
+):
+    _, resources, namespace = ecs
+    kill_at(sandbox, "ecs_codedeploy", {**namespace, "release": "rel-killed"}, line)
+    record = next_release(sandbox, "ecs_codedeploy", {**namespace, "release": "rel-next"})
+    found, done = recovered(record)
+    assert f"was interrupted {where}; rolling it back" in found
+    assert done.startswith("rolled back release rel-killed: blue 100%")
+    split, active = ecs_state(sandbox, resources)
+    assert split == {"blue": 100, "green": 0} and active == []
+    assert lock_item(sandbox, f"codedeploy:{resources['application_name']}/"
+                               f"{resources['deployment_group_name']}") is None  # fmt: skip
+
+
+def test_bgkit_run_killed_mid_shift_then_run_again_rolls_back_and_releases(
+    shared_sandbox, alb, tmp_path
+):
+    """The whole process group of `bgkit run` (papermill and its kernel) is killed at 25 %;
+    `bgkit run` again, with the same target, finds the release in its lock item, puts blue
+    back, then makes its own release. Both records are notebooks in the output folder."""
+    resources, namespace = alb()
+    pairs = [
+        *(("-p", k, str(v)) for k, v in resources.items()),
+        ("-p", "plan", "25,50"), ("-p", "bake_seconds", "1"), ("-p", "min_requests", "5"),
+        ("-p", "slow_margin_ms", "25"), ("-p", "smoke_url", namespace["smoke_url"]),
+    ]  # fmt: skip
+    arguments = [a for pair in pairs for a in pair]
+    bgkit_command = [str(Path(sys.executable).with_name("bgkit")), "run", "alb_weighted"]
+    first = subprocess.Popen(
+        [*bgkit_command, *arguments, "-p", "release", "rel-a", "--quiet",
+         "--output", str(tmp_path / "a.ipynb")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:  # killed once the listener reads 25 % green: the first step is live
+        deadline = time.monotonic() + 120
+        while alb_split(shared_sandbox, resources)["green"] != 25:
+            assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+            time.sleep(0.1)
+        os.killpg(first.pid, signal.SIGKILL)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    seen = first.stdout.read()
+    assert first.returncode == -signal.SIGKILL, seen
+    assert alb_split(shared_sandbox, resources) == {"blue": 75, "green": 25}
+    second = subprocess.run(
+        [*bgkit_command, *arguments, "-p", "release", "rel-b", "--quiet",
+         "--output", str(tmp_path / "b.ipynb")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stdout + second.stderr  # promoted
+    from bgkit.record import load
+
+    record = load(tmp_path / "b.ipynb")
+    found, done = recovered(record)
+    assert "release rel-a of" in found and "interrupted at step 1 (green 25%)" in found
+    assert done.startswith("rolled back release rel-a: blue 100%")
+    assert record["outcome"] == "promoted"
+    assert alb_split(shared_sandbox, resources) == {"blue": 0, "green": 100}
+    assert lock_item(shared_sandbox, resources["listener_arn"]) is None
