@@ -951,6 +951,7 @@ class Release:
                 self._managed_stopped(progress, "while bgkit was not watching")
                 return
             self.deployment_id = progress.id
+            self.record.plan = self.pattern.plan_description()
             self.state = {"ready": "deployed", "succeeded": "shifted"}.get(progress.phase, "smoked")
             doing = f"its deployment {progress.id} is {progress.status}"
         elif phase == "promoting":

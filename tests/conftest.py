@@ -52,6 +52,13 @@ def sandbox():
 
 
 @pytest.fixture
+def calls(sandbox):
+    """The sandbox's call log, with no fault left behind by a test."""
+    yield sandbox.calls
+    sandbox.calls.clear_faults()
+
+
+@pytest.fixture
 def shared_sandbox(sandbox, monkeypatch):
     monkeypatch.setenv(SANDBOX_URL_ENV, sandbox.admin_url)
     return sandbox

@@ -34,13 +34,6 @@ FAST = {
 }
 
 
-@pytest.fixture
-def calls(sandbox):
-    """The sandbox's call log, with no fault left behind by a test."""
-    yield sandbox.calls
-    sandbox.calls.clear_faults()
-
-
 @pytest.fixture(scope="module")
 def release_session(sandbox):
     """Clients whose calls the sandbox logs as a release of RUNBOOK makes them (made once:

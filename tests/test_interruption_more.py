@@ -4,9 +4,11 @@ its own so that pytest-xdist runs it beside that one)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,10 +77,13 @@ def test_bgkit_run_killed_mid_shift_then_run_again_rolls_back_and_releases(
     ]  # fmt: skip
     arguments = [a for pair in pairs for a in pair]
     bgkit_command = [str(Path(sys.executable).with_name("bgkit")), "run", "alb_weighted"]
+    # A killed run cannot remove its kernel's IPC socket folder: it goes in a folder of the test's.
+    sockets = tempfile.mkdtemp(prefix="bgkit-t-")  # short: a socket path has at most 107 bytes
     first = subprocess.Popen(
         [*bgkit_command, *arguments, "-p", "release", "rel-a", "--quiet",
          "--output", str(tmp_path / "a.ipynb")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "TMPDIR": sockets},
     )  # fmt: skip
     try:  # killed once the listener reads 25 % green: the first step is live
         deadline = time.monotonic() + 120
@@ -90,6 +95,7 @@ def test_bgkit_run_killed_mid_shift_then_run_again_rolls_back_and_releases(
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
+        shutil.rmtree(sockets)
     seen = first.stdout.read()
     assert first.returncode == -signal.SIGKILL, seen
     assert alb_split(shared_sandbox, resources) == {"blue": 75, "green": 25}
@@ -108,3 +114,28 @@ def test_bgkit_run_killed_mid_shift_then_run_again_rolls_back_and_releases(
     assert record["outcome"] == "promoted"
     assert alb_split(shared_sandbox, resources) == {"blue": 0, "green": 100}
     assert lock_item(shared_sandbox, resources["listener_arn"]) is None
+
+
+def test_a_codedeploy_release_killed_at_its_smoke_test_wait_is_resumed_to_the_end(sandbox, ecs):
+    """on_interrupted = resume: the next run picks up the dead release's deployment (still in
+    READY_WAIT), smoke-tests green, lets CodeDeploy shift while it judges, and promotes; no
+    second deployment is created."""
+    _, resources, namespace = ecs
+    namespace = {**namespace, "release": "rel-m", "on_interrupted": "resume",
+                 "deployment_config_name": "CodeDeployDefault.ECSAllAtOnce"}  # fmt: skip
+    kill_at(sandbox, "ecs_codedeploy", namespace, r"green is deployed and waits for the smoke test")
+    codedeploy = sandbox.session().client("codedeploy")
+    group = {
+        "applicationName": resources["application_name"],
+        "deploymentGroupName": resources["deployment_group_name"],
+    }
+    (started,) = codedeploy.list_deployments(**group)["deployments"]
+    record = next_release(sandbox, "ecs_codedeploy", namespace, through="all")
+    assert record["outcome"] == "promoted", record["reason"]
+    (found,) = recovered(record)
+    assert f"resuming it (on_interrupted): its deployment {started} is Ready" in found
+    assert codedeploy.list_deployments(**group)["deployments"] == [started]
+    assert (
+        codedeploy.get_deployment(deploymentId=started)["deploymentInfo"]["status"] == "Succeeded"
+    )
+    assert record["final_split"] == {"blue": 0, "green": 100}

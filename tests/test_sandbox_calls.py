@@ -84,13 +84,6 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def calls(sandbox):
-    """The sandbox's call log, with no fault left behind by a test."""
-    yield sandbox.calls
-    sandbox.calls.clear_faults()
-
-
 @pytest.fixture(scope="module")
 def release_session(sandbox):
     """Clients whose calls the sandbox logs as a release of RUNBOOK makes them (made once:
