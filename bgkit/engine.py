@@ -39,7 +39,8 @@ MIN_SCRUBBED_LENGTH = 8
 
 
 class IpcKernelManager(AsyncKernelManager):
-    """A kernel reached over Unix sockets in a private folder: no TCP port, nothing to eavesdrop.
+    """A kernel reached over Unix sockets in a private folder: no TCP port, nothing to eavesdrop
+    (and bgkit.kernel closes the one TCP port ipykernel opens by itself).
 
     nbclient creates it, so nbclient also shuts the kernel down after the run;
     jupyter_client removes the socket files, and the folder goes with the kernel's resources.
@@ -50,6 +51,11 @@ class IpcKernelManager(AsyncKernelManager):
         self._folder = tempfile.mkdtemp(prefix="bgkit-kernel-")
         self.transport = "ipc"
         self.ip = os.path.join(self._folder, "kernel")
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        """The Python kernel starts as bgkit.kernel: ipykernel without its TCP pipe port."""
+        command = super().format_kernel_cmd(extra_arguments)
+        return ["bgkit.kernel" if part == "ipykernel_launcher" else part for part in command]
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)

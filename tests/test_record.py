@@ -1,6 +1,7 @@
 from datetime import UTC, datetime
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from bgkit.engine import attach_record
@@ -67,3 +68,41 @@ def test_runs_through_the_bgkit_engine_use_an_ipc_kernel_in_a_private_folder():
     assert os.path.isdir(folder) and os.path.basename(folder).startswith("bgkit-kernel-")
     manager.cleanup_resources()
     assert not os.path.exists(folder)
+
+
+def test_a_kernel_started_by_bgkit_has_no_tcp_socket_at_all(tmp_path):
+    """Issue 6, kernel transport: the kernel's own file descriptors hold no TCP socket
+    (listening or not): every channel is a Unix socket in its private folder."""
+    import json
+    import sys
+
+    import nbformat
+    import papermill
+
+    if not sys.platform.startswith("linux"):  # /proc is how the kernel inspects itself
+        pytest.fail("this check reads /proc; run it on Linux (CI does)")
+    probe = nbformat.v4.new_notebook()
+    probe.cells = [
+        nbformat.v4.new_code_cell(
+            "import json, os\n"
+            "from ipykernel import get_connection_info\n"
+            "inodes = set()\n"
+            "for fd in os.listdir('/proc/self/fd'):\n"
+            "    target = os.readlink(f'/proc/self/fd/{fd}') if os.path.exists(f'/proc/self/fd/{fd}') else ''\n"
+            "    if target.startswith('socket:['):\n"
+            "        inodes.add(target[8:-1])\n"
+            "tcp = [line.split()[9] for name in ('tcp', 'tcp6') for line in open(f'/proc/net/{name}').readlines()[1:]]\n"
+            "print(json.dumps({'transport': json.loads(get_connection_info())['transport'],\n"
+            "                  'sockets': len(inodes), 'tcp': sorted(inodes & set(tcp))}))"
+        )
+    ]
+    source, out = tmp_path / "probe.ipynb", tmp_path / "probe-out.ipynb"
+    nbformat.write(probe, str(source))
+    papermill.execute_notebook(
+        str(source), str(out), engine_name="bgkit", kernel_name="python3", progress_bar=False
+    )
+    text = nbformat.read(str(out), as_version=4).cells[0].outputs[0]["text"]
+    seen = json.loads(text)
+    assert seen["transport"] == "ipc"
+    assert seen["sockets"] >= 5  # the kernel's channels, all of them Unix sockets
+    assert seen["tcp"] == []
