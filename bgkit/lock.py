@@ -6,7 +6,8 @@ who holds it, since when, and until when the lease runs; a thread renews the lea
 release runs. A second release fails at once, naming the holder. A lease that ran out (its
 holder was killed, or lost its network) is taken over with a write conditioned on the very
 item that was read, so two newcomers cannot both take it; the takeover is recorded. A holder
-on this machine whose process is gone (a killed kernel) is stale at once.
+on this machine (same boot, same process namespace) whose process is gone (a killed kernel) is
+stale at once.
 
 The item also keeps the release's in-flight state (`save`: its phase, step, what it changed),
 written before each change. A release that dies leaves it behind; the next release of the
@@ -44,6 +45,17 @@ CREATE_COMMAND = (
 def holder_name() -> str:
     """Who holds a lock: this machine and process (the operator's ARN is in the item too)."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def machine_id() -> str:
+    """This boot of this machine and this process namespace (Linux), or "" where unknown: a
+    holder is checked for by its pid only when this matches, since two containers (or two
+    machines) may share a host name but not their processes."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            return f"{boot.read().strip()}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
 
 
 class ReleaseLock:
@@ -101,9 +113,10 @@ class ReleaseLock:
         process is gone (a killed kernel: no need to wait for the lease)."""
         if float(item["lease_until"]["N"]) <= self._now():
             return False
-        host, _, pid = item["holder"]["S"].rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit():
-            return True
+        pid = item["holder"]["S"].rpartition(":")[2]
+        machine = item.get("machine", {}).get("S", "")
+        if not machine or machine != machine_id() or not pid.isdigit():
+            return True  # elsewhere (or unknown): alive until its lease ends
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
@@ -124,6 +137,7 @@ class ReleaseLock:
             "release": {"S": self.release},
             "operator": {"S": self.operator},
             "holder": {"S": self.holder},
+            "machine": {"S": machine_id()},
             "acquired_at": {"N": f"{now:.3f}"},
             "lease_until": {"N": f"{now + self.lease_seconds:.3f}"},
         }
@@ -259,9 +273,12 @@ class ReleaseLock:
             while not self._stop.wait(self.lease_seconds / 3):
                 try:
                     self.renew()
-                except Exception as error:  # kept: the release records it (lost)
+                except ClientError as error:
+                    self.lost = f"{type(error).__name__}: {error}"  # the release records it
+                    if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                        return  # taken over: no longer ours to renew
+                except Exception as error:  # a network error: tried again at the next third
                     self.lost = f"{type(error).__name__}: {error}"
-                    return
 
         self._keeper = threading.Thread(target=keep, name="bgkit-lock-keeper", daemon=True)
         self._keeper.start()

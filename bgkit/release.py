@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from . import metrics as _metrics
 from . import patterns
 from .aws import AwsSession
@@ -298,6 +300,7 @@ class Release:
         if self.state != "shifted":
             return self._note(f"promote not run (state: {self.state})")
         with self._guard("promote"):
+            self.mutated = True  # from here on, a death leaves traffic to undo (all_at_once too)
             self._checkpoint("promoting")
             if self.managed:
                 self.pattern.end_wait_after_shift()
@@ -890,14 +893,24 @@ class Release:
                     f"({found.get('runbook')}), not {self.params.runbook}",
                     parameter="on_interrupted",
                 )
+            for name, now in (("resources", dict(self.params.resources)), ("plan", self._steps())):
+                if name in found and found[name] != now:
+                    raise PreflightError(
+                        f"'resume' carries on release {found['release']} as it was started, and "
+                        f"its {name} were {found[name]}, not {now}: run it with the same "
+                        "parameters, or with on_interrupted = 'rollback'",
+                        parameter="on_interrupted",
+                    )
         return found
+
+    def _steps(self) -> list[int]:
+        return [step.green_percent for step in self.plan.steps]
 
     def _take_on(self, found: dict[str, Any]) -> None:
         """Take the lock of an interrupted release with its state, then roll it back (default)
         or resume it (on_interrupted = "resume"), saying in the record what was found."""
         self._progress = {k: found[k] for k in ("phase", "step", "green_percent") if k in found}
         self._lock_target(state={**found, "inherited_from": found["release"]})
-        restore(self.pattern, found.get("pattern") or {})
         self.mutated = True  # this release now answers for the traffic the other one moved
         what = (
             f"release {found['release']} of {found['operator']} (on {found['holder']}, since "
@@ -905,19 +918,39 @@ class Release:
         )
         resume = self.params.on_interrupted == "resume"
         why_not = self._cannot_resume(found) if resume else ""
+        own = self.pattern
+        if not (resume and not why_not):
+            # The dead release is undone with its own resources and state (its green, its
+            # deployment); this release then goes on with its own pattern.
+            self.pattern = patterns.get(found.get("runbook") or self.params.runbook)(
+                self.session, found.get("resources") or self.params.resources
+            )
+            self.pattern.clock = self.clock
+        restore(self.pattern, found.get("pattern") or {})
+        deployment = getattr(self.pattern, "deployment", None)  # CodeDeploy's
+        if deployment is not None and not deployment.deployment_id:
+            # killed between CreateDeployment and keeping its id: found by its description
+            deployment.deployment_id = deployment.find(f"bgkit release {found['release']}")
         if resume and not why_not:
             self._resume(found, what)
             return
+        if self.managed and found.get("phase") == "promoting":
+            progress = self.pattern.progress()
+            if progress.phase == "succeeded":  # the service finished the promotion by itself
+                self._event(
+                    "recover",
+                    f"{what}; its deployment {progress.id} had passed every verdict and has "
+                    "succeeded since: green serves, nothing to undo",
+                )
+                self.pattern, self.mutated, self._progress = own, False, {}
+                self._checkpoint("preflight")
+                return
         self._event(
             "recover",
             f"{what}; rolling it back ("
             + (f"on_interrupted is 'resume', but {why_not}" if why_not else "on_interrupted")
             + ")",
         )
-        deployment = getattr(self.pattern, "deployment", None)  # CodeDeploy's
-        if deployment is not None and not deployment.deployment_id:
-            # killed between CreateDeployment and keeping its id: found by its description
-            deployment.deployment_id = deployment.find(f"bgkit release {found['release']}")
         split = self._stop_managed() if self.managed else self.pattern.set_split(0)
         how = getattr(self.pattern, "how_rolled_back", lambda: "")()
         self._event(
@@ -926,8 +959,7 @@ class Release:
             green_percent=0,
             split=split,
         )
-        self.mutated = False
-        self._progress = {}
+        self.pattern, self.mutated, self._progress = own, False, {}
         self._checkpoint("preflight")
 
     def _cannot_resume(self, found: dict[str, Any]) -> str:
@@ -953,6 +985,8 @@ class Release:
             self.deployment_id = progress.id
             self.record.plan = self.pattern.plan_description()
             self.state = {"ready": "deployed", "succeeded": "shifted"}.get(progress.phase, "smoked")
+            if phase == "promoting" and progress.phase == "shifted":
+                self.state = "shifted"  # every verdict had passed: promote again
             doing = f"its deployment {progress.id} is {progress.status}"
         elif phase == "promoting":
             self.state, doing = "shifted", "promoting it again"
@@ -984,18 +1018,36 @@ class Release:
             **self._progress,
             "mutated": self.mutated,
             "runbook": self.params.runbook,
+            "resources": dict(self.params.resources),
+            "plan": self._steps(),
             "pattern": checkpoint(self.pattern),
             "at": self.clock.now().isoformat(),
         }
         try:
             self.lock.save(state)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                self._lock_save_failed(error)
+                return
+            # Another release took the target over (this one's lease ran out: a laptop asleep,
+            # a lost network): the traffic is in its hands now, not to be touched by this one.
+            self.mutated = False
+            raise TrafficError(
+                f"the lock of {self.record.target_id} was taken over by another release while "
+                f"this one's lease had run out; stopped before changing anything more (phase "
+                f"{phase})",
+                split=self.split,
+            ) from None
         except Exception as error:  # recorded: this process still knows where traffic is
-            self._event(
-                "error",
-                f"could not keep the release's state in the lock item ({type(error).__name__}: "
-                f"{error}); if this run dies now, the next release of the target will not know "
-                "where it was",
-            )
+            self._lock_save_failed(error)
+
+    def _lock_save_failed(self, error: Exception) -> None:
+        self._event(
+            "error",
+            f"could not keep the release's state in the lock item ({type(error).__name__}: "
+            f"{error}); if this run dies now, the next release of the target will not know "
+            "where it was",
+        )
 
     def _lock_target(self, state: dict[str, Any] | None = None) -> bool:
         """One release per target, before anything is changed (bgkit.lock). True if locked."""

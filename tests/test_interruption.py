@@ -169,6 +169,10 @@ def test_a_killed_alb_release_is_resumed_from_its_step_with_on_interrupted_resum
     with pytest.raises(bgkit.BgkitError, match=r"^on_interrupted: 'resume' carries on"):
         next_release(sandbox, "alb_weighted", {**namespace, "release": "rel-other",
                                                "on_interrupted": "resume"})  # fmt: skip
+    # nor with another plan: the step it was at would mean another weight
+    with pytest.raises(bgkit.BgkitError, match=r"^on_interrupted: .* its plan were \[25, 50\]"):
+        next_release(sandbox, "alb_weighted", {**namespace, "release": "rel-r", "plan": "50",
+                                               "on_interrupted": "resume"})  # fmt: skip
     assert alb_split(sandbox, resources) == {"blue": 50, "green": 50}
     record = next_release(
         sandbox, "alb_weighted", {**namespace, "release": "rel-r", "on_interrupted": "resume"},
@@ -197,17 +201,30 @@ def test_a_release_killed_after_creating_its_canary_is_rolled_back_by_the_next(s
         p = scenario.parameters
         resources = {k: p[k] for k in patterns.get("apigw_canary").parameters if k in p}
         namespace = {**resources, **QUICK, "plan": "25,50", "smoke_url": p["smoke_url"]}
-        kill_at(sandbox, "apigw_canary", {**namespace, "release": "rel-killed"},
-                r"^CHECKPOINT deployed")  # fmt: skip
+        dead = {
+            **namespace,
+            "release": "rel-killed",
+            "green_stage_variables": namespace["green_stage_variables"] + ",version=a",
+        }
+        kill_at(sandbox, "apigw_canary", dead, r"^CHECKPOINT deployed")  # fmt: skip
         apigw = sandbox.session().client("apigateway")
         stage = apigw.get_stage(restApiId=p["rest_api_id"], stageName=p["stage_name"])
         assert "canarySettings" in stage  # the dead release's canary is on the stage
-        record = next_release(sandbox, "apigw_canary", {**namespace, "release": "rel-next"})
+        assert stage["canarySettings"]["stageVariableOverrides"]["version"] == "a"
+        # The next release undoes the dead one with the dead one's state, then releases its own
+        # green (its own stage variables), through to the promotion.
+        mine = {
+            **namespace,
+            "release": "rel-next",
+            "green_stage_variables": namespace["green_stage_variables"] + ",version=b",
+        }
+        record = next_release(sandbox, "apigw_canary", mine, through="all")  # fmt: skip
         found, done = recovered(record)
         assert "was interrupted after green was deployed; rolling it back" in found
         assert done.startswith("rolled back release rel-killed: blue 100%")
+        assert record["outcome"] == "promoted", record["reason"]
         stage = apigw.get_stage(restApiId=p["rest_api_id"], stageName=p["stage_name"])
-        assert "canarySettings" not in stage
+        assert "canarySettings" not in stage and stage["variables"]["version"] == "b"
         assert lock_item(sandbox, f"apigateway:{p['rest_api_id']}/{p['stage_name']}") is None
     finally:
         sandbox.release_scenario(scenario.id)

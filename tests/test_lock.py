@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import run_runbook
+from conftest import Capture, run_runbook
 
 from bgkit.errors import PreflightError
 from bgkit.lock import ReleaseLock
@@ -104,4 +104,48 @@ def test_a_runbook_on_a_locked_target_fails_at_once_and_changes_nothing(shared_s
         assert item(shared_sandbox, p["listener_arn"])["release"]["S"] == "rel-other"
     finally:
         held.release_lock()
+        shared_sandbox.release_scenario(scenario.id)
+
+
+def test_a_release_whose_lock_was_taken_over_stops_before_its_next_change(shared_sandbox):
+    """Its lease ran out (a laptop asleep) and another release took the target over: at its
+    next change it finds the lock item is not its own, and changes nothing more."""
+    import bgkit
+    from bgkit.patterns.alb_weighted import AlbWeighted
+
+    scenario = shared_sandbox.provision("alb_weighted", request_rate=20)
+    try:
+        p = scenario.parameters
+        resources = {k: p[k] for k in AlbWeighted.parameters}
+        params = bgkit.validate_parameters(
+            "alb_weighted",
+            {**resources, "target": "aws", "bake_seconds": 1, "metric_period_seconds": 1,
+             "metric_lag_seconds": 1.5, "min_requests": 5, "plan": "50", "release": "rel-a"},
+        )  # fmt: skip
+        release = bgkit.Release(params, shared_sandbox.session("alb_weighted"), display=Capture())
+        release.preflight()
+        release.deploy()
+        release.smoke_test()  # (no smoke_url: skipped)
+        # another release, two minutes later as far as A's lease is concerned, takes it over
+        newcomer = lock(shared_sandbox, p["listener_arn"], "rel-b", now=lambda: time.time() + 120)
+        assert "took over the stale lock of release rel-a" in newcomer.acquire()
+        try:
+            with pytest.raises(bgkit.BgkitError, match="was taken over by another release"):
+                release.shift()
+            assert AlbWeighted(shared_sandbox.session(), resources).read_split() == {
+                "blue": 100,
+                "green": 0,
+            }
+            record = release.finish(plot=False)
+            assert record["outcome"] == "failed"
+            assert not [e for e in record["events"] if e["kind"] in ("shift", "rollback")]
+            item = (
+                shared_sandbox.session()
+                .client("dynamodb")
+                .get_item(TableName=TABLE, Key={"target": {"S": p["listener_arn"]}})["Item"]
+            )
+            assert item["release"]["S"] == "rel-b"  # A neither released nor changed it
+        finally:
+            newcomer.release_lock()
+    finally:
         shared_sandbox.release_scenario(scenario.id)

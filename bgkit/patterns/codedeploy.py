@@ -117,6 +117,9 @@ class CodeDeployDeployment:
                 f"{name!r} is for {info.get('computePlatform')}, not {platform}",
                 parameter="deployment_config_name",
             )
+        info.pop(
+            "createTime", None
+        )  # plain data only: a resumed release reads it back (checkpoint)
         return info
 
     def active(self) -> list[str]:
