@@ -73,7 +73,11 @@ def connect(params: ReleaseParams) -> Connection:
         params, region=info["region"], smoke_url=params.smoke_url or scenario["smoke_url"]
     )
     completed = completed.with_resources(**resources)
-    patterns.check_resources(pattern, completed.resources)
+    try:
+        patterns.check_resources(pattern, completed.resources)
+    except Exception:
+        close()  # the scenario just provisioned (its load generator) stops with the refusal
+        raise
     return Connection(completed, session, sandbox=info, _close=close)
 
 

@@ -581,3 +581,16 @@ def test_bgkit_run_refuses_parameter_names_that_papermill_would_write_as_code():
     name = f"x = 1\nimport os; os.system('touch {PWNED}')\ny"
     with pytest.raises(UsageError, match="has no parameter"):
         coerce_parameters(RUNBOOKS / "alb_weighted.ipynb", [(name, "1")])
+
+
+def test_a_sandbox_connection_refused_for_its_resources_stops_the_scenario_it_made(
+    shared_sandbox,
+):
+    """connect() provisions a scenario, then finds the resources do not go together (green's
+    set identifier given, equal to the blue one the scenario has): the refusal also stops that
+    scenario (its load generator), instead of leaving it running in the sandbox."""
+    before = set(shared_sandbox._scenarios)
+    params = bgkit.validate_parameters("route53_weighted", {"green_set_identifier": "blue"})
+    with pytest.raises(bgkit.ParameterError, match="^green_set_identifier: must differ from"):
+        bgkit.connect(params)
+    assert set(shared_sandbox._scenarios) == before
