@@ -70,6 +70,7 @@ def test_bgkit_run_killed_mid_shift_then_run_again_rolls_back_and_releases(
     `bgkit run` again, with the same target, finds the release in its lock item, puts blue
     back, then makes its own release. Both records are notebooks in the output folder."""
     resources, namespace = alb()
+    scenarios = set(shared_sandbox._scenarios)  # the killed run's own is never closed by it
     pairs = [
         *(("-p", k, str(v)) for k, v in resources.items()),
         ("-p", "plan", "25,50"), ("-p", "bake_seconds", "1"), ("-p", "min_requests", "5"),
@@ -96,6 +97,8 @@ def test_bgkit_run_killed_mid_shift_then_run_again_rolls_back_and_releases(
             os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
         shutil.rmtree(sockets)
+        for leaked in set(shared_sandbox._scenarios) - scenarios:  # its load would run on
+            shared_sandbox.release_scenario(leaked)
     seen = first.stdout.read()
     assert first.returncode == -signal.SIGKILL, seen
     assert alb_split(shared_sandbox, resources) == {"blue": 75, "green": 25}
