@@ -26,16 +26,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..aws import iam_action as aws_iam_action
+
 RUNBOOK_AGENT = "bgkit-runbook/"
-# signing name -> (botocore service, IAM prefix) where they differ from the signing name
-_SERVICES = {
-    "elasticloadbalancing": ("elbv2", "elasticloadbalancing"),
-    "monitoring": ("cloudwatch", "cloudwatch"),
-    "execute-api": ("apigateway", "execute-api"),
-}
+# signing name -> botocore service, where they differ (the IAM name is bgkit.aws.iam_action's)
+_SERVICES = {"elasticloadbalancing": "elbv2", "monitoring": "cloudwatch"}
 _READ = re.compile(r"^(Get|Describe|List|BatchGet|Query|Scan|Search|Lookup)[A-Z]")
-# API operations whose IAM action has another name (Service Authorization Reference)
-_IAM_ACTION = {("lambda", "Invoke"): "InvokeFunction"}
 
 
 @dataclass(frozen=True)
@@ -157,16 +153,15 @@ def identify(environ: dict[str, Any]) -> tuple[str, str, str] | None:
     if match is None:
         return None
     signing = match.group(1)
-    service, prefix = _SERVICES.get(signing, (signing, signing))
     try:
-        model = _model(service)
+        model = _model(_SERVICES.get(signing, signing))
     except Exception:  # a service botocore does not know: log it by its signing name only
-        return "?", f"{prefix}:?", "json"
+        return "?", f"{signing}:?", "json"
     operation = _operation(environ, model)
-    if service == "apigateway":  # API Gateway's management actions are its HTTP methods
-        iam_action = f"apigateway:{environ['REQUEST_METHOD']}"
-    else:
-        iam_action = f"{prefix}:{_IAM_ACTION.get((service, operation), operation)}"
+    try:
+        iam_action = aws_iam_action(model.operation_model(operation))
+    except Exception:  # an operation the model does not have: named as the request names it
+        iam_action = f"{signing}:{operation}"
     # the protocol the client spoke (a service may offer several: CloudWatch CBOR, JSON, query)
     if environ.get("HTTP_SMITHY_PROTOCOL"):
         protocol = "smithy-rpc-v2-cbor"
