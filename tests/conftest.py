@@ -148,6 +148,19 @@ def deployments_of(sandbox, record: dict) -> list[str]:
     )
 
 
+def release_all(release) -> dict:
+    """Every step of a release, in the order a runbook's cells run them; the record (no plot)."""
+    for step in (
+        release.preflight,
+        release.deploy,
+        release.smoke_test,
+        release.shift,
+        release.promote,
+    ):
+        step()
+    return release.finish(plot=False)
+
+
 class Capture:
     """A display for Release that drops everything but keeps each emitted record."""
 

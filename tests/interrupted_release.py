@@ -14,6 +14,8 @@ import json
 import sys
 import time
 
+from conftest import release_all  # this folder is the script's: sys.path[0]
+
 import bgkit
 from bgkit.aws import AwsSession, release_agent
 from bgkit.sandbox import SANDBOX_ACCESS_KEY_ID, SANDBOX_REGION, SANDBOX_SECRET_ACCESS_KEY
@@ -57,12 +59,7 @@ def main() -> None:
     release._checkpoint = checkpoint
     if set_split is not None:
         release.pattern.set_split = set_and_mark
-    release.preflight()
-    release.deploy()
-    release.smoke_test()
-    release.shift()
-    release.promote()
-    record = release.finish(plot=False)
+    record = release_all(release)
     print(f"OUTCOME {record['outcome']}", flush=True)
 
 

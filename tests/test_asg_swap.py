@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import STEADY, Capture, assert_refused, run_runbook
+from conftest import STEADY, Capture, assert_refused, release_all, run_runbook
 
 FAST = {"bake_seconds": 5, "plan": "50", **STEADY}
 
@@ -199,14 +199,7 @@ def test_a_rollback_after_the_promotion_re_attaches_blue_first(sandbox, scenario
         {"target": "aws", "metric_period_seconds": 1, "plan": "all_at_once", "smoke_url": p["smoke_url"], **{k: p[k] for k in names}},
     )  # fmt: skip
     release = bgkit.Release(params, sandbox.session(), display=Capture())
-    for step in (
-        release.preflight,
-        release.deploy,
-        release.smoke_test,
-        release.shift,
-        release.promote,
-    ):
-        step()
+    release_all(release)
     assert release.state == "promoted"
     assert group(sandbox, p["blue_asg_name"])["TargetGroupARNs"] == []
     assert release.pattern.set_split(0) == {"blue": 100, "green": 0}

@@ -11,7 +11,7 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import STEADY, Capture
+from conftest import STEADY, Capture, release_all
 
 import bgkit
 from bgkit.aws import MAX_ATTEMPTS, resource_of
@@ -83,12 +83,7 @@ def test_throttling_and_server_errors_are_retried_and_the_release_still_promotes
     mark = calls.mark()
     calls.inject(Fault(MODIFY_LISTENER, "Throttling", 400, times=2, message="Rate exceeded"))
     calls.inject(Fault(GET_METRIC_DATA, "InternalFailure", 503, times=2))
-    release.preflight()
-    release.deploy()
-    release.smoke_test()
-    release.shift()
-    release.promote()
-    record = release.finish(plot=False)
+    record = release_all(release)
     assert record["outcome"] == "promoted", record["reason"]
     assert green_weight(shared_sandbox, scenario) == 100
     # botocore retried each faulted call until it succeeded: nothing of bgkit's saw the faults

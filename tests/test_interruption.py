@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import STEADY, Capture
+from conftest import STEADY, Capture, release_all
 
 import bgkit
 from bgkit.patterns.alb_weighted import AlbWeighted
@@ -77,12 +77,9 @@ def next_release(sandbox, runbook: str, namespace: dict, *, through: str = "pref
     `through`: "preflight" (then finish) or "all" (every step)."""
     params = bgkit.validate_parameters(runbook, namespace)
     release = bgkit.Release(params, sandbox.session(runbook), display=Capture())
-    release.preflight()
     if through == "all":
-        release.deploy()
-        release.smoke_test()
-        release.shift()
-        release.promote()
+        return release_all(release)
+    release.preflight()
     return release.finish(plot=False)
 
 
