@@ -194,12 +194,8 @@ class ReleaseLock:
     def abandon(self) -> None:
         """Give the lock up but keep its state: the release failed and traffic may not be
         where it should; the lease ends now, so the next release takes it on at once."""
-        self._stop.set()
-        if self._keeper is not None:
-            self._keeper.join(timeout=10)
-        if not self.held:
+        if not self._let_go():
             return
-        self.held = False
         try:
             self._dynamodb.update_item(
                 TableName=self.table,
@@ -222,12 +218,8 @@ class ReleaseLock:
 
     def release_lock(self) -> bool:
         """Give the lock up (only ours). True if this call released it."""
-        self._stop.set()
-        if self._keeper is not None:
-            self._keeper.join(timeout=10)
-        if not self.held:
+        if not self._let_go():
             return False
-        self.held = False
         try:
             self._dynamodb.delete_item(
                 TableName=self.table,
@@ -239,6 +231,14 @@ class ReleaseLock:
                 return False  # someone took it over after our lease ran out: theirs now
             raise
         return True
+
+    def _let_go(self) -> bool:
+        """Stop renewing; True if the lock was still held by this object (now no longer)."""
+        self._stop.set()
+        if self._keeper is not None:
+            self._keeper.join(timeout=10)
+        held, self.held = self.held, False
+        return held
 
     def _ours(
         self, values: dict[str, Any] | None = None, names: dict[str, str] | None = None

@@ -29,8 +29,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from . import metrics as _metrics
 from . import patterns
 from .aws import AwsSession
@@ -916,10 +914,10 @@ class Release:
             f"release {found['release']} of {found['operator']} (on {found['holder']}, since "
             f"{found['since']}) was interrupted {_where(found)}"
         )
-        resume = self.params.on_interrupted == "resume"
-        why_not = self._cannot_resume(found) if resume else ""
+        why_not = self._cannot_resume(found) if self.params.on_interrupted == "resume" else ""
+        resuming = self.params.on_interrupted == "resume" and not why_not
         own = self.pattern
-        if not (resume and not why_not):
+        if not resuming:
             # The dead release is undone with its own resources and state (its green, its
             # deployment); this release then goes on with its own pattern.
             self.pattern = patterns.get(found.get("runbook") or self.params.runbook)(
@@ -931,7 +929,7 @@ class Release:
         if deployment is not None and not deployment.deployment_id:
             # killed between CreateDeployment and keeping its id: found by its description
             deployment.deployment_id = deployment.find(f"bgkit release {found['release']}")
-        if resume and not why_not:
+        if resuming:
             self._resume(found, what)
             return
         if self.managed and found.get("phase") == "promoting":
@@ -942,8 +940,7 @@ class Release:
                     f"{what}; its deployment {progress.id} had passed every verdict and has "
                     "succeeded since: green serves, nothing to undo",
                 )
-                self.pattern, self.mutated, self._progress = own, False, {}
-                self._checkpoint("preflight")
+                self._done_with_interrupted(own)
                 return
         self._event(
             "recover",
@@ -959,6 +956,11 @@ class Release:
             green_percent=0,
             split=split,
         )
+        self._done_with_interrupted(own)
+
+    def _done_with_interrupted(self, own: Any) -> None:
+        """Nothing of the interrupted release is left to undo: this release goes on with its own
+        pattern, from an unchanged target."""
         self.pattern, self.mutated, self._progress = own, False, {}
         self._checkpoint("preflight")
 
@@ -1025,9 +1027,16 @@ class Release:
         }
         try:
             self.lock.save(state)
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                self._lock_save_failed(error)
+        except Exception as error:
+            if getattr(error, "response", {}).get("Error", {}).get("Code") != (
+                "ConditionalCheckFailedException"
+            ):  # recorded: this process still knows where traffic is
+                self._event(
+                    "error",
+                    f"could not keep the release's state in the lock item ({type(error).__name__}"
+                    f": {error}); if this run dies now, the next release of the target will not "
+                    "know where it was",
+                )
                 return
             # Another release took the target over (this one's lease ran out: a laptop asleep,
             # a lost network): the traffic is in its hands now, not to be touched by this one.
@@ -1038,16 +1047,6 @@ class Release:
                 f"{phase})",
                 split=self.split,
             ) from None
-        except Exception as error:  # recorded: this process still knows where traffic is
-            self._lock_save_failed(error)
-
-    def _lock_save_failed(self, error: Exception) -> None:
-        self._event(
-            "error",
-            f"could not keep the release's state in the lock item ({type(error).__name__}: "
-            f"{error}); if this run dies now, the next release of the target will not know "
-            "where it was",
-        )
 
     def _lock_target(self, state: dict[str, Any] | None = None) -> bool:
         """One release per target, before anything is changed (bgkit.lock). True if locked."""
