@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bgkit-installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench browser-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bgkit needs Python 3.11 or newer; run make PYTHON=python3.11 ...")'
@@ -34,6 +34,11 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/judge.py
 	$(BIN)/python benchmarks/release_wall_time.py
+
+## browser-check: a real release rendered by bgkit.html, loaded in headless Chromium (Debian's
+## chromium, apt-installed when missing and root); checks the DOM and a screenshot
+browser-check: $(STAMP)
+	$(BIN)/python tools/browser_check.py --screenshot outputs/browser-check.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -3,6 +3,8 @@
     bgkit run <runbook name or path> [-p NAME VALUE]... [-s SECRET_NAME]... [--output PATH]
     bgkit runbooks
     bgkit iam-policy <runbook name> [--lock-table TABLE]
+    bgkit audit [verify] [FOLDER | s3://bucket/prefix/] [--runbook R] [--outcome O] [--since T]
+    bgkit audit render RECORD [--out PAGE.html]
 
 `run` exits 0 when the release was promoted, 3 when it was rolled back, 4 when it failed,
 and 2 when the command line itself is wrong (nothing was run).
@@ -16,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import patterns
+from . import audit, patterns
 from .params import RELEASE_ID, default_release_id
 
 EXIT_PROMOTED, EXIT_USAGE, EXIT_ROLLED_BACK, EXIT_FAILED = 0, 2, 3, 4
@@ -132,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from papermill.exceptions import PapermillExecutionError
 
     from .params import is_secret, secret_env
-    from .record import load
+    from .record import from_notebook
 
     path = runbook_path(args.runbook)
     for name, _ in args.parameter:
@@ -150,21 +152,16 @@ def run(args: argparse.Namespace) -> int:
             f"-p release: must be 1-64 characters: letters, digits, '.', '_' or '-', starting "
             f"with a letter or digit, got {str(parameters['release'])[:80]!r}"
         )
-    out = (
-        Path(args.output)
-        if args.output
-        else output_path(path.stem, str(parameters["release"]), Path("outputs"))
-    )
-    if args.output and out.exists():
-        raise UsageError(f"--output: {out} exists; a record is never overwritten")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.output and audit.is_s3(args.output):
+        _use_s3(args.output, _target(path, parameters))
+    out, chain_root = record_location(args.output, path.stem, str(parameters["release"]))
     print(f"bgkit: running {path.stem} release {parameters['release']} -> {out}", file=sys.stderr)
     error = None
     os.environ.update(secrets)
     try:
         papermill.execute_notebook(
             str(path),
-            str(out),
+            out,
             parameters=parameters,
             engine_name="bgkit",
             progress_bar=not args.quiet,
@@ -176,7 +173,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for variable in secrets:
             os.environ.pop(variable, None)
-    record = load(out) or {}
+    chain = audit.link(out, chain_root)  # before anything else reads it: the record is final
+    nb = audit.read(out)
+    record = from_notebook(nb) or {}
     outcome = record.get("outcome") or "failed"
     print(f"outcome: {outcome}")
     if record.get("reason"):
@@ -184,7 +183,86 @@ def run(args: argparse.Namespace) -> int:
     if error:
         print(f"error: {error}")
     print(f"record: {out}")
+    print(f"chain: record {chain['sequence']} of {chain['target']} in {chain_root}, "
+          f"sha256 {chain['hash'][:16]}…")  # fmt: skip
+    if args.html:
+        from .html import render_html
+
+        page = out.removesuffix(".ipynb") + ".html"
+        audit.write_text(render_html(nb), page)
+        print(f"html: {page}")
     return _EXIT[outcome]
+
+
+def record_location(output: str | None, runbook: str, release: str) -> tuple[str, str]:
+    """Where `bgkit run` writes its record, and the folder or prefix of the record's chain.
+
+    No --output: outputs/<date>/<runbook>-<release>-<time>.ipynb, chained within outputs/.
+    A folder, or an s3:// prefix ending in "/": the same layout under it. A file or an
+    s3://…/name.ipynb: exactly there, chained with the records beside it. Never overwrites.
+    """
+    if output is None:
+        return str(output_path(runbook, release, Path("outputs"))), "outputs"
+    if audit.is_s3(output):
+        if output.endswith(".ipynb"):
+            if _s3_exists(output):
+                raise UsageError(f"--output: {output} exists; a record is never overwritten")
+            return output, output.rsplit("/", 1)[0] + "/"
+        prefix = output if output.endswith("/") else output + "/"
+        now = datetime.now(UTC)
+        stem = f"{prefix}{now:%Y-%m-%d}/{runbook}-{release}-{now:%H%M%S}"
+        key, n = f"{stem}.ipynb", 1
+        while _s3_exists(key):
+            n += 1
+            key = f"{stem}-{n}.ipynb"
+        return key, prefix
+    local = Path(output)
+    if local.is_dir() or output.endswith("/"):
+        return str(output_path(runbook, release, local)), str(local)
+    if local.exists():
+        raise UsageError(f"--output: {local} exists; a record is never overwritten")
+    local.parent.mkdir(parents=True, exist_ok=True)
+    return str(local), str(local.parent)
+
+
+def _target(path: Path, parameters: dict[str, Any]) -> str:
+    if "target" in parameters:
+        return str(parameters["target"])
+    return str(notebook_parameters(path).get("target", {}).get("default", "")).strip("\"'")
+
+
+def _use_s3(output: str, target: str) -> None:
+    """Records to S3: AWS's (the standard credential chain), or a shared sandbox's for
+    `target sandbox`; the bucket must exist and be reachable before the release starts."""
+    from .connect import sandbox_endpoint
+
+    if target == "sandbox":
+        endpoint = sandbox_endpoint()
+        if endpoint is None:
+            raise UsageError(
+                "--output s3://…: with target sandbox, records go to the S3 of a shared sandbox "
+                "(an embedded one ends with the run); start it with `bgkit sandbox up`"
+            )
+        from .sandbox import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
+
+        audit.use_s3_endpoint(
+            endpoint["endpoint_url"], endpoint["region"], SANDBOX_ACCESS_KEY_ID,
+            SANDBOX_SECRET_ACCESS_KEY,
+        )  # fmt: skip
+    from botocore.exceptions import BotoCoreError, ClientError
+    from papermill.s3 import S3
+
+    bucket = output[len("s3://") :].split("/", 1)[0]
+    try:
+        S3().client.head_bucket(Bucket=bucket)
+    except (BotoCoreError, ClientError) as error:
+        raise UsageError(f"--output: bucket {bucket!r} cannot be reached: {error}") from None
+
+
+def _s3_exists(url: str) -> bool:
+    from papermill.s3 import S3
+
+    return any(str(found) == url for found in S3().list(url))
 
 
 def list_runbooks(args: argparse.Namespace) -> int:
@@ -211,14 +289,17 @@ def iam_policy(args: argparse.Namespace) -> int:
 
     try:
         table = iam.DEFAULT_LOCK_TABLE if args.lock_table is None else args.lock_table
-        document = iam.policy(args.runbook, lock_table=table)
+        document = iam.policy(
+            args.runbook, lock_table=table, notify_topic_arn=args.notify_topic or ""
+        )
     except KeyError:
         known = ", ".join(patterns.names())
         raise UsageError(
             f"iam-policy: no runbook named {args.runbook!r}; known runbooks: {known}"
         ) from None
     except ValueError as error:
-        raise UsageError(f"--lock-table: {error}") from None
+        option = "--notify-topic" if "SNS" in str(error) else "--lock-table"
+        raise UsageError(f"{option}: {error}") from None
     print(json.dumps(document, indent=2))
     return 0
 
@@ -254,6 +335,48 @@ def sandbox_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def audit_command(args: argparse.Namespace) -> int:
+    """`bgkit audit [LOCATION]`, `bgkit audit verify [LOCATION]`, `bgkit audit render RECORD`."""
+    words = list(args.words)
+    action = words.pop(0) if words and words[0] in ("verify", "render") else "list"
+    if len(words) > 1:
+        raise UsageError(f"audit {action}: one folder, s3:// prefix or record, got {words}")
+    location = words[0] if words else "outputs"
+    if args.sandbox and audit.is_s3(location):
+        _use_s3(location, "sandbox")
+    if action == "render":
+        if not words:
+            raise UsageError("audit render: which record? (a .ipynb path or s3:// URL)")
+        from .html import render_html
+
+        page = args.out or location.removesuffix(".ipynb") + ".html"
+        audit.write_text(render_html(_read(location)), page)
+        print(f"html: {page}")
+        return 0
+    try:
+        if action == "verify":
+            count, problems = audit.verify(location)
+            for problem in problems:
+                print(f"PROBLEM {problem}")
+            print(f"{count} records in {location}: " + (
+                f"{len(problems)} problems" if problems else "every hash and chain verified"
+            ))  # fmt: skip
+            return 1 if problems else 0
+        since = audit.since_time(args.since) if args.since else None
+        rows = audit.index(location, runbook=args.runbook, outcome=args.outcome, since=since)
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(f"audit: {error}") from None
+    sys.stdout.write(audit.render_rows(rows, args.format))
+    return 0
+
+
+def _read(path: str):  # type: ignore[no-untyped-def]
+    try:
+        return audit.read(path)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"audit render: cannot read {path}: {error}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bgkit", description="Blue/green and canary release runbooks for AWS."
@@ -273,7 +396,14 @@ def main(argv: list[str] | None = None) -> int:
         help="a secret parameter (such as smoke_token): read from BGKIT_SECRET_<NAME>, or asked "
         "for without echo; never written to the executed notebook",
     )
-    run_parser.add_argument("--output", help="executed notebook path (default: outputs/<date>/...)")
+    run_parser.add_argument(
+        "--output",
+        help="where the record goes: a .ipynb path, a folder, or an s3://bucket/prefix/ "
+        "(default: outputs/<date>/...)",
+    )
+    run_parser.add_argument(
+        "--html", action="store_true", help="also write the reviewer's HTML page beside the record"
+    )
     run_parser.add_argument(
         "--log-output", action="store_true", help="stream cell output to the terminal"
     )
@@ -297,7 +427,29 @@ def main(argv: list[str] | None = None) -> int:
         help='the runbook\'s lock_table parameter (default bgkit-locks, as in the runbooks; "" '
         "for no lock)",
     )
+    iam_parser.add_argument(
+        "--notify-topic",
+        metavar="ARN",
+        help="the runbook's notify_topic_arn: adds sns:Publish on it",
+    )
     iam_parser.set_defaults(handler=iam_policy)
+    audit_parser = commands.add_parser(
+        "audit",
+        help="index records (a folder or s3:// prefix); `audit verify`: check their hash chains; "
+        "`audit render RECORD`: the reviewer's HTML page",
+    )
+    audit_parser.add_argument(
+        "words", nargs="*", metavar="[verify | render] LOCATION", help="default: outputs"
+    )
+    audit_parser.add_argument("--runbook", help="only this runbook's releases")
+    audit_parser.add_argument("--outcome", choices=audit.OUTCOMES, help="only this outcome")
+    audit_parser.add_argument("--since", help="an ISO date or time (UTC), or an age: 12h, 7d, 2w")
+    audit_parser.add_argument("--format", choices=audit.FORMATS, default="table")
+    audit_parser.add_argument("--out", help="render: the HTML file (default: beside the record)")
+    audit_parser.add_argument(
+        "--sandbox", action="store_true", help="s3:// means the running shared sandbox's S3"
+    )
+    audit_parser.set_defaults(handler=audit_command)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

@@ -81,6 +81,17 @@ def connect(params: ReleaseParams) -> Connection:
     return Connection(completed, session, sandbox=info, _close=close)
 
 
+def sandbox_endpoint() -> dict[str, str] | None:
+    """The AWS endpoint and region of a sandbox in another process (BGKIT_SANDBOX_URL, or
+    `bgkit sandbox up`), for what outlives a run there: records written to its S3."""
+    url = os.environ.get(SANDBOX_URL_ENV) or _shared_sandbox_url()
+    if not url:
+        return None
+    with urllib.request.urlopen(f"{url}/health", timeout=10) as response:
+        health = json.loads(response.read())
+    return {"endpoint_url": health["endpoint_url"], "region": health["region"]}
+
+
 def _shared_sandbox_url() -> str | None:
     from .sandbox.shared import running
 

@@ -90,7 +90,7 @@ def test_run_exits_by_outcome_and_prints_the_record_path(
     assert cli.main(argv) == code
     out = capsys.readouterr().out
     assert f"outcome: {outcome}" in out
-    record_path = Path(out.split("record: ", 1)[1].strip())
+    record_path = Path(out.split("record: ", 1)[1].splitlines()[0])
     assert record_path.is_file() and record_path.parts[0] == "outputs"
     from bgkit.record import load
 
