@@ -31,9 +31,11 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.utils import run_sync
 from papermill.engines import NBClientEngine
 
+from .notify import RECORD_ENV
 from .params import REDACTED, SECRET_ENV_PREFIX, is_secret
 from .record import RECORD_MIME, from_notebook
 
+HEADLESS_ENV = "BGKIT_HEADLESS"  # bgkit.gate: set for kernels that papermill runs
 # Shorter values are not searched for: replacing every "1234" would garble the record's numbers.
 MIN_SCRUBBED_LENGTH = 8
 
@@ -70,7 +72,19 @@ class BgkitEngine(NBClientEngine):
     def execute_notebook(cls, nb, kernel_name, **kwargs):  # type: ignore[no-untyped-def]
         # Before papermill's first save of the output notebook.
         given = redact_secret_parameters(nb, kernel_name)
-        return super().execute_notebook(nb, kernel_name, secret_values=given, **kwargs)
+        # The kernel inherits this process's environment: where its record will be (for the
+        # release's notifications), and that no person is at its gates (bgkit.gate).
+        context = {RECORD_ENV: str(kwargs.get("output_path") or ""), HEADLESS_ENV: "1"}
+        before = {name: os.environ.get(name) for name in context}
+        os.environ.update(context)
+        try:
+            return super().execute_notebook(nb, kernel_name, secret_values=given, **kwargs)
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
     @classmethod
     def execute_managed_notebook(  # type: ignore[no-untyped-def]

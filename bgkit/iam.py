@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import patterns
-from .params import _TABLE, ReleaseParams
+from .params import _SNS_TOPIC, _TABLE, ReleaseParams
 from .relay import PARAMETER_PREFIX
 
 DEFAULT_LOCK_TABLE = ReleaseParams.lock_table  # the runbooks' default
@@ -55,12 +55,18 @@ def called_actions(runbook: str, lock_table: str = DEFAULT_LOCK_TABLE) -> list[s
     return sorted({*RELEASE_ACTIONS, *lock, *patterns.get(runbook).iam_actions})
 
 
-def policy(runbook: str, lock_table: str = DEFAULT_LOCK_TABLE) -> dict[str, Any]:
+def policy(
+    runbook: str, lock_table: str = DEFAULT_LOCK_TABLE, notify_topic_arn: str = ""
+) -> dict[str, Any]:
     """The IAM policy document that allows a release of `runbook` what it needs.
 
     `lock_table` is the runbook's `lock_table` parameter; empty (no lock) leaves DynamoDB out.
-    KeyError for an unknown runbook, ValueError for a name DynamoDB would refuse.
+    `notify_topic_arn` (the runbook's parameter) adds sns:Publish on that topic alone.
+    KeyError for an unknown runbook, ValueError for a name DynamoDB would refuse or an ARN that
+    is not an SNS topic's.
     """
+    if notify_topic_arn and not _SNS_TOPIC.fullmatch(notify_topic_arn):
+        raise ValueError(f"{notify_topic_arn[:80]!r} is not an SNS topic ARN")
     pattern = patterns.get(runbook)
     if lock_table and not _TABLE.fullmatch(lock_table):
         raise ValueError(
@@ -76,6 +82,8 @@ def policy(runbook: str, lock_table: str = DEFAULT_LOCK_TABLE) -> dict[str, Any]
         statements.append(
             _allow("ReleaseLock", LOCK_ACTIONS, [f"arn:aws:dynamodb:*:*:table/{lock_table}"])
         )
+    if notify_topic_arn:
+        statements.append(_allow("Notifications", ["sns:Publish"], [notify_topic_arn]))
     statements.append(
         _allow("TrafficControl", [a for a in own if _service(a) not in _SCOPED], ["*"])
     )

@@ -39,6 +39,9 @@ _URL_TEXT = re.compile(r"[\x21-\x7e]+", re.ASCII)  # printable ASCII: no space, 
 _SECRET_NAME = re.compile(r"(token|secret|password|passwd|webhook|api_?key|credential)", re.I)
 SECRET_ENV_PREFIX = "BGKIT_SECRET_"
 _HEADER_VALUE = re.compile(r"[!-~]*", re.ASCII)
+_SNS_TOPIC = re.compile(
+    r"arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?", re.ASCII
+)
 REDACTED = "***redacted***"
 
 
@@ -65,6 +68,9 @@ class ReleaseParams:
     lock_lease_seconds: float = 60.0
     on_interrupted: str = "rollback"  # a release of this target that died mid-way: see INTERRUPTED
     max_holds: int = 3
+    auto_promote: bool = True  # headless runs: promote after the last step (False: roll back)
+    notify_topic_arn: str = ""  # SNS topic for start / promotion / rollback messages
+    notify_webhook: str = ""  # a secret: a URL that takes the same messages as a JSON POST
     metric_period_seconds: int = 0  # 0: the target's resolution (see AUTO_METRICS)
     metric_lag_seconds: float = 0.0  # 0: the target's typical delay (see AUTO_METRICS)
     green_error_rate: float = 0.0
@@ -238,6 +244,26 @@ def validate(
     _number("lock_lease_seconds", got["lock_lease_seconds"], 10.0, 3600.0)
     _choice("on_interrupted", got["on_interrupted"], INTERRUPTED)
     _integer("max_holds", got["max_holds"], 0, 100)
+    if not isinstance(got["auto_promote"], bool):
+        raise ParameterError(
+            "auto_promote", "must be True or False (a boolean, not text)", got["auto_promote"]
+        )
+    if got["notify_topic_arn"] != "" and not (
+        isinstance(got["notify_topic_arn"], str) and _SNS_TOPIC.fullmatch(got["notify_topic_arn"])
+    ):
+        raise ParameterError(
+            "notify_topic_arn",
+            "must be an SNS topic ARN such as arn:aws:sns:us-east-1:123456789012:releases, or "
+            "empty for no SNS message",
+            got["notify_topic_arn"],
+        )
+    if got["notify_webhook"] and not _webhook_ok(got["notify_webhook"]):
+        raise ParameterError(
+            "notify_webhook",
+            f"the value in {secret_env('notify_webhook')} must be an https:// URL (http:// "
+            "only to this machine: 127.0.0.1, ::1 or localhost), as it carries its own secret",
+            REDACTED,
+        )
     auto_period, auto_lag = AUTO_METRICS[got["target"]]
     if got["metric_period_seconds"] == 0 and not isinstance(got["metric_period_seconds"], bool):
         got["metric_period_seconds"] = auto_period
@@ -293,6 +319,20 @@ def is_cloudwatch_period(seconds: float, metric_period: int) -> bool:
         return False
     whole = int(seconds)
     return (whole in (1, 5, 10, 20, 30) or whole % 60 == 0) and whole % metric_period == 0
+
+
+def _webhook_ok(url: str) -> bool:
+    if not _URL_TEXT.fullmatch(url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if not parts.hostname:
+        return False
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
+    )
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

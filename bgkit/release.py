@@ -36,6 +36,7 @@ from .clock import Clock, SystemClock
 from .errors import DeploymentStopped, PreflightError, RollbackFailed, TrafficError
 from .judge import Counts, Decision, Judge
 from .lock import ReleaseLock
+from .notify import Notifier
 from .params import ReleaseParams
 from .patterns.base import Progress, checkpoint, restore
 from .record import RECORD_MIME, Record
@@ -82,6 +83,7 @@ class Release:
         self._progress: dict[str, Any] = {}  # the in-flight state kept in the lock item
         self._resume_step = 1  # the first plan step to shift to (a resumed release: later)
         self._exit_hook = False  # _at_exit is registered (from the first change on)
+        self._notifier = Notifier(session, params.notify_topic_arn, params.notify_webhook)
         describe = getattr(self.pattern, "plan_description", None)
         plan = describe() if describe is not None else self.plan.describe()
         self.record = Record(
@@ -127,6 +129,7 @@ class Release:
                 f"{self.pattern.title}: all traffic on blue; operator {self.record.operator}",
             )
             self.state = "ready"
+            self._notify("started")
         return split
 
     def deploy(self) -> str:
@@ -852,6 +855,13 @@ class Release:
         self.record.outcome = outcome
         self.record.reason = reason
         self.record.finished_at = self.clock.now()
+        self._notify(outcome)
+
+    def _notify(self, event: str) -> None:
+        """Tell the release's SNS topic and webhook (if any); the record says what was sent."""
+        if self._notifier.enabled:
+            for line in self._notifier.send(event, self.record, self.split):
+                self._event("notify", line)
 
     def _where_is_traffic(self) -> dict[str, int] | None:
         try:
