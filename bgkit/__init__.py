@@ -17,6 +17,7 @@ from .errors import (
     SandboxError,
     TrafficError,
 )
+from .gate import PromotionGate, promotion_gate
 from .judge import Counts, Decision, Judge, Verdict
 from .params import ReleaseParams
 from .record import RECORD_MIME, Record
@@ -52,6 +53,7 @@ __all__ = [
     "Judge",
     "ParameterError",
     "PreflightError",
+    "PromotionGate",
     "Record",
     "Release",
     "ReleaseParams",
@@ -63,5 +65,6 @@ __all__ = [
     "connect",
     "patterns",
     "plans",
+    "promotion_gate",
     "validate_parameters",
 ]

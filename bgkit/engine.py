@@ -35,7 +35,7 @@ from .notify import RECORD_ENV
 from .params import REDACTED, SECRET_ENV_PREFIX, is_secret
 from .record import RECORD_MIME, from_notebook
 
-HEADLESS_ENV = "BGKIT_HEADLESS"  # bgkit.gate: set for kernels that papermill runs
+HEADLESS_ENV = "BGKIT_HEADLESS"  # bgkit.gate.HEADLESS_ENV (not imported: it imports the release)
 # Shorter values are not searched for: replacing every "1234" would garble the record's numbers.
 MIN_SCRUBBED_LENGTH = 8
 

@@ -75,6 +75,8 @@ class Release:
         self.judge: Judge | None = None
         self._display = display or _ipython_display
         self.state = "new"
+        # a bgkit.gate.PromotionGate waiting for a person's click: promote and finish wait for it
+        self.pending_gate: Any = None
         self.split: dict[str, int] | None = None
         self.mutated = False
         self.deployment_id: str | None = None  # managed patterns: the service's deployment
@@ -300,6 +302,10 @@ class Release:
         """Send all traffic to green once every step has passed."""
         if self.state != "shifted":
             return self._note(f"promote not run (state: {self.state})")
+        if self.pending_gate is not None:  # its click promotes (the gate clears this first)
+            return self._note(
+                "promote not run: waiting at the gate; click Approve or Roll back above"
+            )
         with self._guard("promote"):
             self.mutated = True  # from here on, a death leaves traffic to undo (all_at_once too)
             self._checkpoint("promoting")
@@ -370,6 +376,12 @@ class Release:
 
     def finish(self, *, plot: bool = True) -> dict[str, Any]:
         """Read back the final state, then show and emit the record."""
+        if self.pending_gate is not None and self.state not in _TERMINAL:
+            self._note(
+                "finish not run: waiting at the gate; click Approve or Roll back above, then run "
+                "this cell again"
+            )
+            return self.record.to_dict()
         if self.state not in _TERMINAL:
             with self._guard("finish"):
                 if self.mutated:

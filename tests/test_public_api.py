@@ -11,6 +11,7 @@ DOCUMENTED = {
     "Judge",
     "ParameterError",
     "PreflightError",
+    "PromotionGate",
     "RECORD_MIME",
     "Record",
     "Release",
@@ -23,6 +24,7 @@ DOCUMENTED = {
     "connect",
     "patterns",
     "plans",
+    "promotion_gate",
     "validate_parameters",
 }
 
