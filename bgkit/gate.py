@@ -207,10 +207,9 @@ class PromotionGate:
             self._disable("superseded by a newer gate (the gate's cell was run again)")
 
     def _clicked(self, decision: str) -> None:
-        # A callback has no cell to fail (raised further, ipywidgets would only log it): the
-        # error is shown in the label and the output, and recorded, by _decide.
-        with contextlib.suppress(Exception):
-            self._decide(decision, under_buttons=True)
+        # A callback has no cell to fail (raised further, ipywidgets would only log it): _decide
+        # shows the error in the label and the output, and records it, instead of raising it.
+        self._decide(decision, under_buttons=True)
 
     def _decide(self, decision: str, *, under_buttons: bool) -> str:
         if self.decision is not None:  # a second click, or a double click: the first decided
@@ -226,9 +225,9 @@ class PromotionGate:
                 if under_buttons:  # a cell shows its own traceback
                     self.output.append_stderr(traceback.format_exc())
                 self._failed(decision, failure)
-        if error is not None:
+        if error is not None and not under_buttons:
             raise error
-        return state
+        return self.release.state if error is not None else state
 
     def _act(self, decision: str) -> str:
         release = self.release
