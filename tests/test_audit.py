@@ -241,3 +241,14 @@ def test_since_takes_ages_and_iso_times():
     assert audit.since_time("7d", now) == now - timedelta(days=7)
     assert audit.since_time("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
     assert audit.since_time("2026-11-01T14:00+01:00").hour == 14
+
+
+def test_audit_render_writes_the_reviewers_page_beside_the_record(chained, capsys):
+    assert cli.main(["audit", "render", chained["alb2"]]) == 0
+    page = Path(chained["alb2"]).with_suffix(".html")
+    assert capsys.readouterr().out == f"html: {page}\n"
+    html = page.read_text()
+    assert "<title>alb_weighted release rel-2: rolled_back</title>" in html
+    assert (
+        "green 5xx above blue&#39;s at step 2" in html or "green 5xx above blue's at step 2" in html
+    )
