@@ -136,6 +136,68 @@ def assert_refused(run: Run, error: str, parameter: str, *, step: str = "deploy"
         assert not [e for e in run.record["events"] if e["kind"] == step]
 
 
+def run_cells(tmp_path: Path, name: str, **parameters: Any) -> Run:
+    """The runbook's own code cells up to its preflight, run in this process: for a parameter
+    set that must be refused before any change, without a kernel's seconds.
+
+    The parameters are injected as papermill injects them (its injected-parameters cell after
+    the `parameters` cell); the cells then run in one namespace, as in a kernel. The first
+    failing cell ends the run, its exception as a PapermillExecutionError in `.error`; the record
+    the release emitted is in `.record` (metadata["bgkit"], as the bgkit engine keeps it), and
+    the notebook with it is saved under tmp_path like run_runbook's. A set that passes
+    preflight fails the test there: its release is ended unchanged, never run. The connection
+    the cells made is closed, so that no scenario's load generator keeps running.
+    """
+    import json
+    import traceback
+    from unittest import mock
+
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    from bgkit.record import to_json
+
+    nb = load_notebook_node(str(RUNBOOKS / f"{name}.ipynb"))
+    if parameters:
+        nb = parameterize_notebook(nb, parameters)
+    preflight = next(i for i, c in enumerate(nb.cells) if "release.preflight()" in c.source)
+    cells = [(i, c) for i, c in enumerate(nb.cells[: preflight + 1]) if c.cell_type == "code"]
+    display = Capture()  # the cells make their Release without display=: IPython's is replaced
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    error = None
+    try:
+        # nor a plot: a refused release's would wait seconds for metrics only to show them
+        with (
+            mock.patch("bgkit.release._ipython_display", display),
+            mock.patch("bgkit.release.Release._figure", lambda release: None),
+        ):
+            for count, (index, cell) in enumerate(cells, start=1):
+                try:
+                    exec(compile(cell.source, f"<{name}.ipynb cell {index}>", "exec"), namespace)
+                except Exception as failed:
+                    error = PapermillExecutionError(
+                        index,
+                        count,
+                        cell.source,
+                        type(failed).__name__,
+                        str(failed),
+                        traceback.format_exception(failed),
+                    )
+                    break
+            else:
+                namespace["release"].finish(plot=False)  # nothing changed: releases its lock
+                raise AssertionError(f"{name} was not refused: {parameters} passed preflight")
+    finally:
+        connection = namespace.get("connection")
+        if connection is not None:
+            connection.close()
+    if display.records:  # as the bgkit engine reads it from the record's output: JSON
+        nb.metadata["bgkit"] = json.loads(to_json(display.records[-1]))
+    out = tmp_path / f"{name}-out.ipynb"
+    nbformat.write(nb, str(out))
+    return Run(out, nb, error)
+
+
 def deployments_of(sandbox, record: dict) -> list[str]:
     """The CodeDeploy deployments of the group a runbook's record names."""
     p = record["parameters"]

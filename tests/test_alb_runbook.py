@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import STEADY, run_runbook
+from conftest import STEADY, run_cells, run_runbook
 
 FAST = {"bake_seconds": 5, "plan": "30,60", **STEADY}
 
@@ -153,7 +153,7 @@ def test_slow_green_is_rolled_back_by_the_judge_on_measured_latency(shared_sandb
 )
 def test_invalid_parameters_fail_before_any_mutation(shared_sandbox, tmp_path, parameters, name):
     before = control_plane_state(shared_sandbox)
-    run = run_runbook(tmp_path, "alb_weighted", **parameters)
+    run = run_cells(tmp_path, "alb_weighted", **parameters)
     assert run.error is not None
     assert run.error.ename == "ParameterError"
     assert run.error.evalue.startswith(f"{name}: ")
@@ -199,7 +199,7 @@ def test_missing_listener_is_refused_in_preflight_naming_it(sandbox, aws_env_on_
     real = parameters["listener_arn"]
     parameters["listener_arn"] = real[:-16] + "0123456789abcdef"
     before = control_plane_state(sandbox)
-    run = run_runbook(tmp_path, "alb_weighted", **parameters, **FAST)
+    run = run_cells(tmp_path, "alb_weighted", **parameters, **FAST)
     assert run.error.ename == "PreflightError"
     assert (
         run.error.evalue.startswith("listener_arn: listener ")

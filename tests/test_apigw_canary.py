@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import STEADY, Capture, assert_refused, run_runbook
+from conftest import STEADY, Capture, assert_refused, run_cells, run_runbook
 
 from bgkit.sandbox.apigateway import StageDataPlane
 from bgkit.sandbox.services import ColourService
@@ -429,7 +429,7 @@ def test_green_with_errors_is_rolled_back_to_the_stage_deployment(shared_sandbox
 def test_bad_parameters_are_refused_before_any_change(
     shared_sandbox, tmp_path, parameters, error, name
 ):
-    run = run_runbook(tmp_path, "apigw_canary", **parameters, **FAST)
+    run = run_cells(tmp_path, "apigw_canary", **parameters, **FAST)
     assert_refused(run, error, name, step="deploy")
 
 

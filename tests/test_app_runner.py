@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import STEADY, assert_refused, run_runbook
+from conftest import STEADY, assert_refused, run_cells, run_runbook
 
 FAST = {"bake_seconds": 5, "sandbox_minute_seconds": 2.0, **STEADY}
 
@@ -101,7 +101,7 @@ def test_an_image_that_fails_its_health_check_is_rolled_back_by_app_runner(
 def test_bad_parameters_are_refused_before_any_deployment(
     shared_sandbox, tmp_path, parameters, error, name
 ):
-    run = run_runbook(tmp_path, "app_runner", **parameters, **FAST)
+    run = run_cells(tmp_path, "app_runner", **parameters, **FAST)
     assert_refused(run, error, name)
     if error == "PreflightError" and name == "image_identifier":  # the service exists: untouched
         image, latest = service_state(shared_sandbox, run.record)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import STEADY, Capture, assert_refused, release_all, run_runbook
+from conftest import STEADY, Capture, assert_refused, release_all, run_cells, run_runbook
 
 FAST = {"bake_seconds": 5, "plan": "50", **STEADY}
 
@@ -86,7 +86,9 @@ def test_targets_pass_real_health_checks_and_drain_for_the_delay(sandbox, scenar
     draining = elb.describe_target_health(TargetGroupArn=p["blue_target_group_arn"])
     descriptions = draining["TargetHealthDescriptions"]
     assert [t["TargetHealth"]["State"] for t in descriptions] == ["draining"] * 3
-    assert {t["TargetHealth"].get("Reason") for t in descriptions} == {"Target.DeregistrationInProgress"}
+    assert {t["TargetHealth"].get("Reason") for t in descriptions} == {
+        "Target.DeregistrationInProgress"
+    }
     wait_for(lambda: states(elb, p["blue_target_group_arn"]) == [], timeout=30)
     assert time.monotonic() - detached >= 4.0  # the delay, less the time to read the states
 
@@ -241,7 +243,7 @@ def test_green_with_errors_is_rolled_back_and_detached(shared_sandbox, tmp_path)
 def test_bad_parameters_are_refused_by_the_runbook_before_any_change(
     shared_sandbox, tmp_path, parameters, error, name
 ):
-    run = run_runbook(tmp_path, "asg_swap", **parameters, **FAST)
+    run = run_cells(tmp_path, "asg_swap", **parameters, **FAST)
     assert_refused(run, error, name)
 
 

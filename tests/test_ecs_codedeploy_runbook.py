@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import STEADY, Capture, assert_refused, deployments_of, run_runbook
+from conftest import STEADY, Capture, assert_refused, deployments_of, run_cells, run_runbook
 
 FAST = {"sandbox_minute_seconds": 4.0, "bake_seconds": 5, **STEADY}
 
@@ -119,7 +119,7 @@ def test_failing_smoke_test_stops_before_any_production_traffic(shared_sandbox, 
 def test_bad_parameters_are_refused_before_any_deployment(
     shared_sandbox, tmp_path, parameters, error, name
 ):
-    run = run_runbook(tmp_path, "ecs_codedeploy", **parameters, **FAST)
+    run = run_cells(tmp_path, "ecs_codedeploy", **parameters, **FAST)
     assert_refused(run, error, name)
     codedeploy = shared_sandbox.session().client("codedeploy")
     for application in codedeploy.list_applications()["applications"]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import STEADY, Capture, assert_refused, run_runbook
+from conftest import STEADY, Capture, assert_refused, run_cells, run_runbook
 
 FAST = {"sandbox_minute_seconds": 2.0, "bake_seconds": 5, **STEADY}
 
@@ -114,7 +114,7 @@ def test_canary_strategy_is_judged_at_the_canary(shared_sandbox, tmp_path):
 def test_bad_parameters_are_refused_before_any_deployment(
     shared_sandbox, tmp_path, parameters, error, name
 ):
-    run = run_runbook(tmp_path, "ecs_native", **parameters, **FAST)
+    run = run_cells(tmp_path, "ecs_native", **parameters, **FAST)
     assert_refused(run, error, name)
     if run.record:
         p = run.record["parameters"]

@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import STEADY, Capture, deployments_of, run_runbook
+from conftest import STEADY, Capture, deployments_of, run_cells, run_runbook
 
 FAST = {"sandbox_minute_seconds": 4.0, "bake_seconds": 5, **STEADY}
 
@@ -198,7 +198,7 @@ def test_without_a_hook_the_smoke_test_runs_before_any_deployment(sandbox):
 def test_bad_parameters_are_refused_before_any_deployment(
     shared_sandbox, tmp_path, parameters, error, name
 ):
-    run = run_runbook(tmp_path, "lambda_codedeploy", **parameters, **FAST)
+    run = run_cells(tmp_path, "lambda_codedeploy", **parameters, **FAST)
     assert run.error is not None and run.error.ename == error
     assert run.error.evalue.startswith(f"{name}: ")
     if run.record:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import STEADY, Capture, assert_refused, run_runbook
+from conftest import STEADY, Capture, assert_refused, run_cells, run_runbook
 
 from bgkit.sandbox.dns import CachingClients, WeightedResolver
 
@@ -142,7 +142,7 @@ def test_green_with_errors_is_rolled_back_to_blue(shared_sandbox, tmp_path):
 def test_bad_parameters_are_refused_before_any_change(
     shared_sandbox, tmp_path, parameters, error, name
 ):
-    run = run_runbook(tmp_path, "route53_weighted", **parameters, **FAST)
+    run = run_cells(tmp_path, "route53_weighted", **parameters, **FAST)
     assert_refused(run, error, name, step="shift")
 
 
