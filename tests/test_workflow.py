@@ -280,6 +280,7 @@ def test_script_releases_in_the_sandbox(tmp_path):
         "RUNBOOK": "alb_weighted",
         "TARGET": "sandbox",
         "RELEASE": "ci-script-test",
+        "AUTO_PROMOTE": "true",  # as the nightly run passes it
         "PARAMETERS": "plan=all_at_once\nsmoke_requests=3",
     }
     result = subprocess.run(
@@ -292,4 +293,7 @@ def test_script_releases_in_the_sandbox(tmp_path):
     assert record_path.parent.parent == tmp_path / "outputs"
     assert record_path.name.startswith("alb_weighted-ci-script-test-")
     assert record_path.with_suffix(".html").is_file()
-    assert load(record_path)["outcome"] == "promoted"
+    record = load(record_path)
+    assert record["outcome"] == "promoted"
+    (gate,) = [e for e in record["events"] if e["kind"] == "gate"]
+    assert (gate["mode"], gate["auto_promote"], gate["decision"]) == ("headless", True, "approve")

@@ -105,10 +105,29 @@ def install_gap_fills() -> None:
         cloudwatch_models.CloudWatchBackend.get_metric_data = get_metric_data
         _install_task_set_counts()
         _install_route53_checks()
+        _install_dispatch_cache()
         from .instances import install_target_health
 
         install_target_health()
         _installed = True
+
+
+def _install_dispatch_cache() -> None:
+    """moto's server finds the service of each request by matching its host against every
+    backend's URL patterns, and by listing moto's modules, on every request: a quarter of the
+    control plane's CPU in a running scenario. The answer depends on the host alone (the
+    patterns are fixed at import), so it is kept per host."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    find = DomainDispatcherApplication.get_backend_for_host
+    found: dict[str | None, object] = {}
+
+    def get_backend_for_host(self, host):  # type: ignore[no-untyped-def]
+        if host not in found:
+            found[host] = find(self, host)
+        return found[host]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
 
 
 def _install_task_set_counts() -> None:

@@ -5,7 +5,11 @@ would (Elastic Load Balancing User Guide, "Listener rules for your Application L
 Balancer"): rules in priority order, conditions `http-header`, `path-pattern` and
 `host-header` (values may use * and ?), then the default action; a forward action picks a
 target group by weight and a registered, healthy target of it round-robin. The routing
-table is read through boto3 from the control plane every `refresh_seconds`.
+table is read through boto3 from the control plane: the rules (weights) every
+`refresh_seconds` (0.2 s), the targets and their health every `target_refresh_seconds` (1 s;
+each read is three API calls, and a scenario's polling was most of its CPU). A group with no
+healthy target in the table is read again at once, so a target that turns healthy is routable
+then, as on AWS; one that starts draining gets requests for up to a second more.
 
 It publishes the metrics an ALB publishes per target group, at 1-second resolution
 (namespace AWS/ApplicationELB, dimensions LoadBalancer and TargetGroup; "CloudWatch
@@ -55,7 +59,7 @@ class AlbRouter:
         load_balancer_arn: str,
         *,
         refresh_seconds: float = 0.2,
-        target_refresh_seconds: float = 0.2,
+        target_refresh_seconds: float = 1.0,
         resolve: Callable[[str], tuple[str, int] | None] | None = None,
     ) -> None:
         # A target's address: its Id and port (ip targets), or where the sandbox runs an
