@@ -77,7 +77,40 @@ def record_paths(location: str) -> list[str]:
     folder = Path(location)
     if not folder.is_dir():
         raise FileNotFoundError(f"no folder {folder}")
-    return sorted(str(p) for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    return sorted(  # not in hidden folders: .ipynb_checkpoints, or a .venv's own notebooks
+        str(p)
+        for p in folder.rglob("*.ipynb")
+        if not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def read_all(location: str) -> tuple[list[tuple[str, nbformat.NotebookNode]], list[Problem]]:
+    """Every notebook in the folder or prefix that can be read; one Problem for each that cannot
+    (an empty or half-written file is not a record: reported, and the others still count)."""
+    found, unreadable = [], []
+    for path in record_paths(location):
+        try:
+            found.append((path, read(path)))
+        except Exception as error:  # nbformat's, JSON's, the file system's or S3's
+            unreadable.append(Problem(path, f"unreadable: {type(error).__name__}: {error}"[:300]))
+    return found, unreadable
+
+
+def chain_of(nb: nbformat.NotebookNode) -> dict[str, Any] | None:
+    """The record's chain if it is well-formed (else None: no chain, or not one bgkit wrote)."""
+    chain = nb.metadata.get(CHAIN_KEY)
+    if not isinstance(chain, dict):
+        return None
+    sequence, previous = chain.get("sequence"), chain.get("previous")
+    well_formed = (
+        isinstance(chain.get("target"), str)
+        and isinstance(chain.get("hash"), str)
+        and isinstance(sequence, int)
+        and not isinstance(sequence, bool)
+        and sequence >= 1
+        and (previous is None or isinstance(previous, str))
+    )
+    return dict(chain) if well_formed else None
 
 
 def read(path: str) -> nbformat.NotebookNode:
@@ -161,8 +194,8 @@ def index(
 ) -> list[Row]:
     """The runs in a folder or prefix, oldest first, filtered."""
     rows = []
-    for path in record_paths(location):
-        entry = row(path, read(path))
+    for path, nb in read_all(location)[0]:
+        entry = row(path, nb)
         if runbook and entry.runbook != runbook:
             continue
         if outcome and entry.outcome != outcome:
@@ -235,13 +268,11 @@ def chain_target(nb: nbformat.NotebookNode, path: str) -> str:
 def last_link(location: str, target: str, *, skip: str) -> dict[str, Any] | None:
     """The chain of the newest record of `target` in the folder or prefix (not `skip`)."""
     newest = None
-    for path in record_paths(location):
-        if path == skip:
+    for path, nb in read_all(location)[0]:
+        chain = chain_of(nb)
+        if path == skip or chain is None or chain["target"] != target:
             continue
-        chain = read(path).metadata.get(CHAIN_KEY)
-        if not isinstance(chain, dict) or chain.get("target") != target:
-            continue
-        if newest is None or chain.get("sequence", 0) > newest.get("sequence", 0):
+        if newest is None or chain["sequence"] > newest["sequence"]:
             newest = chain
     return newest
 
@@ -278,13 +309,12 @@ class Problem:
 
 def verify(location: str) -> tuple[int, list[Problem]]:
     """Check every record's hash and each target's chain. Returns (records checked, problems)."""
-    problems: list[Problem] = []
+    records, unreadable = read_all(location)
+    problems = list(unreadable)
     chains: dict[str, list[tuple[dict[str, Any], str, str]]] = {}
-    paths = record_paths(location)
-    for path in paths:
-        nb = read(path)
-        chain = nb.metadata.get(CHAIN_KEY)
-        if not isinstance(chain, dict) or "hash" not in chain:
+    for path, nb in records:
+        chain = chain_of(nb)
+        if chain is None:
             problems.append(
                 Problem(path, "no hash chain (not written by `bgkit run`, or stripped)")
             )
@@ -327,4 +357,4 @@ def verify(location: str) -> tuple[int, list[Problem]]:
                     path, f"reordered: record {sequence} of {target} started before record "
                     f"{sequence - 1} ({before[1]})"
                 ))  # fmt: skip
-    return len(paths), problems
+    return len(records) + len(unreadable), problems

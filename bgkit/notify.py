@@ -83,9 +83,7 @@ class Notifier:
         try:
             send(message)
         except Exception as error:  # recorded by the caller; a message never stops a release
-            why = _describe(error)
-            if self.webhook_url:
-                why = why.replace(self.webhook_url, "<webhook>")
+            why = _describe(error, secret_url=name == "webhook")
             return f"{message['event']} message not sent to the {name}: {why}"
         return f"{message['event']} message sent to the {name}"
 
@@ -113,12 +111,14 @@ def _subject(title: str) -> str:
     return ascii_only[:100]
 
 
-def _describe(error: Exception) -> str:
-    """The error without the webhook URL, which urllib's messages may carry."""
+def _describe(error: Exception, *, secret_url: bool) -> str:
+    """What went wrong. For the webhook, whose URL is a secret, only the HTTP status or the
+    kind of error: urllib's messages may carry parts of the URL."""
     import urllib.error
 
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP {error.code} {error.reason}"
-    if isinstance(error, urllib.error.URLError):
-        return f"{type(error.reason).__name__}: {error.reason}"[:200]
+    if secret_url:
+        cause = error.reason if isinstance(error, urllib.error.URLError) else error
+        return type(cause).__name__ if isinstance(cause, Exception) else type(error).__name__
     return f"{type(error).__name__}: {error}"[:300]

@@ -260,8 +260,9 @@ def validate(
     if got["notify_webhook"] and not _webhook_ok(got["notify_webhook"]):
         raise ParameterError(
             "notify_webhook",
-            f"the value in {secret_env('notify_webhook')} must be an https:// URL (http:// "
-            "only to this machine: 127.0.0.1, ::1 or localhost), as it carries its own secret",
+            f"the value in {secret_env('notify_webhook')} must be an https:// URL without a user "
+            "or password in it (http:// only to this machine: 127.0.0.1, ::1 or localhost), as "
+            "it carries its own secret",
             REDACTED,
         )
     auto_period, auto_lag = AUTO_METRICS[got["target"]]
@@ -328,8 +329,8 @@ def _webhook_ok(url: str) -> bool:
         parts = urlsplit(url)
     except ValueError:
         return False
-    if not parts.hostname:
-        return False
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        return False  # user:password@ would reach error messages in part (urllib's own)
     return parts.scheme == "https" or (
         parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
     )

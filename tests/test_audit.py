@@ -252,3 +252,30 @@ def test_audit_render_writes_the_reviewers_page_beside_the_record(chained, capsy
     assert (
         "green 5xx above blue&#39;s at step 2" in html or "green 5xx above blue's at step 2" in html
     )
+
+
+def test_a_file_that_is_not_a_record_is_reported_and_the_rest_still_count(chained, tmp_path):
+    (tmp_path / "half-written.ipynb").write_text("")
+    hidden = tmp_path / ".ipynb_checkpoints"
+    hidden.mkdir()
+    (hidden / "alb-1-checkpoint.ipynb").write_text(Path(chained["alb1"]).read_text())
+    count, found = audit.verify(str(tmp_path))
+    assert count == 5
+    assert [str(p) for p in found] == [
+        f"{tmp_path / 'half-written.ipynb'}: unreadable: NotJSONError: Notebook does not appear to be JSON: ''"
+    ]
+    assert [r.release for r in audit.index(str(tmp_path))] == ["rel-1", "rel-s", "rel-2", "rel-3"]
+    nb = record_notebook("alb_weighted", "rel-4", LISTENER, "promoted", T0 + timedelta(days=3))
+    assert chain_of(add(tmp_path, nb, "alb-4"))["sequence"] == 4  # the junk file is no record
+
+
+def test_a_malformed_chain_is_reported_and_does_not_stop_the_next_record(chained, tmp_path):
+    rewrite(chained["alb3"], lambda nb: nb.metadata[audit.CHAIN_KEY].update(sequence="3"))
+    found = problems(tmp_path)
+    assert f"{chained['alb3']}: no hash chain (not written by `bgkit run`, or stripped)" in found
+    nb = record_notebook("alb_weighted", "rel-4", LISTENER, "promoted", T0 + timedelta(days=3))
+    path = add(tmp_path, nb, "alb-4")  # chained after the newest well-formed record, the second
+    assert (
+        chain_of(path)["sequence"] == 3
+        and chain_of(path)["previous"] == chain_of(chained["alb2"])["hash"]
+    )

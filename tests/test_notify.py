@@ -198,7 +198,14 @@ def test_bad_notification_parameters_are_refused_naming_them(name, value, allowe
 
 
 @pytest.mark.parametrize(
-    "url", ["http://hooks.example.com/T000/secret-part", "ftp://h/x", "https:///x", "https://h/ x"]
+    "url",
+    [
+        "http://hooks.example.com/T000/secret-part",
+        "ftp://h/x",
+        "https:///x",
+        "https://h/ x",
+        "https://hookuser:secret-part@hooks.example.com/x",  # urllib would repeat part of it
+    ],
 )
 def test_a_webhook_that_is_not_https_is_refused_without_repeating_it(url, monkeypatch):
     monkeypatch.setenv("BGKIT_SECRET_NOTIFY_WEBHOOK", url)
