@@ -80,15 +80,21 @@ def coerce_parameters(path: Path, pairs: list[tuple[str, str]]) -> dict[str, Any
 
 def output_path(runbook: str, release: str, folder: Path, now: datetime | None = None) -> Path:
     """outputs/<UTC date>/<runbook>-<release>-<UTC time>.ipynb, never an existing file."""
+    name = record_name(runbook, release, lambda name: (folder / name).exists(), now)
+    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+def record_name(runbook: str, release: str, exists: Any, now: datetime | None = None) -> str:
+    """<UTC date>/<runbook>-<release>-<UTC time>.ipynb under a folder or prefix, with -2, -3...
+    while `exists(name)` says that name is taken."""
     now = now or datetime.now(UTC)
-    day = folder / now.strftime("%Y-%m-%d")
-    day.mkdir(parents=True, exist_ok=True)
-    stem = f"{runbook}-{release}-{now.strftime('%H%M%S')}"
-    path, n = day / f"{stem}.ipynb", 1
-    while path.exists():
+    stem = f"{now:%Y-%m-%d}/{runbook}-{release}-{now:%H%M%S}"
+    name, n = f"{stem}.ipynb", 1
+    while exists(name):
         n += 1
-        path = day / f"{stem}-{n}.ipynb"
-    return path
+        name = f"{stem}-{n}.ipynb"
+    return name
 
 
 def read_secrets(path: Path, names: list[str]) -> dict[str, str]:
@@ -216,13 +222,9 @@ def record_location(output: str | None, runbook: str, release: str) -> tuple[str
                 raise UsageError(f"--output: {output} exists; a record is never overwritten")
             return output, output.rsplit("/", 1)[0] + "/"
         prefix = output if output.endswith("/") else output + "/"
-        now = datetime.now(UTC)
-        stem = f"{prefix}{now:%Y-%m-%d}/{runbook}-{release}-{now:%H%M%S}"
-        key, n = f"{stem}.ipynb", 1
-        while _s3_exists(key):
-            n += 1
-            key = f"{stem}-{n}.ipynb"
-        return key, prefix
+        return prefix + record_name(
+            runbook, release, lambda name: _s3_exists(prefix + name)
+        ), prefix
     local = Path(output)
     if local.is_dir() or output.endswith("/"):
         return str(output_path(runbook, release, local)), str(local)

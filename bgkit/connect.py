@@ -48,8 +48,7 @@ def connect(params: ReleaseParams) -> Connection:
         "step_percent": params.step_percent,
         "canary_percent": params.canary_percent,
     }
-    # A sandbox in another process: named by the environment (tests), or `bgkit sandbox up`.
-    shared = os.environ.get(SANDBOX_URL_ENV) or _shared_sandbox_url()
+    shared = _sandbox_url()
     if shared:
         info, close = _attach(shared, params.runbook, options)
     else:
@@ -84,12 +83,17 @@ def connect(params: ReleaseParams) -> Connection:
 def sandbox_endpoint() -> dict[str, str] | None:
     """The AWS endpoint and region of a sandbox in another process (BGKIT_SANDBOX_URL, or
     `bgkit sandbox up`), for what outlives a run there: records written to its S3."""
-    url = os.environ.get(SANDBOX_URL_ENV) or _shared_sandbox_url()
+    url = _sandbox_url()
     if not url:
         return None
     with urllib.request.urlopen(f"{url}/health", timeout=10) as response:
         health = json.loads(response.read())
     return {"endpoint_url": health["endpoint_url"], "region": health["region"]}
+
+
+def _sandbox_url() -> str | None:
+    """A sandbox in another process: named by the environment (tests), or `bgkit sandbox up`."""
+    return os.environ.get(SANDBOX_URL_ENV) or _shared_sandbox_url()
 
 
 def _shared_sandbox_url() -> str | None:
