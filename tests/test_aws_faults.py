@@ -301,3 +301,39 @@ def test_access_denied_to_a_managed_deployment_fails_at_once_and_starts_nothing(
         )["deployments"]
     finally:
         shared_sandbox.release_scenario(scenario.id)
+
+
+def test_access_denied_to_an_api_gateway_canary_step_names_the_action_and_the_stage(
+    shared_sandbox, calls
+):
+    """UpdateStage (IAM: apigateway:PATCH) denied at a canary step: the release's error names
+    the action and the stage, and the release puts the stage back on blue (no canary)."""
+    from bgkit.patterns.apigw_canary import ApiGatewayCanary
+
+    runbook = "apigw_canary"
+    scenario = shared_sandbox.provision(runbook, request_rate=20)
+    try:
+        p = scenario.parameters
+        resources = {k: p[k] for k in ApiGatewayCanary.parameters if k in p}
+        params = bgkit.validate_parameters(runbook, {**resources, **FAST, "target": "aws"})
+        release = bgkit.Release(params, shared_sandbox.session(runbook), display=Capture())
+        release.preflight()
+        release.deploy()  # the canary deployment, at 0 %
+        release.smoke_test()
+        action = "apigateway:PATCH"
+        calls.inject(Fault(action, "AccessDeniedException", 403))
+        with pytest.raises(AwsRefused) as raised:
+            release.shift()
+        assert raised.value.action == action
+        stage = f"restApiId={p['rest_api_id']}, stageName={p['stage_name']}"
+        assert f"AWS denied {action} (UpdateStage) on {stage}" in str(raised.value)
+        record = release.finish(plot=False)
+        assert record["outcome"] == "failed"
+        assert f"AWS denied {action} (UpdateStage) on {stage}" in record["reason"]
+        assert record["final_split"] == {"blue": 100, "green": 0}
+        apigw = shared_sandbox.session().client("apigateway")
+        assert "canarySettings" not in apigw.get_stage(
+            restApiId=p["rest_api_id"], stageName=p["stage_name"]
+        )
+    finally:
+        shared_sandbox.release_scenario(scenario.id)

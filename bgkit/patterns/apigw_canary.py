@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from botocore.exceptions import ClientError
 
 from ..aws import AwsSession
-from ..errors import ParameterError, PreflightError, TrafficError
+from ..errors import AwsRefused, ParameterError, PreflightError, TrafficError
 from ..metrics import MetricSource
 from ..params import regex_checker
 from . import register
@@ -365,6 +365,8 @@ class ApiGatewayCanary:
             self._apigw.update_stage(
                 restApiId=self.rest_api_id, stageName=self.stage_name, patchOperations=operations
             )
+        except AwsRefused:
+            raise  # access denied or invalid: it names the IAM action (apigateway:PATCH) and stage
         except ClientError as error:
             raise TrafficError(
                 f"API Gateway refused the update of stage {self.stage_name!r} "
