@@ -192,6 +192,9 @@ class Release:
         new App Runner image); one that moves all traffic at once measures blue first."""
         if self.switches_at_once:
             self.baseline = self._measure_baseline()
+            # kept with the release's state: a run that resumes it reads the same window again
+            window = (self.baseline.start, self.baseline.end)
+            self._progress["baseline"] = [t.isoformat() for t in window]
             self._start_judge()
         self.mutated = True  # before the call: a failure after AWS accepted part of it rolls back
         self._checkpoint("deploying")
@@ -929,7 +932,8 @@ class Release:
     def _take_on(self, found: dict[str, Any]) -> None:
         """Take the lock of an interrupted release with its state, then roll it back (default)
         or resume it (on_interrupted = "resume"), saying in the record what was found."""
-        self._progress = {k: found[k] for k in ("phase", "step", "green_percent") if k in found}
+        kept = ("phase", "step", "green_percent", "baseline")
+        self._progress = {k: found[k] for k in kept if k in found}
         self._lock_target(state={**found, "inherited_from": found["release"]})
         self.mutated = True  # this release now answers for the traffic the other one moved
         what = (
@@ -993,7 +997,23 @@ class Release:
         if phase == "deploying" and not self.managed:
             return "it died while creating green, which may be incomplete"
         if self.switches_at_once:
-            return "blue's numbers measured before the switch died with it"
+            return self._baseline_again(found.get("baseline"))
+        return ""
+
+    def _baseline_again(self, window: list[str] | None) -> str:
+        """A service that moved all traffic at once is judged against blue as measured before
+        the switch: read that window again from CloudWatch (into `baseline`), or say why not."""
+        if not window:
+            return "blue's numbers measured before the switch were not kept"
+        start, end = (datetime.fromisoformat(t) for t in window)
+        blue = _metrics.read_window(self.session, self.pattern.metric_source(), start, end)["blue"]
+        if blue.requests < self.params.min_requests or blue.p90_ms is None:
+            return (
+                f"blue's window before the switch ({start:%H:%M:%S}–{end:%H:%M:%S}) now reads "
+                f"{blue.requests} requests in CloudWatch, fewer than min_requests "
+                f"({self.params.min_requests})"
+            )
+        self.baseline = blue
         return ""
 
     def _resume(self, found: dict[str, Any], what: str) -> None:
@@ -1012,6 +1032,11 @@ class Release:
             if phase == "promoting" and progress.phase == "shifted":
                 self.state = "shifted"  # every verdict had passed: promote again
             doing = f"its deployment {progress.id} is {progress.status}"
+        elif self.switches_at_once and phase != "promoting":
+            self.state = "deployed"
+            doing = (
+                "smoke-testing green again, then judging it afresh against blue before the switch"
+            )
         elif phase == "promoting":
             self.state, doing = "shifted", "promoting it again"
         elif phase == "shifting":
@@ -1027,6 +1052,15 @@ class Release:
             green_percent=self.split.get("green", 0),
             split=self.split,
         )
+        if self.switches_at_once and self.state == "deployed":
+            blue = self.baseline  # read again by _baseline_again
+            self._event(
+                "judge",
+                f"blue as measured before the switch, read again from CloudWatch "
+                f"({blue.start:%H:%M:%S}–{blue.end:%H:%M:%S}): {blue.requests} requests, "
+                f"{blue.errors} 5xx, p90 {blue.p90_ms:.1f} ms",
+            )
+            self._start_judge()
 
     def _checkpoint(self, phase: str, **fields: Any) -> None:
         """Keep where the release is in its lock item (in AWS), before each change it makes."""

@@ -412,6 +412,10 @@ class ManagedByCodeDeploy:
         deploy blue back (`revert_completed`) does so, all at once.
         """
         deployment = self.deployment
+        if deployment.deployment_id is None:
+            # CreateDeployment was never accepted (or, after a restart, no active deployment of
+            # this release was found): nothing to stop; the release reads the split back.
+            return
         rollback_id = deployment.stop_with_rollback(clock)
         if self.hook_function:
             deployment.forget_hook()  # a hook execution that will never be reported
