@@ -2,10 +2,15 @@
 
     python tests/interrupted_release.py '<json: endpoint, runbook, namespace>'
 
-It runs the same steps as a runbook's cells, printing each event as it happens, and marks two
-points that events do not show exactly: `CHECKPOINT <phase>` once the release's state is kept
-in its lock item (before the change that follows), and `SET <percent>` once the pattern has
-changed the weights. After each mark it waits a moment, so that a kill lands right there.
+It runs the same steps as a runbook's cells, printing each event as it happens, and marks the
+points that events do not show exactly:
+- `STEP preflight` once preflight is done: the target is locked, nothing changed yet;
+- `CHECKPOINT <phase>` once the release's state is kept in its lock item (before the change
+  that follows);
+- `SET <percent>` once the pattern has changed the weights;
+- `CALLED <method> #<n>` after the n-th return of a pattern's method named in the config's
+  `mark_calls` (App Runner's UpdateService of a rollback, say).
+After each mark it waits a moment, so that a kill lands right there.
 """
 
 from __future__ import annotations
@@ -56,7 +61,28 @@ def main() -> None:
         time.sleep(PAUSE)
         return split
 
+    def marked(name: str):
+        method, calls = getattr(release.pattern, name), []
+
+        def call(*args, **kwargs):
+            result = method(*args, **kwargs)
+            calls.append(name)
+            print(f"CALLED {name} #{len(calls)}", flush=True)
+            time.sleep(PAUSE)
+            return result
+
+        return call
+
+    def preflight():
+        split = preflight_once()
+        print("STEP preflight", flush=True)  # the target is locked, nothing changed yet
+        time.sleep(PAUSE)
+        return split
+
     release._checkpoint = checkpoint
+    preflight_once, release.preflight = release.preflight, preflight
+    for name in config.get("mark_calls", ()):
+        setattr(release.pattern, name, marked(name))
     if set_split is not None:
         release.pattern.set_split = set_and_mark
     record = release_all(release)

@@ -40,10 +40,18 @@ QUICK = {
 }
 
 
-def kill_at(sandbox, runbook: str, namespace: dict, line: str, timeout: float = 90.0) -> list[str]:
-    """Run the release in a process of its own; kill -9 it when its output matches `line`.
-    Returns its output up to the kill."""
-    config = {"endpoint": sandbox.endpoint_url, "runbook": runbook, "namespace": namespace}
+def kill_at(
+    sandbox, runbook: str, namespace: dict, line: str, *, mark_calls=(), timeout: float = 90.0
+) -> list[str]:
+    """Run the release in a process of its own; kill -9 it when its output matches `line`
+    (`mark_calls`: pattern methods whose calls the driver marks). Returns its output up to the
+    kill."""
+    config = {
+        "endpoint": sandbox.endpoint_url,
+        "runbook": runbook,
+        "namespace": namespace,
+        "mark_calls": list(mark_calls),
+    }
     child = subprocess.Popen(
         [sys.executable, str(DRIVER), json.dumps(config)],
         stdout=subprocess.PIPE,

@@ -1,5 +1,6 @@
-"""kill -9 a CodeDeploy release, and a whole `bgkit run`: see test_interruption.py (a file of
-its own so that pytest-xdist runs it beside that one)."""
+"""kill -9 a whole `bgkit run`, and a CodeDeploy release that is resumed: see test_interruption.py
+(a file of its own so that pytest-xdist runs it beside that one). The ECS CodeDeploy release
+killed at each point and rolled back is in test_interruption_managed.py."""
 
 from __future__ import annotations
 
@@ -22,45 +23,12 @@ __all__ = ["alb"]  # a fixture
 
 @pytest.fixture
 def ecs(sandbox):
-    scenario = sandbox.provision("ecs_codedeploy", minute_seconds=4.0, request_rate=50)
+    scenario = sandbox.provision("ecs_codedeploy", minute_seconds=1.0, request_rate=20)
     p = scenario.parameters
     resources = {k: p[k] for k in EcsCodeDeploy.parameters if k in p}
-    # ten percent a (sandbox) minute: the shift takes long enough to be killed in
-    resources["deployment_config_name"] = "CodeDeployDefault.ECSLinear10PercentEvery1Minutes"
     namespace = {**resources, **QUICK, "bake_seconds": 5, "smoke_url": p["smoke_url"]}
     yield scenario, resources, namespace
     sandbox.release_scenario(scenario.id)
-
-
-def ecs_state(sandbox, resources: dict) -> tuple[dict[str, int], list[str]]:
-    pattern = EcsCodeDeploy(sandbox.session(), resources)
-    pattern.preflight()  # refuses a half-shifted listener or an active deployment
-    active = pattern.deployment.active()
-    return pattern.read_split(), active
-
-
-@pytest.mark.parametrize(
-    ("line", "where"),
-    [
-        pytest.param(r"green is deployed and waits for the smoke test", "after green was deployed",
-                     id="green-deployed-waiting-for-its-smoke-test"),
-        pytest.param(r"^the deployment shifted green to", "while traffic shifted",
-                     id="codedeploy-shifting"),
-    ],
-)  # fmt: skip
-def test_a_killed_codedeploy_release_is_stopped_and_rolled_back_by_the_next(
-    sandbox, ecs, line, where
-):
-    _, resources, namespace = ecs
-    kill_at(sandbox, "ecs_codedeploy", {**namespace, "release": "rel-killed"}, line)
-    record = next_release(sandbox, "ecs_codedeploy", {**namespace, "release": "rel-next"})
-    found, done = recovered(record)
-    assert f"was interrupted {where}; rolling it back" in found
-    assert done.startswith("rolled back release rel-killed: blue 100%")
-    split, active = ecs_state(sandbox, resources)
-    assert split == {"blue": 100, "green": 0} and active == []
-    assert lock_item(sandbox, f"codedeploy:{resources['application_name']}/"
-                               f"{resources['deployment_group_name']}") is None  # fmt: skip
 
 
 def test_bgkit_run_killed_mid_shift_then_run_again_rolls_back_and_releases(
