@@ -10,7 +10,8 @@ points that events do not show exactly:
 - `SET <percent>` once the pattern has changed the weights;
 - `CALLED <method> #<n>` after the n-th return of a pattern's method named in the config's
   `mark_calls` (App Runner's UpdateService of a rollback, say).
-After each mark it waits a moment, so that a kill lands right there.
+After each mark it waits a moment, so that a kill lands right there. With `other_machine` in
+the config, its lock item names another machine, as if the machine had died with it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from conftest import release_all  # this folder is the script's: sys.path[0]
 
 import bgkit
+import bgkit.lock
 from bgkit.aws import AwsSession, release_agent
 from bgkit.sandbox import SANDBOX_ACCESS_KEY_ID, SANDBOX_REGION, SANDBOX_SECRET_ACCESS_KEY
 
@@ -38,6 +40,9 @@ class Printer:
 
 def main() -> None:
     config = json.loads(sys.argv[1])
+    if config.get("other_machine"):  # its lock says so: a holder no pid check can find gone
+        bgkit.lock.machine_id = lambda: "another-machine/boot"
+        bgkit.lock.holder_name = lambda: "other-host:4242"
     params = bgkit.validate_parameters(config["runbook"], config["namespace"])
     session = AwsSession(
         SANDBOX_REGION,

@@ -41,16 +41,24 @@ QUICK = {
 
 
 def kill_at(
-    sandbox, runbook: str, namespace: dict, line: str, *, mark_calls=(), timeout: float = 90.0
+    sandbox,
+    runbook: str,
+    namespace: dict,
+    line: str,
+    *,
+    mark_calls=(),
+    other_machine: bool = False,
+    timeout: float = 90.0,
 ) -> list[str]:
     """Run the release in a process of its own; kill -9 it when its output matches `line`
-    (`mark_calls`: pattern methods whose calls the driver marks). Returns its output up to the
-    kill."""
+    (`mark_calls`: pattern methods whose calls the driver marks; `other_machine`: its lock
+    names another machine). Returns its output up to the kill."""
     config = {
         "endpoint": sandbox.endpoint_url,
         "runbook": runbook,
         "namespace": namespace,
         "mark_calls": list(mark_calls),
+        "other_machine": other_machine,
     }
     child = subprocess.Popen(
         [sys.executable, str(DRIVER), json.dumps(config)],
@@ -163,6 +171,35 @@ def test_a_killed_alb_release_is_rolled_back_by_the_next_release(sandbox, alb, l
         assert f"was interrupted {where}; rolling it back" in found
         assert done.startswith("rolled back release rel-killed: blue 100%")
     assert record["outcome"] == "rolled_back"  # this one ended before changing anything
+    assert lock_item(sandbox, resources["listener_arn"]) is None
+
+
+def test_a_release_whose_machine_died_is_waited_out_for_its_lease_then_rolled_back(sandbox, alb):
+    """The killed release's lock names another machine (a laptop that died, a lost CI runner):
+    no process check can tell it is gone, so the next release is refused, naming it, until its
+    lease runs out; then it is taken over and rolled back."""
+    resources, namespace = alb()
+    dead = {**namespace, "release": "rel-laptop", "lock_lease_seconds": 10}
+    kill_at(sandbox, "alb_weighted", dead, r"^SET 25", other_machine=True)
+    item = lock_item(sandbox, resources["listener_arn"])
+    assert item is not None and item["holder"]["S"] == "other-host:4242"
+    with pytest.raises(bgkit.BgkitError) as refused:
+        next_release(sandbox, "alb_weighted", {**namespace, "release": "rel-next"})
+    assert "is locked by release rel-laptop of arn:aws:sts::123456789012:user/moto on " in str(
+        refused.value
+    )
+    assert "other-host:4242 since " in str(refused.value) and "(lease until " in str(refused.value)
+    assert alb_split(sandbox, resources) == {"blue": 75, "green": 25}  # refused: untouched
+    time.sleep(max(0.0, float(item["lease_until"]["N"]) - time.time()) + 0.5)
+    record = next_release(sandbox, "alb_weighted", {**namespace, "release": "rel-next"})
+    lock_events = [e["message"] for e in record["events"] if e["kind"] == "lock"]
+    assert "took over the stale lock of release rel-laptop" in lock_events[0]
+    assert "its lease ran out at " in lock_events[0]
+    found, done = recovered(record)
+    assert "release rel-laptop of arn:aws:sts::123456789012:user/moto (on other-host:4242" in found
+    assert "was interrupted at step 1 (green 25%); rolling it back" in found
+    assert done.startswith("rolled back release rel-laptop: blue 100%")
+    assert alb_split(sandbox, resources) == {"blue": 100, "green": 0}
     assert lock_item(sandbox, resources["listener_arn"]) is None
 
 

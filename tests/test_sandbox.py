@@ -74,7 +74,7 @@ def test_router_follows_listener_weights_read_through_boto3(sandbox, scenario):
     set_weights(
         elb, p["listener_arn"], p["blue_target_group_arn"], p["green_target_group_arn"], 0, 100
     )
-    time.sleep(0.5)  # the router re-reads the listener at least every 250 ms
+    time.sleep(0.5)  # the router re-reads the listener at once after a write
     assert {get(p["production_url"])[1]["colour"] for _ in range(10)} == {"green"}
     set_weights(
         elb, p["listener_arn"], p["blue_target_group_arn"], p["green_target_group_arn"], 50, 50
@@ -82,6 +82,28 @@ def test_router_follows_listener_weights_read_through_boto3(sandbox, scenario):
     time.sleep(0.5)
     seen = Counter(get(p["production_url"])[1]["colour"] for _ in range(200))
     assert 60 < seen["green"] < 140, seen
+
+
+def test_router_serves_a_write_at_once_and_reads_the_control_plane_rarely_at_rest(
+    sandbox, scenario
+):
+    """The router waits on the control plane's writes (Changes) instead of polling every
+    0.2 s: a weight change is served within moments, though its own read is every 2 s."""
+    elb = sandbox.session().client("elbv2")
+    p = scenario.parameters
+    router = scenario.router
+    assert router.refresh_seconds == 2.0
+    before = router.refreshes
+    time.sleep(1.5)
+    assert router.refreshes - before <= 3  # at rest: one read in 2 s (7 in 1.5 s at 0.2 s)
+    set_weights(
+        elb, p["listener_arn"], p["blue_target_group_arn"], p["green_target_group_arn"], 0, 100
+    )
+    changed = time.monotonic()
+    while get(p["production_url"])[1]["colour"] != "green":
+        assert time.monotonic() - changed < 0.5, "the router did not follow the write"
+        time.sleep(0.02)
+    assert {get(p["production_url"])[1]["colour"] for _ in range(5)} == {"green"}
 
 
 def test_router_honours_http_header_rules(sandbox, scenario):

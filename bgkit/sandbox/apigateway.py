@@ -66,8 +66,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..aws import AwsSession
+from .calls import Changes
 from .extensions import distribution
 from .http import (
+    FOLLOWING_SECONDS,
     KeepAliveHandler,
     LoopbackServer,
     LoopErrors,
@@ -364,14 +366,17 @@ class StageDataPlane:
         session: AwsSession,
         rest_api_id: str,
         *,
-        refresh_seconds: float = 0.2,
+        refresh_seconds: float | None = None,
         api_refresh_seconds: float = 2.0,
         seed: int | None = None,
+        changes: Changes | None = None,
     ) -> None:
         self._apigw = session.client("apigateway")
         self._cloudwatch = session.client("cloudwatch")
         self.rest_api_id = rest_api_id
-        self.refresh_seconds = refresh_seconds
+        # stages at once after a write to the control plane, else every 2 s (0.2 s without one)
+        self._changes = changes
+        self.refresh_seconds = refresh_seconds or (FOLLOWING_SECONDS if changes else 0.2)
         self.api_refresh_seconds = api_refresh_seconds
         self._random = random.Random(seed)
         self._server = LoopbackServer(self._handler(), name=f"bgkit-apigw-{rest_api_id}")
@@ -399,6 +404,7 @@ class StageDataPlane:
                 self._stop, self._loop_error,
                 (self._refresh_stages, self.refresh_seconds),
                 (self._refresh_api, self.api_refresh_seconds),
+                self._changes,
             ),
             "metrics": lambda: each_second(self._stop, self._loop_error, self._publish),
         }  # fmt: skip
@@ -627,7 +633,7 @@ class ApiGatewayCanaryScenario(Scenario):
             description="v1",
             variables={"backend": f"127.0.0.1:{blue.port}"},
         )
-        plane = self._started(StageDataPlane(self.session, api_id))
+        plane = self._started(StageDataPlane(self.session, api_id, changes=self.changes))
         self._started(LoadGenerator(plane.url, self.request_rate, path=f"/{self.STAGE}/orders"))
         self.parameters = {
             "rest_api_id": api_id,

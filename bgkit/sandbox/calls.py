@@ -75,8 +75,36 @@ class Fault:
             raise ValueError(f"a fault answers at least one call (times >= 1), got {self.times!r}")
 
 
+# Writes that no data plane follows: metrics, the release's lock, records and messages.
+_UNFOLLOWED = re.compile(r"^(cloudwatch|logs|dynamodb|sts|s3|sns|sqs|ecr):")
+
+
+class Changes:
+    """A count of the control plane's writes that data planes follow (weights, rules, targets,
+    stages, aliases): a data plane's refresh loop waits on it (bgkit.sandbox.http.refresh), so
+    that it serves a change at once, as AWS does within moments, and otherwise reads the
+    control plane only every few seconds. Polling every 0.2 s instead cost most of a
+    scenario's CPU (benchmarks/sandbox_cpu.py)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.count = 0
+
+    def bump(self) -> None:
+        with self._changed:
+            self.count += 1
+            self._changed.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """The count once it differs from `seen`, or after `timeout` seconds."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.count != seen, timeout)
+            return self.count
+
+
 class CallLog:
     def __init__(self) -> None:
+        self.changes = Changes()
         self._lock = threading.Lock()
         self._calls: list[Call] = []
         self._faults: list[Fault] = []
@@ -127,7 +155,13 @@ class CallLog:
             if fault is not None:
                 result = _fault_response(protocol, fault, capture)
             else:
-                result = app(environ, capture if runbook else start_response)
+                result = app(environ, capture)
+            if (
+                not _READ.match(operation)
+                and not _UNFOLLOWED.match(iam_action)
+                and (not status or status[0] < 400)
+            ):
+                self.changes.bump()
             if runbook:
                 call = Call(
                     at=time.time(),

@@ -8,6 +8,15 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .calls import Changes
+
+# How often a refresh loop that waits for the control plane's writes looks at its stop event,
+# and how often it reads the control plane with no write.
+STOP_CHECK_SECONDS = 0.25
+FOLLOWING_SECONDS = 2.0
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -146,23 +155,40 @@ def refresh(
     errors: LoopErrors,
     fast: tuple[Callable[[], None], float],
     slow: tuple[Callable[[], None], float],
+    changes: Changes | None = None,
 ) -> None:
     """A data plane's view of the control plane, kept fresh until `stop`: the `fast` read every
-    its period (say, a listener's rules), the `slow` one every its own (its targets). Scheduled
-    by deadline, so the view never lags by more than a period plus one read; a read that takes
-    longer than its period is followed by half a period's rest, never by another at once. A
-    failed read is counted and shown, and the last view stays."""
+    its period (say, a listener's rules), the `slow` one every its own (its targets), and both
+    at once after any write to the control plane that data planes follow (`changes`, when the
+    data plane runs beside it). Scheduled by deadline, so the view never lags by more than a
+    period plus one read; a read that takes longer than its period is followed by half a
+    period's rest, never by another at once. A failed read is counted and shown, and the last
+    view stays."""
     (read_fast, fast_period), (read_slow, slow_period) = fast, slow
     next_fast = next_slow = time.monotonic()
-    while not stop.wait(max(0.0, next_fast - time.monotonic())):
+    seen = changes.count if changes is not None else 0
+    while not stop.is_set():
+        wait = max(0.0, next_fast - time.monotonic())
+        changed = False
+        if changes is None:
+            if stop.wait(wait):
+                return
+        else:
+            count = changes.wait(seen, min(wait, STOP_CHECK_SECONDS))
+            changed, seen = count != seen, count
+            if not changed and time.monotonic() < next_fast:
+                continue  # neither a write nor the fast read's time yet: look at stop again
         try:
             read_fast()
-            if time.monotonic() >= next_slow:
+            if changed or time.monotonic() >= next_slow:
                 next_slow = max(next_slow + slow_period, time.monotonic())
                 read_slow()
         except Exception as error:  # counted and shown; the next read retries
             errors("refresh", error)
-        next_fast = max(next_fast + fast_period, time.monotonic() + fast_period / 2)
+        if changed:
+            next_fast = time.monotonic() + fast_period
+        else:
+            next_fast = max(next_fast + fast_period, time.monotonic() + fast_period / 2)
 
 
 def each_second(stop: threading.Event, errors: LoopErrors, publish: Callable[[], None]) -> None:

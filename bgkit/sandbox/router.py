@@ -5,9 +5,11 @@ would (Elastic Load Balancing User Guide, "Listener rules for your Application L
 Balancer"): rules in priority order, conditions `http-header`, `path-pattern` and
 `host-header` (values may use * and ?), then the default action; a forward action picks a
 target group by weight and a registered, healthy target of it round-robin. The routing
-table is read through boto3 from the control plane: the rules (weights) every
-`refresh_seconds` (0.2 s), the targets and their health every `target_refresh_seconds` (1 s;
-each read is three API calls, and a scenario's polling was most of its CPU). A group with no
+table is read through boto3 from the control plane: the rules (weights) at once after a write
+to the control plane (`changes`, see bgkit.sandbox.calls.Changes) and else every
+`refresh_seconds` (2 s; 0.2 s without `changes`), the targets and their health every
+`target_refresh_seconds` (1 s, for health checks, which are not writes; each read is three API
+calls, and a scenario's polling was most of its CPU). A group with no
 healthy target in the table is read again at once, so a target that turns healthy is routable
 then, as on AWS; one that starts draining gets requests for up to a second more.
 
@@ -33,8 +35,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..aws import AwsSession
+from .calls import Changes
 from .extensions import distribution
 from .http import (
+    FOLLOWING_SECONDS,
     KeepAliveHandler,
     LoopbackServer,
     LoopErrors,
@@ -58,9 +62,10 @@ class AlbRouter:
         session: AwsSession,
         load_balancer_arn: str,
         *,
-        refresh_seconds: float = 0.2,
+        refresh_seconds: float | None = None,
         target_refresh_seconds: float = 1.0,
         resolve: Callable[[str], tuple[str, int] | None] | None = None,
+        changes: Changes | None = None,
     ) -> None:
         # A target's address: its Id and port (ip targets), or where the sandbox runs an
         # instance target's process (`resolve`, from the instance runtime).
@@ -71,7 +76,8 @@ class AlbRouter:
         self._cloudwatch = session.client("cloudwatch")
         self.load_balancer_arn = load_balancer_arn
         self._lb_dimension = load_balancer_arn.split(":loadbalancer/", 1)[1]
-        self.refresh_seconds = refresh_seconds
+        self._changes = changes
+        self.refresh_seconds = refresh_seconds or (FOLLOWING_SECONDS if changes else 0.2)
         self.target_refresh_seconds = target_refresh_seconds
         self._servers: dict[int, LoopbackServer] = {}  # listener port -> local server
         self._rules: dict[int, list[dict[str, Any]]] = {}  # listener port -> rules by priority
@@ -106,6 +112,7 @@ class AlbRouter:
                 self._stop, self._loop_error,
                 (self._refresh_rules, self.refresh_seconds),
                 (self._refresh_targets, self.target_refresh_seconds),
+                self._changes,
             ),
             "metrics": lambda: each_second(self._stop, self._loop_error, self._publish),
         }  # fmt: skip

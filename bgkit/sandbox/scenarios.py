@@ -58,6 +58,11 @@ class Scenario:
     def start(self) -> Scenario:
         raise NotImplementedError
 
+    @property
+    def changes(self) -> Any:
+        """The control plane's writes, for a data plane to follow (None outside a Sandbox)."""
+        return self.sandbox.calls.changes if self.sandbox is not None else None
+
     def stop(self) -> None:
         # Clients first, then servers: so no keep-alive connection holds a handler thread.
         while self._stoppables:
@@ -307,7 +312,7 @@ class AlbScenario(Scenario):
         return vpc, lb_arn, groups
 
     def _start_traffic(self, lb_arn: str) -> AlbRouter:
-        router = self._started(AlbRouter(self.session, lb_arn))
+        router = self._started(AlbRouter(self.session, lb_arn, changes=self.changes))
         self._started(LoadGenerator(router.url(PRODUCTION_PORT), self.request_rate))
         self.router = router
         return router
@@ -543,7 +548,7 @@ class Route53Scenario(Scenario):
                 Port=PRODUCTION_PORT,
                 DefaultActions=_forward({groups[colour]: 1}),
             )
-            routers[colour] = self._started(AlbRouter(self.session, lb_arn))
+            routers[colour] = self._started(AlbRouter(self.session, lb_arn, changes=self.changes))
             dns_name = elb.describe_load_balancers(LoadBalancerArns=[lb_arn])["LoadBalancers"][0][
                 "DNSName"
             ]
@@ -760,7 +765,9 @@ class AsgScenario(Scenario):
         _wait_healthy(
             elb, groups["blue"], self.INSTANCES, timeout=(self.BOOT_SECONDS + 60) * scale + 5
         )
-        self.router = self._started(AlbRouter(self.session, lb_arn, resolve=runtime.address))
+        self.router = self._started(
+            AlbRouter(self.session, lb_arn, resolve=runtime.address, changes=self.changes)
+        )
         self._started(LoadGenerator(self.router.url(PRODUCTION_PORT), self.request_rate))
         self.parameters = {
             "listener_arn": production,
