@@ -233,10 +233,6 @@ def _install_route53_checks() -> None:
 
 
 class _QuietHandler(MotoRequestHandler):
-    # Keep-alive, as AWS's endpoints: under HTTP/1.0 each call of a client (a release's polls,
-    # the routers' reads of weights and targets) opened a connection and the server a thread.
-    protocol_version = "HTTP/1.1"
-
     def log_request(self, code="-", size="-"):  # type: ignore[no-untyped-def]
         """The sandbox serves many requests a second; no access log."""
 
