@@ -54,7 +54,7 @@ class Sandbox:
         apigateway.install_canary_model()
         self._control.start()
         self._create_lock_table()
-        self.instances = InstanceRuntime(self.session()).start()
+        self.instances = InstanceRuntime(self.session(), changes=self.calls.changes).start()
         self.lambda_runtime = LocalLambda(self.session()).start()
         self.codedeploy = CodeDeploy(self.session(), self.lambda_runtime).start()
         self.ecs = EcsServiceDeployments(self.session(), self.lambda_runtime).start()

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..aws import AwsSession
+from .calls import Changes
+from .http import FOLLOWING_SECONDS
 from .services import ColourService
 
 ACCOUNT_ID = "123456789012"
@@ -261,7 +263,9 @@ class InstanceRuntime:
     """Serves each running instance of a registered AMI from its own loopback process, and
     runs the managed target groups' health checks."""
 
-    def __init__(self, session: AwsSession, *, poll_seconds: float = 0.1) -> None:
+    def __init__(
+        self, session: AwsSession, *, poll_seconds: float = 0.1, changes: Changes | None = None
+    ) -> None:
         self._ec2 = session.client("ec2")
         self.region = session.region
         self._images: dict[str, tuple[Callable[[], ColourService], float]] = {}
@@ -270,6 +274,9 @@ class InstanceRuntime:
         self._booting: dict[str, float] = {}  # instance id -> when its process starts
         self._lock = threading.Lock()
         self._poll = poll_seconds
+        # Instances come and go by writes (an Auto Scaling group made or resized, an instance
+        # terminated): they are listed again after one, while one boots, and else every 2 s.
+        self._changes = changes
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bgkit-ec2-runtime", daemon=True)
         self.errors = 0
@@ -319,9 +326,13 @@ class InstanceRuntime:
         from moto.elbv2.models import elbv2_backends
 
         backend = elbv2_backends[ACCOUNT_ID][self.region]
+        seen, next_sync = -1, 0.0
         while not self._stop.wait(self._poll):
             try:
-                self._sync_instances()
+                count = self._changes.count if self._changes is not None else seen + 1
+                if count != seen or self._booting or time.monotonic() >= next_sync:
+                    seen, next_sync = count, time.monotonic() + FOLLOWING_SECONDS
+                    self._sync_instances()
                 TARGET_HEALTH.check_due(backend, self)
             except Exception as error:  # the next poll retries; count and show the failure
                 self.errors += 1
