@@ -2,6 +2,9 @@
 
     python tests/interrupted_release.py '<json: endpoint, runbook, namespace>'
 
+The tests start it as a child of a multiprocessing fork server that has imported this module
+(and so bgkit and boto3) once: `in_child` sends each line through a pipe instead of printing it.
+
 It runs the same steps as a runbook's cells, printing each event as it happens, and marks the
 points that events do not show exactly:
 - `STEP preflight` once preflight is done: the target is locked, nothing changed yet;
@@ -19,6 +22,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
 
 from conftest import release_all  # this folder is the script's: sys.path[0]
 
@@ -31,15 +37,25 @@ PAUSE = 0.5
 
 
 class Printer:
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+
     def text(self, text: str) -> None:
-        print(text, flush=True)
+        self.say(text)
 
     def __getattr__(self, name):
         return lambda *args, **kwargs: None
 
 
 def main() -> None:
-    config = json.loads(sys.argv[1])
+    run(json.loads(sys.argv[1]), lambda text: print(text, flush=True))
+
+
+def in_child(config: dict[str, Any], lines: Connection) -> None:
+    run(config, lines.send)
+
+
+def run(config: dict[str, Any], say: Callable[[str], None]) -> None:
     if config.get("other_machine"):  # its lock says so: a holder no pid check can find gone
         bgkit.lock.machine_id = lambda: "another-machine/boot"
         bgkit.lock.holder_name = lambda: "other-host:4242"
@@ -51,18 +67,18 @@ def main() -> None:
         secret_access_key=SANDBOX_SECRET_ACCESS_KEY,
         agent=release_agent(config["runbook"]),
     )
-    release = bgkit.Release(params, session, display=Printer())
+    release = bgkit.Release(params, session, display=Printer(say))
     keep = release._checkpoint
     set_split = getattr(release.pattern, "set_split", None)  # managed patterns have none
 
     def checkpoint(phase: str, **fields) -> None:
         keep(phase, **fields)
-        print(f"CHECKPOINT {phase} {fields.get('step', '')}".rstrip(), flush=True)
+        say(f"CHECKPOINT {phase} {fields.get('step', '')}".rstrip())
         time.sleep(PAUSE)
 
     def set_and_mark(green_percent: int):
         split = set_split(green_percent)
-        print(f"SET {green_percent}", flush=True)
+        say(f"SET {green_percent}")
         time.sleep(PAUSE)
         return split
 
@@ -72,7 +88,7 @@ def main() -> None:
         def call(*args, **kwargs):
             result = method(*args, **kwargs)
             calls.append(name)
-            print(f"CALLED {name} #{len(calls)}", flush=True)
+            say(f"CALLED {name} #{len(calls)}")
             time.sleep(PAUSE)
             return result
 
@@ -80,7 +96,7 @@ def main() -> None:
 
     def preflight():
         split = preflight_once()
-        print("STEP preflight", flush=True)  # the target is locked, nothing changed yet
+        say("STEP preflight")  # the target is locked, nothing changed yet
         time.sleep(PAUSE)
         return split
 
@@ -91,7 +107,7 @@ def main() -> None:
     if set_split is not None:
         release.pattern.set_split = set_and_mark
     record = release_all(release)
-    print(f"OUTCOME {record['outcome']}", flush=True)
+    say(f"OUTCOME {record['outcome']}")
 
 
 if __name__ == "__main__":

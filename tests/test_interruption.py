@@ -10,22 +10,19 @@ through boto3.
 
 from __future__ import annotations
 
-import json
+import multiprocessing
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
+import interrupted_release
 import pytest
 from conftest import STEADY, Capture, release_all
 
 import bgkit
 from bgkit.patterns.alb_weighted import AlbWeighted
 
-DRIVER = Path(__file__).with_name("interrupted_release.py")
 TABLE = "bgkit-locks"
 # One-second bakes and metrics: each release takes seconds. min_requests is low because a
 # 25 % step of 50 requests/s gives green about 12 requests a second.
@@ -38,6 +35,12 @@ QUICK = {
     "smoke_requests": 3,
     **STEADY,
 }
+
+
+# The killed releases are children of a fork server that imported the driver (bgkit, boto3)
+# once per test process: a child starts in a moment instead of importing it all again.
+FORKS = multiprocessing.get_context("forkserver")
+FORKS.set_forkserver_preload(["interrupted_release"])
 
 
 def kill_at(
@@ -60,31 +63,30 @@ def kill_at(
         "mark_calls": list(mark_calls),
         "other_machine": other_machine,
     }
-    child = subprocess.Popen(
-        [sys.executable, str(DRIVER), json.dumps(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    lines, writer = FORKS.Pipe(duplex=False)
+    child = FORKS.Process(target=interrupted_release.in_child, args=(config, writer), daemon=True)
+    child.start()
+    writer.close()  # the child's end: at its exit, reading ends
     seen: list[str] = []
     deadline = time.monotonic() + timeout
     try:
-        assert child.stdout is not None
-        for text in child.stdout:
-            seen.append(text.rstrip("\n"))
+        while True:
+            if not lines.poll(max(0.0, deadline - time.monotonic())):
+                pytest.fail(f"no {line!r} within {timeout:g} s:\n" + "\n".join(seen))
+            try:
+                text = lines.recv()
+            except EOFError:
+                pytest.fail(f"the release ended before {line!r}:\n" + "\n".join(seen))
+            seen.append(text)
             if re.search(line, re.sub(r"^\[\d\d:\d\d:\d\d\] ", "", text)):  # events: [time]
-                os.killpg(child.pid, signal.SIGKILL)
+                os.kill(child.pid, signal.SIGKILL)
                 break
-            if time.monotonic() > deadline:
-                break
-        else:
-            pytest.fail(f"the release ended before {line!r}:\n" + "\n".join(seen))
     finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-        child.wait(timeout=10)
-    assert child.returncode == -signal.SIGKILL, "\n".join(seen)
+        if child.is_alive():
+            os.kill(child.pid, signal.SIGKILL)
+        child.join(timeout=10)
+        lines.close()
+    assert child.exitcode == -signal.SIGKILL, "\n".join(seen)
     return seen
 
 
