@@ -33,16 +33,18 @@ STEADY = {"slow_margin_ms": 25.0}
 LONGEST_FIRST = (  # measured with --durations=0 (seconds of a module under load, 2 cores)
     "test_ecs_codedeploy_runbook.py",  # 394
     "test_ecs_native_runbook.py",  # 352
-    "test_interruption_matrix.py",  # about 300 (29 kills and releases)
     "test_app_runner.py",  # 331
     "test_route53_weighted.py",  # 280
     "test_alb_runbook.py",  # 268
     "test_apigw_canary.py",  # 261
     "test_lambda_codedeploy.py",  # 252
     "test_asg_swap.py",  # 245
-    "test_interruption_managed.py",  # about 180 (21 kills and releases)
+    "test_interruption_groups.py",  # about 180 (16 kills and releases)
+    "test_interruption_matrix.py",  # about 150 (13)
     "test_bad_input.py",  # 148
+    "test_interruption_managed.py",  # about 140 (14)
     "test_interruption.py",  # 130
+    "test_interruption_ecs_native.py",  # about 90 (7)
     "route53_weighted.ipynb",  # 111
     "ecs_native.ipynb",  # 107
     "test_cli.py",  # 103

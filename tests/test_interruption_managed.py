@@ -45,12 +45,6 @@ RUNBOOKS = [
         parameters={"deployment_config_name": "CodeDeployDefault.ECSCanary10Percent5Minutes"},
         mark_calls=("start_deployment",),
     ),
-    Runbook(
-        "ecs_native",  # canary: 10 % for 3 minutes, then all; blue kept 5 minutes after
-        POINTS,
-        scenario={"minute_seconds": 2.0, "plan": "canary"},
-        mark_calls=("start_deployment",),
-    ),
 ]
 
 

@@ -1,23 +1,26 @@
-"""kill -9 every self-driven runbook at each point of its release (see test_interruption.py for
-how a release is killed and the next one run): before the first change, while green is created
-and once it is, at each traffic weight, during the promotion and during a rollback. The next
-release of the target finds the dead one in its lock item, puts blue back, and the target is
-read back through boto3: all traffic on blue, nothing in flight, the lock gone, and a fresh
-release's read-only preflight passes. alb_weighted's points are in test_interruption.py.
+"""kill -9 a runbook at each point of its release (see test_interruption.py for how a release
+is killed and the next one run): before the first change, while green is created and once it
+is, at each traffic weight, during the promotion and during a rollback. The next release of the
+target finds the dead one in its lock item, puts blue back, and the target is read back through
+boto3: all traffic on blue, nothing in flight, the lock gone, and a fresh release's read-only
+preflight passes.
+
+This file has the points, the checks, and route53_weighted's and apigw_canary's cases; the
+other runbooks' cases are in files of their own, so that pytest-xdist spreads them:
+alb_weighted in test_interruption.py, asg_swap and app_runner in test_interruption_groups.py,
+the managed runbooks in test_interruption_managed.py and test_interruption_ecs_native.py.
 
 Each case is its own scenario, so that a case that fails leaves nothing to the next one.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import pytest
 from conftest import Capture
-from test_interruption import QUICK, kill_at, lock_item, next_release, recovered
+from test_interruption import QUICK, kill_at, lock_item, recovered
 
 import bgkit
 from bgkit import patterns
@@ -66,36 +69,6 @@ RUNBOOKS = [
             ROLLING_BACK,
         ),
         parameters={"plan": "50"},
-    ),
-    Runbook(
-        "asg_swap",  # green is an Auto Scaling group, made by the release
-        (
-            BEFORE_ANY_CHANGE,
-            ("creating-green", r"^created Auto Scaling group", "while deploying green"),
-            GREEN_DEPLOYED,
-            AT_25,
-            AT_50,
-            PROMOTION_STATE_KEPT,
-            PROMOTION_DONE,
-            ROLLING_BACK,
-        ),
-        scenario={"minute_seconds": 2.0},
-        parameters={"plan": "50"},
-    ),
-    Runbook(
-        "app_runner",  # one UpdateService moves all traffic; a rollback redeploys blue's image
-        (
-            BEFORE_ANY_CHANGE,
-            ("deploying-green", r"^UpdateService: image", "while deploying green"),
-            ("switched-to-green", r"^CHECKPOINT deployed", "after green was deployed"),
-            ("judging-after-the-switch", r"^CHECKPOINT smoked", "after its smoke test"),
-            PROMOTION_STATE_KEPT,
-            ROLLING_BACK,
-            ("redeploying-blue", r"^CALLED _deploy #2", "while rolling back"),
-        ),
-        scenario={"minute_seconds": 1.0},
-        parameters={"plan": "all_at_once"},
-        mark_calls=("_deploy",),  # UpdateService: green's image (#1), then blue's (#2)
     ),
 ]
 
@@ -273,48 +246,3 @@ def assert_blue_serves(sandbox, runbook: str, p: dict[str, Any], namespace: dict
             includeOnlyStatuses=["Created", "Queued", "InProgress", "Baking", "Ready"],
         )["deployments"]
         assert active == []
-
-
-def test_an_app_runner_release_killed_after_its_switch_is_resumed_against_blue_before_it(sandbox):
-    """on_interrupted = resume after App Runner moved all traffic: blue's window before the
-    switch is kept in the lock item, read again from CloudWatch, and green is judged against
-    it afresh (never against numbers that were not measured), then promoted."""
-    scenario = sandbox.provision("app_runner", request_rate=20, minute_seconds=1.0)
-    try:
-        p = scenario.parameters
-        resources = {k: p[k] for k in patterns.get("app_runner").parameters if k in p}
-        namespace = {**resources, **QUICK, "plan": "all_at_once", "smoke_url": p["smoke_url"],
-                     "release": "rel-r", "on_interrupted": "resume"}  # fmt: skip
-        seen = kill_at(sandbox, "app_runner", namespace, r"^CHECKPOINT smoked")
-        (measured,) = [line for line in seen if "blue measured before green gets traffic" in line]
-        window = re.search(r"(\d\d:\d\d:\d\d–\d\d:\d\d:\d\d): (\d+) requests", measured)
-        assert window is not None, measured
-        record = next_release(sandbox, "app_runner", namespace, through="all")
-        assert record["outcome"] == "promoted", record["reason"]
-        (found,) = recovered(record)
-        assert "was interrupted after its smoke test; resuming it (on_interrupted)" in found
-        assert "then judging it afresh against blue before the switch; traffic now green 100%" in (
-            found
-        )
-        again = [
-            e["message"] for e in record["events"] if "read again from CloudWatch" in e["message"]
-        ]
-        assert again == [
-            f"blue as measured before the switch, read again from CloudWatch ({window[1]}): "
-            f"{window[2]} requests, " + again[0].split(" requests, ", 1)[1]
-        ]
-        (verdict,) = record["verdicts"]
-        assert verdict["decision"] in ("CONTINUE", "PASS")
-        start, end = (datetime.fromisoformat(verdict["blue_window"][k]) for k in ("start", "end"))
-        assert f"{start:%H:%M:%S}–{end:%H:%M:%S}" == window[1]  # the same blue window
-        shifts = [e for e in record["events"] if e["kind"] == "shift"]
-        assert shifts == []  # no second UpdateService: green kept serving
-        apprunner = sandbox.session().client("apprunner")
-        service = apprunner.describe_service(ServiceArn=p["service_arn"])["Service"]
-        assert (
-            service["SourceConfiguration"]["ImageRepository"]["ImageIdentifier"]
-            == (p["image_identifier"])
-        )
-        assert lock_item(sandbox, p["service_arn"]) is None
-    finally:
-        sandbox.release_scenario(scenario.id)
