@@ -954,7 +954,8 @@ class Release:
         deployment = getattr(self.pattern, "deployment", None)  # CodeDeploy's
         if deployment is not None and not deployment.deployment_id:
             # killed between CreateDeployment and keeping its id: found by its description
-            deployment.deployment_id = deployment.find(f"bgkit release {found['release']}")
+            since = datetime.fromisoformat(found["since"]) - timedelta(minutes=5)  # clock skew
+            deployment.deployment_id = deployment.find(f"bgkit release {found['release']}", since)
         if resuming:
             self._resume(found, what)
             return
@@ -996,7 +997,7 @@ class Release:
             return "it was rolling back, and a rollback is finished, not undone"
         if phase == "deploying" and not self.managed:
             return "it died while creating green, which may be incomplete"
-        if self.switches_at_once:
+        if self.switches_at_once and phase != "promoting":  # promoting: every verdict passed
             return self._baseline_again(found.get("baseline"))
         return ""
 
@@ -1006,7 +1007,14 @@ class Release:
         if not window:
             return "blue's numbers measured before the switch were not kept"
         start, end = (datetime.fromisoformat(t) for t in window)
-        blue = _metrics.read_window(self.session, self.pattern.metric_source(), start, end)["blue"]
+        try:
+            source = self.pattern.metric_source()
+            blue = _metrics.read_window(self.session, source, start, end)["blue"]
+        except Exception as error:  # the reason not to resume: the rollback still runs
+            return (
+                f"blue's window before the switch could not be read again ({type(error).__name__}"
+                f": {error})"
+            )
         if blue.requests < self.params.min_requests or blue.p90_ms is None:
             return (
                 f"blue's window before the switch ({start:%H:%M:%S}–{end:%H:%M:%S}) now reads "
