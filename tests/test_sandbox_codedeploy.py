@@ -423,3 +423,36 @@ def test_a_group_whose_alarms_would_not_roll_back_is_refused():
         "autoRollbackConfiguration": {"enabled": True, "events": ["DEPLOYMENT_STOP_ON_ALARM"]},
     }
     assert Pattern(group).check_group("ECS") == group
+
+
+def test_a_release_finds_its_deployment_that_ended_by_description_and_create_time(ecs):
+    """A release killed after CreateDeployment, before it kept the id: the next release finds
+    the deployment by its description among the active ones, and, with `since`, among those
+    that ended too (ListDeployments createTimeRange, honoured by the sandbox as by AWS)."""
+    from datetime import UTC, datetime, timedelta
+
+    from bgkit.patterns.codedeploy import CodeDeployDeployment
+
+    scenario, codedeploy, _, _ = ecs
+    p = scenario.parameters
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    group = {
+        "applicationName": p["application_name"],
+        "deploymentGroupName": p["deployment_group_name"],
+    }
+    deployment = codedeploy.create_deployment(
+        **group, deploymentConfigName="CodeDeployDefault.ECSAllAtOnce",
+        revision=appspec(p["task_definition_arn"]), description="bgkit release rel-k",
+    )["deploymentId"]  # fmt: skip
+    finder = CodeDeployDeployment(codedeploy, p["application_name"], p["deployment_group_name"])
+    assert finder.find("bgkit release rel-k") == deployment  # active
+    codedeploy.stop_deployment(deploymentId=deployment, autoRollbackEnabled=False)
+    wait_for(codedeploy, deployment, ("Stopped",))
+    assert finder.find("bgkit release rel-k") is None  # ended: not among the active ones
+    assert finder.find("bgkit release rel-k", since=before) == deployment
+    assert finder.find("bgkit release rel-other", since=before) is None
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    assert (
+        deployment
+        not in codedeploy.list_deployments(**group, createTimeRange={"start": later})["deployments"]
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -140,10 +140,21 @@ class CodeDeployDeployment:
                 raise
         return self.deployment_id
 
-    def find(self, description: str) -> str | None:
+    def find(self, description: str, since: datetime | None = None) -> str | None:
         """The active deployment of this group with this description (bgkit names each
-        one after its release), or None."""
+        one after its release), or None. With `since`, also one that ended: created since
+        then (a release killed before it kept the id, whose deployment finished meanwhile)."""
         for deployment_id in self.active():
+            if self.info(deployment_id).get("description") == description:
+                return deployment_id
+        if since is None:
+            return None
+        ended = self._codedeploy.list_deployments(
+            applicationName=self.application,
+            deploymentGroupName=self.group,
+            createTimeRange={"start": since},
+        )["deployments"]
+        for deployment_id in ended:
             if self.info(deployment_id).get("description") == description:
                 return deployment_id
         return None

@@ -419,6 +419,8 @@ class CodeDeploy(JsonService):
 
     def list_deployments(self, body: dict[str, Any]) -> dict[str, Any]:
         statuses = body.get("includeOnlyStatuses")
+        created = body.get("createTimeRange") or {}  # epoch seconds, either end optional
+        start, end = created.get("start", float("-inf")), created.get("end", float("inf"))
         with self._lock:
             ids = [
                 d.id
@@ -426,6 +428,7 @@ class CodeDeploy(JsonService):
                 if (not body.get("applicationName") or d.application == body["applicationName"])
                 and (not body.get("deploymentGroupName") or d.group == body["deploymentGroupName"])
                 and (not statuses or d.status in statuses)
+                and start <= d.created <= end
             ]
         return {"deployments": ids}
 
