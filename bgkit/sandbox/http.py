@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 # and how often it reads the control plane with no write.
 STOP_CHECK_SECONDS = 0.25
 FOLLOWING_SECONDS = 2.0
+RETRY_SECONDS = 0.2  # after a failed read
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -160,15 +161,15 @@ def refresh(
     """A data plane's view of the control plane, kept fresh until `stop`: the `fast` read every
     its period (say, a listener's rules), the `slow` one every its own (its targets), and both
     at once after any write to the control plane that data planes follow (`changes`, when the
-    data plane runs beside it). Scheduled by deadline, so the view never lags by more than a
-    period plus one read; a read that takes longer than its period is followed by half a
-    period's rest, never by another at once. A failed read is counted and shown, and the last
-    view stays."""
+    data plane runs beside it). Each read's next time is its period after it starts. A failed
+    read is counted and shown, the last view stays, and both are read again after
+    RETRY_SECONDS."""
     (read_fast, fast_period), (read_slow, slow_period) = fast, slow
     next_fast = next_slow = time.monotonic()
     seen = changes.count if changes is not None else 0
     while not stop.is_set():
-        wait = max(0.0, next_fast - time.monotonic())
+        due = min(next_fast, next_slow)
+        wait = max(0.0, due - time.monotonic())
         changed = False
         if changes is None:
             if stop.wait(wait):
@@ -176,19 +177,19 @@ def refresh(
         else:
             count = changes.wait(seen, min(wait, STOP_CHECK_SECONDS))
             changed, seen = count != seen, count
-            if not changed and time.monotonic() < next_fast:
-                continue  # neither a write nor the fast read's time yet: look at stop again
+            if not changed and time.monotonic() < due:
+                continue  # neither a write nor a read's time yet: look at stop again
+        now = time.monotonic()
         try:
-            read_fast()
-            if changed or time.monotonic() >= next_slow:
-                next_slow = max(next_slow + slow_period, time.monotonic())
+            if changed or now >= next_fast:
+                next_fast = now + fast_period
+                read_fast()
+            if changed or now >= next_slow:
+                next_slow = now + slow_period
                 read_slow()
-        except Exception as error:  # counted and shown; the next read retries
+        except Exception as error:  # counted and shown; read again soon
             errors("refresh", error)
-        if changed:
-            next_fast = time.monotonic() + fast_period
-        else:
-            next_fast = max(next_fast + fast_period, time.monotonic() + fast_period / 2)
+            next_fast = next_slow = time.monotonic() + min(fast_period, RETRY_SECONDS)
 
 
 def each_second(stop: threading.Event, errors: LoopErrors, publish: Callable[[], None]) -> None:

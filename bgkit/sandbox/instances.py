@@ -335,6 +335,7 @@ class InstanceRuntime:
                     self._sync_instances()
                 TARGET_HEALTH.check_due(backend, self)
             except Exception as error:  # the next poll retries; count and show the failure
+                next_sync = 0.0
                 self.errors += 1
                 if self.errors in (1, 10, 100):
                     print(f"bgkit sandbox instances: {type(error).__name__}: {error}", flush=True)
@@ -355,6 +356,9 @@ class InstanceRuntime:
         now = time.monotonic()
         gone = []
         with self._lock:
+            for instance_id in list(self._booting):
+                if instance_id not in running:  # terminated, or its image stopped, while booting
+                    del self._booting[instance_id]
             for instance_id in list(self._running):
                 if instance_id not in running:
                     gone.append(self._running.pop(instance_id))
