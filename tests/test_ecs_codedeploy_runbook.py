@@ -55,7 +55,14 @@ def test_healthy_green_is_promoted_by_codedeploy(shared_sandbox, tmp_path):
 def test_bgkit_reports_the_after_allow_test_traffic_hook_through_its_relay(
     shared_sandbox, tmp_path
 ):
-    run = run_runbook(tmp_path, "ecs_codedeploy", hook_function_name="bgkit-hook-relay", **FAST)
+    # the hook comes before any production traffic: one all-at-once shift is enough after it
+    run = run_runbook(
+        tmp_path,
+        "ecs_codedeploy",
+        hook_function_name="bgkit-hook-relay",
+        deployment_config_name="CodeDeployDefault.ECSAllAtOnce",
+        **FAST,
+    )
     record = run.record
     assert record["outcome"] == "promoted", record["reason"]
     said = [e["message"] for e in record["events"] if e["kind"] == "deploy"]

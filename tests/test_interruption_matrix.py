@@ -125,13 +125,20 @@ def kill_then_release_again(sandbox, runbook: Runbook, point: str, line: str, wh
             assert recovered(record) == []
         elif SUCCEEDED_SINCE in recovered(record)[0]:
             # A managed deployment killed while promoting, after every verdict had passed, that
-            # its service finished meanwhile: green serves, as the record says; this release's
-            # own preflight then finds green already deployed, and stops there.
+            # its service finished meanwhile: green serves, as the record says. This release's
+            # own preflight then finds green already there: Lambda and ECS refuse, naming the
+            # parameter; CodeDeploy for ECS lets the same task definition go again, and the
+            # release ends without a change.
             (found,) = recovered(record)
             assert where == "while promoting", found
             assert_green_serves(sandbox, runbook.name, p)
-            assert refused is not None and refused.parameter == GREEN_PARAMETER[runbook.name]
-            assert record["outcome"] == "failed"
+            if refused is not None:
+                assert refused.parameter == GREEN_PARAMETER[runbook.name]
+                assert record["outcome"] == "failed"
+            else:
+                assert runbook.name == "ecs_codedeploy", record["reason"]
+                assert record["outcome"] == "rolled_back", record["reason"]  # changed nothing
+                assert "before any traffic change" in record["reason"]
             assert lock_item(sandbox, record["target_id"]) is None
             return
         else:
@@ -148,11 +155,7 @@ def kill_then_release_again(sandbox, runbook: Runbook, point: str, line: str, wh
 
 SUCCEEDED_SINCE = "had passed every verdict and has succeeded since: green serves"
 # the parameter naming green, which a release refuses once green already serves
-GREEN_PARAMETER = {
-    "lambda_codedeploy": "target_version",
-    "ecs_codedeploy": "task_definition_arn",
-    "ecs_native": "task_definition_arn",
-}
+GREEN_PARAMETER = {"lambda_codedeploy": "target_version", "ecs_native": "task_definition_arn"}
 
 
 def assert_green_serves(sandbox, runbook: str, p: dict[str, Any]) -> None:
