@@ -144,17 +144,16 @@ class CodeDeployDeployment:
         """The active deployment of this group with this description (bgkit names each
         one after its release), or None. With `since`, also one that ended: created since
         then (a release killed before it kept the id, whose deployment finished meanwhile)."""
-        for deployment_id in self.active():
-            if self.info(deployment_id).get("description") == description:
-                return deployment_id
-        if since is None:
-            return None
-        ended = self._codedeploy.list_deployments(
-            applicationName=self.application,
-            deploymentGroupName=self.group,
-            createTimeRange={"start": since},
-        )["deployments"]
-        for deployment_id in ended:
+        candidates = (
+            self.active()
+            if since is None
+            else self._codedeploy.list_deployments(
+                applicationName=self.application,
+                deploymentGroupName=self.group,
+                createTimeRange={"start": since},
+            )["deployments"]
+        )
+        for deployment_id in candidates:
             if self.info(deployment_id).get("description") == description:
                 return deployment_id
         return None

@@ -69,13 +69,13 @@ from ..aws import AwsSession
 from .calls import Changes
 from .extensions import distribution
 from .http import (
-    FOLLOWING_SECONDS,
     KeepAliveHandler,
     LoopbackServer,
     LoopErrors,
     Upstreams,
     each_second,
     forwarded_headers,
+    read_period,
     refresh,
 )
 from .loadgen import LoadGenerator
@@ -376,7 +376,7 @@ class StageDataPlane:
         self.rest_api_id = rest_api_id
         # stages at once after a write to the control plane, else every 2 s (0.2 s without one)
         self._changes = changes
-        self.refresh_seconds = refresh_seconds or (FOLLOWING_SECONDS if changes else 0.2)
+        self.refresh_seconds = read_period(refresh_seconds, changes)
         self.api_refresh_seconds = api_refresh_seconds
         self._random = random.Random(seed)
         self._server = LoopbackServer(self._handler(), name=f"bgkit-apigw-{rest_api_id}")

@@ -20,6 +20,12 @@ FOLLOWING_SECONDS = 2.0
 RETRY_SECONDS = 0.2  # after a failed read
 
 
+def read_period(given: float | None, changes: Changes | None) -> float:
+    """How often a data plane reads what it follows with no write: `given`, else every
+    FOLLOWING_SECONDS when it hears of the control plane's writes (`changes`), else 0.2 s."""
+    return given or (FOLLOWING_SECONDS if changes is not None else 0.2)
+
+
 class LoopbackServer(ThreadingHTTPServer):
     """A threaded HTTP server on 127.0.0.1 and a free port, run in a background thread."""
 

@@ -329,8 +329,9 @@ class InstanceRuntime:
         seen, next_sync = -1, 0.0
         while not self._stop.wait(self._poll):
             try:
-                count = self._changes.count if self._changes is not None else seen + 1
-                if count != seen or self._booting or time.monotonic() >= next_sync:
+                count = self._changes.count if self._changes is not None else seen
+                written = self._changes is None or count != seen  # no Changes: every poll
+                if written or self._booting or time.monotonic() >= next_sync:
                     seen, next_sync = count, time.monotonic() + FOLLOWING_SECONDS
                     self._sync_instances()
                 TARGET_HEALTH.check_due(backend, self)

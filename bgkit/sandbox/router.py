@@ -38,13 +38,13 @@ from ..aws import AwsSession
 from .calls import Changes
 from .extensions import distribution
 from .http import (
-    FOLLOWING_SECONDS,
     KeepAliveHandler,
     LoopbackServer,
     LoopErrors,
     Upstreams,
     each_second,
     forwarded_headers,
+    read_period,
     refresh,
 )
 
@@ -77,7 +77,7 @@ class AlbRouter:
         self.load_balancer_arn = load_balancer_arn
         self._lb_dimension = load_balancer_arn.split(":loadbalancer/", 1)[1]
         self._changes = changes
-        self.refresh_seconds = refresh_seconds or (FOLLOWING_SECONDS if changes else 0.2)
+        self.refresh_seconds = read_period(refresh_seconds, changes)
         self.target_refresh_seconds = target_refresh_seconds
         self._servers: dict[int, LoopbackServer] = {}  # listener port -> local server
         self._rules: dict[int, list[dict[str, Any]]] = {}  # listener port -> rules by priority
