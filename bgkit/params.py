@@ -22,9 +22,13 @@ TARGETS = ("sandbox", "aws")
 # item, with the step it had reached, is still there): put blue back, or carry on with it.
 INTERRUPTED = ("rollback", "resume")
 METRIC_PERIODS = (1, 5, 10, 20, 30, 60)  # CloudWatch high-resolution periods, and one minute
-# target -> (metric period, metric lag) when the parameters say 0: the sandbox publishes every
-# second; AWS publishes ALB and Lambda metrics per minute, a few minutes late.
-AUTO_METRICS = {"sandbox": (1, 1.5), "aws": (60, 180.0)}
+# What a parameter left at 0 means, per target, so that every default is valid for every target:
+# the sandbox publishes every second; AWS publishes ALB and Lambda metrics per minute, a few
+# minutes late, so a bake there is whole minutes (five CloudWatch periods by default).
+TARGET_DEFAULTS = {
+    "sandbox": {"metric_period_seconds": 1, "metric_lag_seconds": 1.5, "bake_seconds": 5.0},
+    "aws": {"metric_period_seconds": 60, "metric_lag_seconds": 180.0, "bake_seconds": 300.0},
+}
 # Identifiers are checked with fullmatch (a `$` also matches before a trailing newline) and as
 # ASCII (`\d` alone also matches other scripts' digits, such as "١٢٣").
 RELEASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
@@ -54,7 +58,7 @@ class ReleaseParams:
     plan: str = "linear"
     step_percent: int = 25
     canary_percent: int = 10
-    bake_seconds: float = 5.0
+    bake_seconds: float = 0.0  # 0: the target's default (see TARGET_DEFAULTS)
     smoke_url: str = ""
     smoke_requests: int = 10
     smoke_token: str = ""  # a secret: sent as "Authorization: Bearer <token>" by the smoke test
@@ -71,8 +75,8 @@ class ReleaseParams:
     auto_promote: bool = True  # headless runs: promote after the last step (False: roll back)
     notify_topic_arn: str = ""  # SNS topic for start / promotion / rollback messages
     notify_webhook: str = ""  # a secret: a URL that takes the same messages as a JSON POST
-    metric_period_seconds: int = 0  # 0: the target's resolution (see AUTO_METRICS)
-    metric_lag_seconds: float = 0.0  # 0: the target's typical delay (see AUTO_METRICS)
+    metric_period_seconds: int = 0  # 0: the target's resolution (see TARGET_DEFAULTS)
+    metric_lag_seconds: float = 0.0  # 0: the target's typical delay (see TARGET_DEFAULTS)
     green_error_rate: float = 0.0
     green_added_latency_ms: float = 0.0
     sandbox_request_rate: float = 50.0
@@ -196,6 +200,9 @@ def validate(
     got["release"] = release
     _integer("step_percent", got["step_percent"], 1, 99)
     _integer("canary_percent", got["canary_percent"], 1, 99)
+    for name, default in TARGET_DEFAULTS[got["target"]].items():
+        if got[name] == 0 and not isinstance(got[name], bool):
+            got[name] = default
     _number("bake_seconds", got["bake_seconds"], plans.MIN_BAKE_SECONDS, plans.MAX_BAKE_SECONDS)
     if isinstance(got["plan"], int) and not isinstance(got["plan"], bool):
         got["plan"] = str(
@@ -265,11 +272,6 @@ def validate(
             "it carries its own secret",
             REDACTED,
         )
-    auto_period, auto_lag = AUTO_METRICS[got["target"]]
-    if got["metric_period_seconds"] == 0 and not isinstance(got["metric_period_seconds"], bool):
-        got["metric_period_seconds"] = auto_period
-    if got["metric_lag_seconds"] == 0 and not isinstance(got["metric_lag_seconds"], bool):
-        got["metric_lag_seconds"] = auto_lag
     period = got["metric_period_seconds"]
     # an int: CloudWatch's Period is an integer and botocore refuses 60.0, at the first judgement
     if isinstance(period, bool) or not isinstance(period, int) or period not in METRIC_PERIODS:

@@ -169,7 +169,7 @@ BAD_INPUT = [
     bad("alb_weighted-canary-True", "percent", "canary_percent", NUMBER_1_99, canary_percent=True),
     # -- bake times ------------------------------------------------------------------------
     bad("alb_weighted-bake-minus-5", "bake", "bake_seconds", BAKE_RANGE, bake_seconds=-5),
-    bad("apigw_canary-bake-0", "bake", "bake_seconds", BAKE_RANGE, bake_seconds=0),
+    bad("apigw_canary-bake-half", "bake", "bake_seconds", BAKE_RANGE, bake_seconds=0.5),
     bad("ecs_codedeploy-bake-nan", "bake", "bake_seconds", BAKE_RANGE, bake_seconds=math.nan),
     bad("lambda_codedeploy-bake-inf", "bake", "bake_seconds", BAKE_RANGE, bake_seconds=math.inf),
     bad("app_runner-bake-a-day", "bake", "bake_seconds", BAKE_RANGE, bake_seconds=86400),

@@ -1,4 +1,5 @@
 import pytest
+from test_bad_input import ABSENT, runbook_defaults
 
 import bgkit
 from bgkit import ParameterError
@@ -114,4 +115,20 @@ def test_metric_period_and_lag_default_to_the_targets():
             listener_arn=LISTENER,
             blue_target_group_arn=BLUE,
             green_target_group_arn=GREEN,
+            bake_seconds=5,
         )
+
+
+@pytest.mark.parametrize("runbook", sorted(ABSENT))
+def test_every_runbook_default_is_valid_for_every_target(runbook):
+    """A runbook's parameters cell as it is, with only the target and its resources named."""
+    defaults = runbook_defaults(runbook)
+    sandbox = bgkit.validate_parameters(runbook, defaults)
+    aws = bgkit.validate_parameters(runbook, {**defaults, "target": "aws", **ABSENT[runbook]})
+    assert (sandbox.bake_seconds, sandbox.metric_period_seconds) == (5.0, 1)
+    assert (aws.bake_seconds, aws.metric_period_seconds, aws.metric_lag_seconds) == (300, 60, 180)
+    assert aws.traffic_plan.bake_total_seconds == 300 * len(aws.traffic_plan.steps)
+
+
+def test_the_default_table_covers_every_runbook():
+    assert sorted(ABSENT) == bgkit.patterns.names()
