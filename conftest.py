@@ -2,7 +2,7 @@
 
 The kernels that nbval starts for runbooks/*.ipynb inherit this process's environment:
 
-- No person is at their gates (bgkit.gate): like bgkit's papermill engine, say so, and the gate
+- No person is at their gates (bgkit.jupyter): like bgkit's papermill engine, say so, and the gate
   decides by the runbook's auto_promote instead of showing buttons that nobody would click.
 - They attach to one sandbox per pytest process, as to `bgkit sandbox up`, instead of each
   starting its own (moto's import and servers: 20-30 s of a loaded machine per notebook). A
@@ -15,7 +15,7 @@ import os
 import pytest
 
 from bgkit.connect import SANDBOX_URL_ENV
-from bgkit.gate import HEADLESS_ENV
+from bgkit.jupyter import HEADLESS_ENV
 
 os.environ[HEADLESS_ENV] = "1"
 

@@ -31,11 +31,11 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.utils import run_sync
 from papermill.engines import NBClientEngine
 
+from .jupyter import HEADLESS_ENV
 from .notify import RECORD_ENV
 from .params import REDACTED, SECRET_ENV_PREFIX, is_secret
 from .record import RECORD_MIME, from_notebook
 
-HEADLESS_ENV = "BGKIT_HEADLESS"  # bgkit.gate.HEADLESS_ENV (not imported: it imports the release)
 # Shorter values are not searched for: replacing every "1234" would garble the record's numbers.
 MIN_SCRUBBED_LENGTH = 8
 
@@ -73,7 +73,7 @@ class BgkitEngine(NBClientEngine):
         # Before papermill's first save of the output notebook.
         given = redact_secret_parameters(nb, kernel_name)
         # The kernel inherits this process's environment: where its record will be (for the
-        # release's notifications), and that no person is at its gates (bgkit.gate).
+        # release's notifications), and that no person is at its gates (bgkit.jupyter).
         context = {RECORD_ENV: str(kwargs.get("output_path") or ""), HEADLESS_ENV: "1"}
         before = {name: os.environ.get(name) for name in context}
         os.environ.update(context)

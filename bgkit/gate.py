@@ -3,21 +3,19 @@ by `auto_promote`.
 
     shifted ─► evidence (every verdict with its numbers, where traffic is now)
             ─► headless:    auto_promote true ─► promote;  false ─► roll back
-            ─► interactive: [Approve] [Roll back] ─► the click promotes or rolls back
+            ─► interactive: [Approve] [Roll back], the cell waits for the click
+                            ─► the click promotes or rolls back; no click in timeout ─► roll back
 
-Headless or interactive (when `interactive` is not given): interactive only if an IPython
-*kernel* runs this code (a notebook, not a script or terminal IPython) and the environment does
-not say headless: BGKIT_HEADLESS set to anything but "" or "0" (bgkit's papermill engine and
-the test suite set it for the kernels they start), or CI="true" (GitHub Actions, GitLab CI and
-most CI services set it). A headless run never waits: nobody would click, and traffic must not
-stay half-shifted, so without auto_promote it rolls back.
-
-Interactive: the cell returns at once, because a running cell holds back the widgets' messages;
-the click's handler does the work. While the gate waits, `release.pending_gate` is the gate, so
-that the runbook's next cell, `release.promote()`, does not promote on its own. The first click
-decides; the buttons are then disabled, and a second click does nothing. A failure in the
-handler (promote failed, and the release rolled back) is shown under the buttons and recorded:
-a widget's callback has no cell to fail.
+The runbook's cell is ``await bgkit.promotion_gate(release, auto_promote=...)``. Headless (see
+bgkit.jupyter), the gate decides while it is made and awaiting it returns the release's state.
+Interactive, awaiting it waits for the click: ipykernel (7.4 and newer) dispatches widget
+messages while a cell awaits, and keeps the cells queued after it (Run All) until it ends, so
+Run All stops at the gate and goes on by itself after the click. The click only records the
+decision; the waiting cell promotes or rolls back, so its output and any failure belong to that
+cell, as in a headless run. No decision within `timeout_seconds` (the runbook's
+`gate_timeout_seconds`) rolls back. An interrupted wait (the kernel's stop button) rolls back
+too. A gate made and never awaited stays pending: `release.promote()` refuses to promote, and
+`release.finish()` rolls the release back.
 
 The decision is an event of kind "gate" in the record, with its data for machines:
 decision ("approve" | "rollback"), by (who), mode ("interactive" | "headless"), auto_promote;
@@ -26,20 +24,17 @@ the event's own `at` is when it was decided, on the release's clock.
 
 from __future__ import annotations
 
-import contextlib
-import getpass
-import os
-import socket
-import sys
-import traceback
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .jupyter import default_who, is_interactive
 from .release import _verdict_row
 
-HEADLESS_ENV = "BGKIT_HEADLESS"
 APPROVE, ROLLBACK = "approve", "rollback"
 _VERBS = {APPROVE: "approved", ROLLBACK: "rolled back"}
 _LEFT_OUT = ("window (UTC)", "reason")  # the record's own verdict table has them
+POLL_SECONDS = 0.2  # how often the waiting cell looks for a click (widget messages come between)
 
 
 def promotion_gate(
@@ -49,59 +44,82 @@ def promotion_gate(
     interactive: bool | None = None,
     who: str | None = None,
     display: Any = None,
-) -> PromotionGate | str:
+    timeout_seconds: float | None = None,
+    sleep: Callable[[float], Awaitable[Any]] | None = None,
+) -> PromotionGate:
     """Show the judge's evidence, then promote or roll back `release` (in state "shifted").
 
-    Headless: decides at once by `auto_promote` and returns the release's state. Interactive:
-    shows Approve and Roll back buttons and returns the waiting `PromotionGate`. In any other
-    state than "shifted" it does nothing and returns the state.
+    Returns the gate; awaiting it returns the release's state. Headless: decided here, by
+    `auto_promote`. Interactive: shows Approve and Roll back; awaiting it waits for the click, or
+    for `timeout_seconds` (default: the release's gate_timeout_seconds). In any other state than
+    "shifted" it does nothing. `sleep` is how the wait sleeps (tests pass a fake clock's).
     """
     display = display or release._display
-    if release.state != "shifted":
-        display.text(f"gate not run (state: {release.state})")
-        return release.state
-    earlier = getattr(release, "pending_gate", None)
-    if earlier is not None:  # the gate's cell run again: one gate decides, the newest
-        earlier.supersede()
     gate = PromotionGate(
         release,
         auto_promote=auto_promote,
         who=who or default_who(),
         display=display,
         interactive=is_interactive() if interactive is None else interactive,
+        timeout_seconds=(
+            release.params.gate_timeout_seconds if timeout_seconds is None else timeout_seconds
+        ),
+        sleep=sleep or asyncio.sleep,
     )
+    if release.state != "shifted":
+        display.text(f"gate not run (state: {release.state})")
+        return gate
+    earlier = getattr(release, "pending_gate", None)
+    if earlier is not None:  # a gate made again before the earlier one was awaited
+        earlier.supersede()
     gate.show_evidence()
-    if not gate.interactive:
-        return gate.decide_headless()
-    gate.wait_for_click()
+    if gate.interactive:
+        gate.open()
+    else:
+        gate.decide_headless()
     return gate
 
 
 class PromotionGate:
     def __init__(
-        self, release: Any, *, auto_promote: bool, who: str, display: Any, interactive: bool
+        self,
+        release: Any,
+        *,
+        auto_promote: bool,
+        who: str,
+        display: Any,
+        interactive: bool,
+        timeout_seconds: float,
+        sleep: Callable[[float], Awaitable[Any]],
     ) -> None:
         self.release = release
         self.auto_promote = auto_promote
         self.who = who
         self.interactive = interactive
         self.mode = "interactive" if interactive else "headless"
-        self.decision: str | None = None
-        self.error: Exception | None = None
+        self.timeout_seconds = timeout_seconds
+        self.decision: str | None = None  # approve | rollback | timeout | superseded
         self.decided_at: Any = None  # on the release's clock
+        self.opened_at: Any = None
         self._display = display
+        self._sleep = sleep
+        self._clicked: str | None = None
+        self._shown_left: int | None = None
         self.approve_button: Any = None
         self.rollback_button: Any = None
         self.status: Any = None  # a Label: what the gate waits for, then what was decided
-        self.output: Any = None  # the release's lines printed while it promotes or rolls back
         self.widget: Any = None
+        self._handle: Any = None  # the widget's display, replaced by the decision once made
 
     def __repr__(self) -> str:
-        if self.decision is None:
+        if self.decision is None and self.release.pending_gate is self:
             return f"<PromotionGate waiting for {self.mode} approval; release {self.release.state}>"
-        if self.decision == "superseded":
-            return "<PromotionGate superseded by a newer gate>"
+        if self.decision is None:
+            return f"<PromotionGate not run; release {self.release.state}>"
         return f"<PromotionGate {self.decision} by {self.who}; release {self.release.state}>"
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self.wait().__await__()
 
     # -- evidence -----------------------------------------------------------------------
 
@@ -142,12 +160,12 @@ class PromotionGate:
         release = self.release
         flag = "true" if self.auto_promote else "false"
         if self.auto_promote:
-            self._record(
+            self._decided(
                 APPROVE,
                 f"gate: headless run, auto_promote={flag}: promoting without a person's approval",
             )
             return release.promote()
-        self._record(
+        self._decided(
             ROLLBACK,
             f"gate: headless run, auto_promote={flag}: rolling back; no one was there to approve",
         )
@@ -159,9 +177,11 @@ class PromotionGate:
 
     # -- interactive --------------------------------------------------------------------
 
-    def wait_for_click(self) -> None:
+    def open(self) -> None:
+        """Show the buttons; the release waits at this gate until it is awaited and decided."""
         import ipywidgets as widgets
 
+        release = self.release
         self.approve_button = widgets.Button(
             description="Approve",
             button_style="success",
@@ -174,118 +194,118 @@ class PromotionGate:
             icon="undo",
             tooltip="all traffic to blue",
         )
-        self.approve_button.on_click(lambda _: self._clicked(APPROVE))
-        self.rollback_button.on_click(lambda _: self._clicked(ROLLBACK))
-        self.status = widgets.Label(
-            f"waiting for {self.who}: Approve promotes, Roll back puts all traffic on blue "
-            "(no buttons? run gate.approve() or gate.roll_back() in a cell)"
-        )
-        self.output = widgets.Output()
+        self.approve_button.on_click(lambda _: self._click(APPROVE))
+        self.rollback_button.on_click(lambda _: self._click(ROLLBACK))
+        self.status = widgets.Label(self._waiting_text(self.timeout_seconds))
         self.widget = widgets.VBox(
-            [widgets.HBox([self.approve_button, self.rollback_button]), self.status, self.output]
+            [widgets.HBox([self.approve_button, self.rollback_button]), self.status]
         )
-        self.release.pending_gate = self
-        show = getattr(self._display, "widget", None)
-        if show is None:
-            from IPython.display import display
+        self.opened_at = release.clock.now()
+        release.pending_gate = self
+        release._event(
+            "gate",
+            f"gate: waiting for {self.who} to approve or roll back (interactive); no decision "
+            f"within {self.timeout_seconds:g} s (gate_timeout_seconds) rolls back",
+        )
+        self._handle = self._display.widget(self.widget)
 
-            show = display
-        show(self.widget)
-
-    def approve(self) -> str:
-        """Promote, as the Approve button does. Raises what promote raised (also recorded)."""
-        return self._decide(APPROVE, under_buttons=False)
-
-    def roll_back(self) -> str:
-        """Roll back, as the Roll back button does. Raises what the rollback raised."""
-        return self._decide(ROLLBACK, under_buttons=False)
+    async def wait(self) -> str:
+        """Wait for the click (or the timeout), then promote or roll back. Returns the state."""
+        release = self.release
+        if release.pending_gate is not self:  # headless, not run, decided, or superseded
+            return release.state
+        with release._guard("gate"):  # stopped while waiting (Ctrl-C, a cancelled cell)
+            deadline = self.opened_at.timestamp() + self.timeout_seconds
+            while self._clicked is None:
+                left = deadline - release.clock.now().timestamp()
+                if left <= 0:
+                    break
+                self._count_down(left)
+                await self._sleep(min(POLL_SECONDS, left))
+        if self._clicked is None:
+            return self._time_out()
+        return self._decide(self._clicked)
 
     def supersede(self) -> None:
         """A newer gate of the same release decides: this one's buttons no longer do anything."""
         if self.decision is None:
             self.decision = "superseded"
-            self._disable("superseded by a newer gate (the gate's cell was run again)")
+            self._close("superseded by a newer gate (the gate's cell was run again)")
 
-    def _clicked(self, decision: str) -> None:
-        # A callback has no cell to fail (raised further, ipywidgets would only log it): _decide
-        # shows the error in the label and the output, and records it, instead of raising it.
-        self._decide(decision, under_buttons=True)
+    def _click(self, decision: str) -> None:
+        """A button's handler: only records the choice (the waiting cell acts on it). The first
+        click counts; the buttons are disabled at once, so a double click does nothing."""
+        if self._clicked is not None or self.decision is not None:
+            return
+        self._clicked = decision
+        self.decided_at = self.release.clock.now()
+        for button in (self.approve_button, self.rollback_button):
+            button.disabled = True
+        self.status.value = (
+            f"{_VERBS[decision]} by {self.who} at {self.decided_at:%H:%M:%S} UTC: working…"
+        )
 
-    def _decide(self, decision: str, *, under_buttons: bool) -> str:
-        if self.decision is not None:  # a second click, or a double click: the first decided
-            return self.release.state
-        self.decision = decision
-        error: Exception | None = None
-        # A click's handler has no cell: in a kernel, what it prints goes under the buttons.
-        with self.output if under_buttons else contextlib.nullcontext():
-            try:  # inside: in a kernel, the Output widget would show an exception and swallow it
-                state = self._act(decision)
-            except Exception as failure:
-                error = failure
-                if under_buttons:  # a cell shows its own traceback
-                    self.output.append_stderr(traceback.format_exc())
-                self._failed(decision, failure)
-        if error is not None and not under_buttons:
-            raise error
-        return self.release.state if error is not None else state
-
-    def _act(self, decision: str) -> str:
-        release = self.release
-        verb = _VERBS[decision]
-        if release.state != "shifted":  # e.g. rolled back by hand, or finish() ran meanwhile
-            self._record(
+    def _decide(self, decision: str) -> str:
+        release, verb = self.release, _VERBS[decision]
+        if release.state != "shifted":  # e.g. rolled back by hand meanwhile
+            self._decided(
                 decision,
                 f"gate: {verb} by {self.who}, but the release was already {release.state}: "
                 "nothing done",
             )
-            self._disable(f"nothing done: the release was already {release.state}")
+            self._close(
+                f"{verb} by {self.who}: nothing done, the release was already {release.state}"
+            )
             return release.state
-        self.decided_at = release.clock.now()
-        self._disable(f"{verb} by {self.who} at {self.decided_at:%H:%M:%S} UTC: working…")
-        self._record(decision, f"gate: {verb} by {self.who} ({self.mode})")
+        self._decided(decision, f"gate: {verb} by {self.who} ({self.mode})")
+        self._close(f"**{verb.capitalize()}** by {self.who} at {self.decided_at:%H:%M:%S} UTC")
         if decision == APPROVE:
-            state = release.promote()  # on failure, promote() itself rolls back and records
-        else:
-            with release._guard("gate"):  # on failure: recorded and published, then raised
-                state = release.rollback(f"rolled back at the gate by {self.who}")
-        self.status.value = (
-            f"{verb} by {self.who} at {self.decided_at:%H:%M:%S} UTC: the release is {state}; "
-            f"traffic {self._traffic()}. Run the next cells (the Record cell shows the record)."
-        )
-        return state
+            return release.promote()  # on failure, promote() itself rolls back and records
+        with release._guard("gate"):  # on failure: recorded and published, then raised
+            return release.rollback(f"rolled back at the gate by {self.who}")
 
-    def _failed(self, decision: str, error: Exception) -> None:
-        """Recorded and shown: promote() and the rollback have already put blue back if they
-        could, and ended the release; this says what the gate saw."""
-        release, self.error = self.release, error
-        what = "promotion" if decision == APPROVE else "rollback"
-        verb, at = _VERBS[decision], self.decided_at or release.clock.now()
-        failure = f"{type(error).__name__}: {error}"
-        traffic = self._traffic()
-        release._event(
-            "gate",
-            f"gate: the {what} {verb} by {self.who} failed: {failure}; the release is "
-            f"{release.state}, traffic {traffic}",
-            decision=decision,
-            by=self.who,
-            mode=self.mode,
-            error=failure,
+    def _time_out(self) -> str:
+        release = self.release
+        self.decided_at = release.clock.now()
+        reason = (
+            f"no one approved or rolled back within gate_timeout_seconds ({self.timeout_seconds:g}"
+            " s) of the gate opening"
         )
-        self.status.value = (
-            f"{verb} by {self.who} at {at:%H:%M:%S} UTC, but the {what} failed: {failure}. "
-            f"The release is {release.state}; traffic {traffic}. The Record cell shows the record."
+        self._decided(ROLLBACK, f"gate: {reason}; rolling back", timed_out=True)
+        self.decision = "timeout"
+        self._close(f"**Rolled back**: {reason}")
+        if release.state != "shifted":
+            return release.state
+        with release._guard("gate"):
+            return release.rollback(reason)
+
+    def _count_down(self, left: float) -> None:
+        whole = int(left)
+        if whole != self._shown_left:  # the label changes once a second, not every poll
+            self._shown_left = whole
+            self.status.value = self._waiting_text(left)
+
+    def _waiting_text(self, left: float) -> str:
+        minutes, seconds = divmod(int(left), 60)
+        return (
+            f"waiting for {self.who}: Approve promotes, Roll back puts all traffic on blue · "
+            f"{minutes}:{seconds:02d} left, then it rolls back by itself"
         )
 
-    def _disable(self, status: str) -> None:
-        if getattr(self.release, "pending_gate", None) is self:
+    def _close(self, text: str) -> None:
+        """Nothing more to click: the gate's output becomes what was decided."""
+        if self.release.pending_gate is self:
             self.release.pending_gate = None
         for button in (self.approve_button, self.rollback_button):
             if button is not None:
                 button.disabled = True
         if self.status is not None:
-            self.status.value = status
+            self.status.value = text.replace("**", "")
+        if self._handle is not None:
+            self._display.replace(self._handle, text)
 
-    def _record(self, decision: str, message: str) -> None:
+    def _decided(self, decision: str, message: str, **data: Any) -> None:
+        self.decision = self.decision or decision
         self.release._event(
             "gate",
             message,
@@ -293,34 +313,5 @@ class PromotionGate:
             by=self.who,
             mode=self.mode,
             auto_promote=self.auto_promote,
+            **data,
         )
-
-
-def default_who() -> str:
-    """The person at the notebook: JupyterHub's user, else the OS user; @ the host."""
-    user = os.environ.get("JUPYTERHUB_USER")
-    if not user:
-        try:
-            user = getpass.getuser()
-        except Exception:  # no login name (a container's numeric user): still say where
-            user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-def is_interactive(environ: Any = None) -> bool:
-    """True in a notebook kernel that no one said is headless (see the module's docstring)."""
-    environ = os.environ if environ is None else environ
-    if environ.get(HEADLESS_ENV, "") not in ("", "0"):
-        return False
-    if environ.get("CI", "").lower() == "true":
-        return False
-    return _kernel_running()
-
-
-def _kernel_running() -> bool:
-    if "ipykernel" not in sys.modules:  # never imported: no kernel runs this process
-        return False
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None

@@ -73,6 +73,7 @@ class ReleaseParams:
     on_interrupted: str = "rollback"  # a release of this target that died mid-way: see INTERRUPTED
     max_holds: int = 3
     auto_promote: bool = True  # headless runs: promote after the last step (False: roll back)
+    gate_timeout_seconds: float = 3600.0  # in Jupyter: no click at the gate by then rolls back
     notify_topic_arn: str = ""  # SNS topic for start / promotion / rollback messages
     notify_webhook: str = ""  # a secret: a URL that takes the same messages as a JSON POST
     metric_period_seconds: int = 0  # 0: the target's resolution (see TARGET_DEFAULTS)
@@ -255,6 +256,7 @@ def validate(
         raise ParameterError(
             "auto_promote", "must be True or False (a boolean, not text)", got["auto_promote"]
         )
+    _number("gate_timeout_seconds", got["gate_timeout_seconds"], 1.0, 86_400.0)
     if got["notify_topic_arn"] != "" and not (
         isinstance(got["notify_topic_arn"], str) and _SNS_TOPIC.fullmatch(got["notify_topic_arn"])
     ):

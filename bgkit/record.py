@@ -31,6 +31,7 @@ class Record:
     plan: str
     started_at: datetime
     operator: str | None = None
+    mode: str = "headless"  # "interactive": a person at a notebook (bgkit.jupyter); gates wait
     target_id: str | None = None
     outcome: str | None = None
     reason: str | None = None
@@ -64,6 +65,7 @@ class Record:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "duration_seconds": self.duration_seconds,
             "operator": self.operator,
+            "mode": self.mode,
             "plan": self.plan,
             # redacted again here: a Record built from raw parameters still hides its secrets
             "parameters": redact(self.parameters),
@@ -82,6 +84,7 @@ class Record:
             ("Why", self.reason or ""),
             ("Release", f"`{self.release}` ({self.runbook}, target {self.target})"),
             ("Operator", f"`{self.operator}`"),
+            ("Mode", self.mode),
             ("Started (UTC)", self.started_at.isoformat(timespec="seconds")),
             (
                 "Duration",

@@ -35,6 +35,7 @@ from .aws import AwsSession
 from .clock import Clock, SystemClock
 from .errors import DeploymentStopped, PreflightError, RollbackFailed, TrafficError
 from .judge import Counts, Decision, Judge
+from .jupyter import is_interactive
 from .lock import ReleaseLock
 from .notify import Notifier
 from .params import ReleaseParams
@@ -75,7 +76,7 @@ class Release:
         self.judge: Judge | None = None
         self._display = display or _ipython_display
         self.state = "new"
-        # a bgkit.gate.PromotionGate waiting for a person's click: promote and finish wait for it
+        # a bgkit.gate.PromotionGate waiting for a person's decision: promote() waits for it
         self.pending_gate: Any = None
         self.split: dict[str, int] | None = None
         self.mutated = False
@@ -95,6 +96,7 @@ class Release:
             parameters=params.as_record(),
             plan=plan,
             started_at=self.clock.now(),
+            mode="interactive" if is_interactive() else "headless",
         )
 
     # -- steps --------------------------------------------------------------------------
@@ -305,9 +307,10 @@ class Release:
         """Send all traffic to green once every step has passed."""
         if self.state != "shifted":
             return self._note(f"promote not run (state: {self.state})")
-        if self.pending_gate is not None:  # its click promotes (the gate clears this first)
+        if self.pending_gate is not None:  # a gate that was made but not awaited
             return self._note(
-                "promote not run: waiting at the gate; click Approve or Roll back above"
+                "promote not run: the gate waits for a decision; await it "
+                "(`await bgkit.promotion_gate(...)`) and click Approve or Roll back"
             )
         with self._guard("promote"):
             self.mutated = True  # from here on, a death leaves traffic to undo (all_at_once too)
@@ -379,12 +382,6 @@ class Release:
 
     def finish(self, *, plot: bool = True) -> dict[str, Any]:
         """Read back the final state, then show and emit the record."""
-        if self.pending_gate is not None and self.state not in _TERMINAL:
-            self._note(
-                "finish not run: waiting at the gate; click Approve or Roll back above, then run "
-                "this cell again"
-            )
-            return self.record.to_dict()
         if self.state not in _TERMINAL:
             with self._guard("finish"):
                 if self.mutated:
@@ -1371,6 +1368,18 @@ class _IPythonDisplay:
 
         # escaped: a reason such as "evidence 34 < 125" is text, not the start of an HTML tag
         display(frame.style.hide(axis="index").format(escape="html") if len(frame) else frame)
+
+    def widget(self, widget: Any) -> Any:
+        """Show a widget; returns its display, for `replace`."""
+        from IPython.display import display
+
+        return display(widget, display_id=True)
+
+    def replace(self, handle: Any, text: str) -> None:
+        """Replace what a display shows (a widget no longer to be clicked) by Markdown text."""
+        from IPython.display import Markdown
+
+        handle.update(Markdown(text))
 
     def figure(self, figure: Any) -> None:
         from IPython.display import Image, display
