@@ -34,7 +34,7 @@ from . import patterns
 from .aws import AwsSession
 from .clock import Clock, SystemClock
 from .errors import DeploymentStopped, PreflightError, RollbackFailed, TrafficError
-from .judge import Counts, Decision, Judge
+from .judge import METRICS, Counts, Decision, Judge
 from .jupyter import is_interactive
 from .lock import ReleaseLock
 from .notify import Notifier
@@ -44,6 +44,20 @@ from .record import RECORD_MIME, Record
 
 _TERMINAL = ("promoted", "rolled_back", "failed")
 MANAGED_WAIT_SECONDS = 900.0  # longest wait for a managed deployment to reach its next phase
+
+
+def _live(step: str) -> Any:
+    """A step of the release during which a person in Jupyter sees its live progress."""
+
+    def wrap(method: Any) -> Any:
+        @functools.wraps(method)
+        def run(self: Release, *args: Any, **kwargs: Any) -> Any:
+            with self._live_progress(step):
+                return method(self, *args, **kwargs)
+
+        return run
+
+    return wrap
 
 
 class Release:
@@ -87,6 +101,13 @@ class Release:
         self._resume_step = 1  # the first plan step to shift to (a resumed release: later)
         self._exit_hook = False  # _at_exit is registered (from the first change on)
         self._notifier = Notifier(session, params.notify_topic_arn, params.notify_webhook)
+        # live progress (bgkit.progress): what the release waits for now, the judged window,
+        # and the display (None: not shown yet in this step; False: none, as outside the
+        # steps and headless)
+        self._activity = ""
+        self._window: tuple[datetime, datetime] | None = None
+        self._live: Any = False
+        self._live_at: datetime | None = None
         describe = getattr(self.pattern, "plan_description", None)
         plan = describe() if describe is not None else self.plan.describe()
         self.record = Record(
@@ -136,6 +157,7 @@ class Release:
             self._notify("started")
         return split
 
+    @_live("deploy")
     def deploy(self) -> str:
         """Managed patterns: start the deployment and wait until green waits for its smoke test."""
         if self.state != "ready":
@@ -216,6 +238,7 @@ class Release:
                 split=self.split,
             )
 
+    @_live("smoke test")
     def smoke_test(self) -> dict[str, Any] | str:
         """Requests to green on its test route, before green gets any production traffic."""
         deploys_green = self.managed or hasattr(self.pattern, "deploy_green")
@@ -292,6 +315,7 @@ class Release:
             self._checkpoint("smoked")
         return self.record.smoke
 
+    @_live("shift")
     def shift(self) -> str:
         """Move traffic to green step by step, judging green against blue after each bake."""
         if self.state != "smoked":
@@ -303,6 +327,7 @@ class Release:
                 self._shift_steps()
         return self.state
 
+    @_live("promote")
     def promote(self) -> str:
         """Send all traffic to green once every step has passed."""
         if self.state != "shifted":
@@ -412,6 +437,7 @@ class Release:
             if number < self._resume_step:
                 continue  # done by the interrupted run this one resumes; its evidence is gone
             self.mutated = True
+            self._activity = f"step {number} of {len(self.plan.steps)}: green {step.green_percent}%"
             self._checkpoint("shifting", step=number, green_percent=step.green_percent)
             self.split = self.pattern.set_split(step.green_percent)
             assert self.judge is not None
@@ -488,7 +514,9 @@ class Release:
         since = getattr(self.pattern, "serving_since", lambda: None)()
         while since is not None and end - timedelta(seconds=window) < since:
             end += timedelta(seconds=window)
+        self._activity = "measuring blue before green gets traffic"
         for _ in range(self.params.max_holds + 1):
+            self._window = (end - timedelta(seconds=window), end)
             self._await_metrics(source, end)
             blue = _metrics.read_window(self.session, source, end - timedelta(seconds=window), end)[
                 "blue"
@@ -521,6 +549,7 @@ class Release:
         switched = self.clock.now()
         end = _ceil_seconds(switched + timedelta(seconds=window), window)
         for hold in range(self.params.max_holds + 1):
+            self._activity = f"green after the switch, against blue before it (window {hold + 1})"
             since = switched if hold == 0 else None
             verdict = self._judge(source, end, window, since=since, green_percent=100, hold=hold)
             if verdict.decision is Decision.ROLLBACK:
@@ -541,7 +570,7 @@ class Release:
         while not applied():
             if self.clock.now() > deadline:
                 raise TrafficError("the traffic change was not applied in time", split=self.split)
-            self.clock.sleep(1.0)
+            self._pause(1.0)
 
     def _start_judge(self) -> None:
         """Blue's latency before green gets traffic sets what a slow request is; then the judge
@@ -610,6 +639,7 @@ class Release:
         start = end - timedelta(seconds=window)
         if since is not None:
             start = min(start, _ceil_seconds(since, period))
+        self._window = (start, end)
         seen: set[datetime] = set()
 
         def take(upto: datetime) -> None:
@@ -696,6 +726,7 @@ class Release:
         while True:
             self._watch_split_until(end)
             progress = self.pattern.progress()
+            self._activity = f"deployment {progress.id}: {progress.status}"
             self._note_split()
             if progress.phase == "stopped":
                 self._managed_stopped(progress, "while shifting")
@@ -762,7 +793,7 @@ class Release:
     def _watch_split_until(self, when: datetime) -> None:
         """Sleep until `when`, reading the split every second so shifts are recorded when they happen."""
         while (remaining := (when - self.clock.now()).total_seconds()) > 0:
-            self.clock.sleep(min(1.0, remaining))
+            self._pause(min(1.0, remaining))
             self._note_split()
 
     def _wait_phase(self, phases: tuple[str, ...], longer: float = 0.0) -> Progress:
@@ -773,7 +804,8 @@ class Release:
                 return progress
             if self.clock.now() > deadline:
                 raise TrafficError(f"deployment {progress.id} stayed {progress.status} too long")
-            self.clock.sleep(0.5)
+            self._activity = f"deployment {progress.id}: {progress.status}"
+            self._pause(0.5)
 
     def _stop_managed(self) -> dict[str, int]:
         self.pattern.stop_and_roll_back(
@@ -1243,12 +1275,79 @@ class Release:
         while self.clock.now() < deadline:
             if _metrics.has_datapoint(self.session, source, end - period, end, period.seconds):
                 return
-            self.clock.sleep(min(0.25, (deadline - self.clock.now()).total_seconds()))
+            self._pause(min(0.25, (deadline - self.clock.now()).total_seconds()))
 
     def _sleep_until(self, when: datetime) -> None:
-        remaining = (when - self.clock.now()).total_seconds()
-        if remaining > 0:
-            self.clock.sleep(remaining)
+        """Sleep until `when`: at once, or a second at a time while a person watches."""
+        while (remaining := (when - self.clock.now()).total_seconds()) > 0:
+            self.clock.sleep(min(remaining, 1.0) if self._show_progress() else remaining)
+
+    def _pause(self, seconds: float) -> None:
+        """A short wait in a loop that waits for AWS or CloudWatch; the live display follows."""
+        self._show_progress()
+        self.clock.sleep(seconds)
+
+    # -- live progress (bgkit.progress) -------------------------------------------------
+
+    @contextlib.contextmanager
+    def _live_progress(self, step: str) -> Iterator[None]:
+        """While `step` runs, a person in Jupyter sees one display of where it is, updated in
+        place once a second (none headless); it ends saying how the step ended."""
+        self._activity, self._live, self._window = step, None, None
+        try:
+            yield
+        finally:
+            if self._live:
+                self._activity, self._window = f"{step} ended; the release is {self.state}", None
+                self._show_progress(force=True)
+            self._live = False
+
+    def _show_progress(self, force: bool = False) -> bool:
+        """Show or update the live display; False when there is none (headless, tests)."""
+        if self._live is False:
+            return False
+        now = self.clock.now()
+        try:
+            if self._live is None:
+                self._live = self._display.live(self._progress_view(now)) or False
+            elif force or self._live_at is None or (now - self._live_at).total_seconds() >= 1:
+                self._live.update(self._progress_view(now))
+            else:
+                return True
+        except Exception as error:  # recorded; a display never stops a release
+            self._live = False
+            self._event("error", f"no live progress: {type(error).__name__}: {error}")
+            return False
+        self._live_at = now
+        return bool(self._live)
+
+    def _progress_view(self, now: datetime) -> dict[str, Any]:
+        rows: list[tuple[str, str]] = []
+        if self.split:
+            traffic = ", ".join(f"{colour} {percent}%" for colour, percent in self.split.items())
+            rows.append(("traffic (as last read back)", traffic))
+        if self._window is not None:
+            start, end = self._window
+            left = math.ceil((end - now).total_seconds())
+            rows.append((
+                "judged window (UTC)",
+                f"{start:%H:%M:%S}–{end:%H:%M:%S}, "
+                + (f"{left} s left" if left > 0 else "waiting for its last CloudWatch datapoints"),
+            ))  # fmt: skip
+        if self.record.verdicts:
+            last = self.record.verdicts[-1]
+            where = f"step {last['step']}" if "step" in last else f"{last['green_percent']}% green"
+            rows.append(("last verdict", f"{where}: {last['decision']}: {last['reason']}"))
+        if self.judge is not None:
+            rows.append((
+                "evidence that green is worse",
+                " · ".join(
+                    f"{METRICS[m]} {t.e_value:.3g} (rolls back at {t.boundary:g})"
+                    for m, t in self.judge.worse.items()
+                ),
+            ))  # fmt: skip
+        headline = f"{self.params.runbook} · {self.params.release} · {self._activity}"
+        return {"headline": headline, "rows": rows}
 
 
 def _where(found: dict[str, Any]) -> str:
@@ -1368,6 +1467,15 @@ class _IPythonDisplay:
 
         # escaped: a reason such as "evidence 34 < 125" is text, not the start of an HTML tag
         display(frame.style.hide(axis="index").format(escape="html") if len(frame) else frame)
+
+    def live(self, view: dict[str, Any]) -> Any:
+        """A display of a release's progress that later views replace; None when no person
+        watches (headless: papermill, CI), whose record has the events instead."""
+        if not is_interactive():
+            return None
+        from .progress import Live
+
+        return Live(view)
 
     def widget(self, widget: Any) -> Any:
         """Show a widget; returns its display, for `replace`."""
