@@ -147,6 +147,8 @@ class Row:
     target: str
     operator: str
     outcome: str
+    mode: str  # headless (bgkit run, papermill, CI) or interactive (a person in Jupyter)
+    decided_by: str  # interactive: who clicked Approve or Roll back at the gate
     duration_seconds: float | None
     reason: str
     path: str
@@ -163,10 +165,25 @@ def row(path: str, nb: nbformat.NotebookNode) -> Row:
         target=record.get("target_id") or record.get("target") or "",
         operator=record.get("operator") or "",
         outcome=record.get("outcome") or "no record",
+        mode=record.get("mode") or ("headless" if record else ""),  # older records: bgkit run's
+        decided_by=_decided_by(record),
         duration_seconds=record.get("duration_seconds"),
         reason=record.get("reason") or "",
         path=path,
     )
+
+
+def _decided_by(record: dict[str, Any]) -> str:
+    """Who clicked at an interactive gate (not a timeout, nor a headless auto_promote)."""
+    clicks = [
+        e
+        for e in record.get("events") or []
+        if e.get("kind") == "gate"
+        and e.get("mode") == "interactive"
+        and e.get("decision")
+        and not e.get("timed_out")
+    ]
+    return str(clicks[-1].get("by") or "") if clicks else ""
 
 
 def since_time(text: str, now: datetime | None = None) -> datetime:
@@ -222,11 +239,12 @@ def render_rows(rows: list[Row], form: str) -> str:
             r.release,
             r.outcome,
             "" if r.duration_seconds is None else f"{r.duration_seconds:.0f} s",
+            r.mode,
             r.operator,
         ]
         for r in rows
     ]
-    header = ["started (UTC)", "runbook", "release", "outcome", "duration", "operator"]
+    header = ["started (UTC)", "runbook", "release", "outcome", "duration", "mode", "operator"]
     widths = [max(len(x) for x in col) for col in zip(header, *table, strict=False)]
     lines = [
         "  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
@@ -235,6 +253,7 @@ def render_rows(rows: list[Row], form: str) -> str:
     # the target, the reason and the path are long: two lines each, under the table
     details = [
         f"{r.release}: target {r.target or '-'}"
+        + (f"; gate decided by {r.decided_by}" if r.decided_by else "")
         + (f"; {r.reason}" if r.reason else "")
         + f"\n    {r.path}"
         for r in rows

@@ -1,6 +1,7 @@
 """The `bgkit` command.
 
     bgkit run <runbook name or path> [-p NAME VALUE]... [-s SECRET_NAME]... [--output PATH]
+    bgkit lab <runbook name or path> [-p NAME VALUE]... [-s SECRET_NAME]... [--output PATH]
     bgkit runbooks
     bgkit iam-policy <runbook name> [--lock-table TABLE]
     bgkit audit [verify] [FOLDER | s3://bucket/prefix/] [--runbook R] [--outcome O] [--since T]
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -133,14 +135,22 @@ def read_secrets(path: Path, names: list[str]) -> dict[str, str]:
     return found
 
 
-def run(args: argparse.Namespace) -> int:
-    import os
+@dataclass
+class Prepared:
+    """A release about to run (`run`) or to be opened (`lab`): the runbook, its parameters, the
+    secrets for the kernel's environment, and where its record goes and is chained."""
 
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    path: Path
+    parameters: dict[str, Any]
+    secrets: dict[str, str]
+    out: str
+    chain_root: str
+    target: str
 
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """What `run` and `lab` share: every check of the command line, before anything runs."""
     from .params import is_secret, secret_env
-    from .record import from_notebook
 
     path = runbook_path(args.runbook)
     for name, _ in args.parameter:
@@ -158,9 +168,24 @@ def run(args: argparse.Namespace) -> int:
             f"-p release: must be 1-64 characters: letters, digits, '.', '_' or '-', starting "
             f"with a letter or digit, got {str(parameters['release'])[:80]!r}"
         )
+    target = _target(path, parameters)
     if args.output and audit.is_s3(args.output):
-        _use_s3(args.output, _target(path, parameters))
+        use_s3_records(args.output, target)
     out, chain_root = record_location(args.output, path.stem, str(parameters["release"]))
+    return Prepared(path, parameters, secrets, out, chain_root, target)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from .record import from_notebook
+
+    prepared = prepare(args)
+    path, parameters, out = prepared.path, prepared.parameters, prepared.out
+    secrets, chain_root = prepared.secrets, prepared.chain_root
     print(f"bgkit: running {path.stem} release {parameters['release']} -> {out}", file=sys.stderr)
     error = None
     os.environ.update(secrets)
@@ -207,6 +232,29 @@ def run(args: argparse.Namespace) -> int:
     return _EXIT[outcome]
 
 
+def lab(args: argparse.Namespace) -> int:
+    """`bgkit lab`: the record notebook, prepared as `run` would, opened in JupyterLab."""
+    from . import lab as lab_module
+
+    prepared = prepare(args)
+    notebook = lab_module.prepare(
+        prepared.path, prepared.parameters, prepared.out, prepared.chain_root, prepared.target
+    )
+    if args.prepare_only:
+        print(f"bgkit: record notebook: {notebook}")
+        print("bgkit: open it in Jupyter (its kernel keeps the record); it was not started here")
+        return 0
+    try:
+        import jupyterlab  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            f"lab: JupyterLab is not installed; `pip install 'bgkit[lab]'` (or `make lab`). The "
+            f"record notebook is ready at {notebook}"
+        ) from None
+    lab_module.serve(notebook, prepared.secrets, port=args.port, open_browser=not args.no_browser)
+    return 0  # not reached: serve() became JupyterLab
+
+
 def record_location(output: str | None, runbook: str, release: str) -> tuple[str, str]:
     """Where `bgkit run` writes its record, and the folder or prefix of the record's chain.
 
@@ -240,7 +288,7 @@ def _target(path: Path, parameters: dict[str, Any]) -> str:
     return str(notebook_parameters(path).get("target", {}).get("default", "")).strip("\"'")
 
 
-def _use_s3(output: str, target: str) -> None:
+def use_s3_records(output: str, target: str) -> None:
     """Records to S3: AWS's (the standard credential chain), or a shared sandbox's for
     `target sandbox`; the bucket must exist and be reachable before the release starts."""
     from .connect import sandbox_endpoint
@@ -352,7 +400,7 @@ def audit_command(args: argparse.Namespace) -> int:
         raise UsageError(f"audit {action}: one folder, s3:// prefix or record, got {words}")
     location = words[0] if words else "outputs"
     if args.sandbox and audit.is_s3(location):
-        _use_s3(location, "sandbox")
+        use_s3_records(location, "sandbox")
     if action == "render":
         if not words:
             raise UsageError("audit render: which record? (a .ipynb path or s3:// URL)")
@@ -386,17 +434,13 @@ def _read(path: str):  # type: ignore[no-untyped-def]
         raise UsageError(f"audit render: cannot read {path}: {error}") from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="bgkit", description="Blue/green and canary release runbooks for AWS."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="run a release runbook headlessly")
-    run_parser.add_argument("runbook", help="runbook name (e.g. alb_weighted) or path to a .ipynb")
-    run_parser.add_argument(
+def _release_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a release, the same for `run` and `lab`."""
+    parser.add_argument("runbook", help="runbook name (e.g. alb_weighted) or path to a .ipynb")
+    parser.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
     )
-    run_parser.add_argument(
+    parser.add_argument(
         "-s",
         "--secret",
         action="append",
@@ -405,11 +449,20 @@ def main(argv: list[str] | None = None) -> int:
         help="a secret parameter (such as smoke_token): read from BGKIT_SECRET_<NAME>, or asked "
         "for without echo; never written to the executed notebook",
     )
-    run_parser.add_argument(
+    parser.add_argument(
         "--output",
         help="where the record goes: a .ipynb path, a folder, or an s3://bucket/prefix/ "
         "(default: outputs/<date>/...)",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bgkit", description="Blue/green and canary release runbooks for AWS."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run a release runbook headlessly")
+    _release_arguments(run_parser)
     run_parser.add_argument(
         "--html", action="store_true", help="also write the reviewer's HTML page beside the record"
     )
@@ -418,6 +471,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     run_parser.add_argument("--quiet", action="store_true", help="no progress bar")
     run_parser.set_defaults(handler=run)
+    lab_parser = commands.add_parser(
+        "lab",
+        help="prepare a release's record notebook and open it in JupyterLab, to step through it",
+    )
+    _release_arguments(lab_parser)
+    lab_parser.add_argument(
+        "--port", type=int, default=0, help="JupyterLab's port (default: a free one)"
+    )
+    lab_parser.add_argument(
+        "--no-browser", action="store_true", help="print the URL only; do not open a browser"
+    )
+    lab_parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="write the record notebook and print its path, for a Jupyter of your own",
+    )
+    lab_parser.set_defaults(handler=lab)
     commands.add_parser("runbooks", help="list runbooks and their parameters").set_defaults(
         handler=list_runbooks
     )

@@ -33,11 +33,8 @@ from papermill.engines import NBClientEngine
 
 from .jupyter import HEADLESS_ENV
 from .notify import RECORD_ENV
-from .params import REDACTED, SECRET_ENV_PREFIX, is_secret
-from .record import RECORD_MIME, from_notebook
-
-# Shorter values are not searched for: replacing every "1234" would garble the record's numbers.
-MIN_SCRUBBED_LENGTH = 8
+from .params import REDACTED, environment_secrets, is_secret, scrub
+from .record import RECORD_MIME, attach_record
 
 
 class IpcKernelManager(AsyncKernelManager):
@@ -126,42 +123,6 @@ def redact_secret_parameters(nb, kernel_name: str) -> list[str]:  # type: ignore
         if "injected-parameters" in cell.metadata.get("tags", []):
             cell.source = translate_parameters(kernel_name, language, parameters, "Parameters")
     return [str(value) for value in given.values()]
-
-
-def environment_secrets() -> list[str]:
-    """The values of this process's BGKIT_SECRET_* variables (the kernel inherits them)."""
-    return [v for k, v in os.environ.items() if k.startswith(SECRET_ENV_PREFIX)]
-
-
-def scrub(node: Any, values: list[str]) -> Any:
-    """Replace each of `values` (long enough to be one) by REDACTED in every string of `node`."""
-    values = sorted({v for v in values if len(v) >= MIN_SCRUBBED_LENGTH}, key=len, reverse=True)
-    return _scrub(node, values) if values and isinstance(node, dict | list) else node
-
-
-def _scrub(node: Any, values: list[str]) -> Any:
-    """Scrub, in place, the strings inside the dicts and lists of `node`."""
-    pairs = node.items() if isinstance(node, dict) else enumerate(node)
-    for key, item in list(pairs):
-        if isinstance(item, str):
-            cleaned = item
-            for value in values:
-                cleaned = cleaned.replace(value, REDACTED)
-            if cleaned != item:
-                node[key] = cleaned
-        elif isinstance(item, dict | list):
-            _scrub(item, values)
-    return node
-
-
-def attach_record(nb) -> bool:  # type: ignore[no-untyped-def]
-    """Copy the last record output into nb.metadata["bgkit"]. True if there was one."""
-    nb.metadata.pop("bgkit", None)
-    record = from_notebook(nb)
-    if record is None:
-        return False
-    nb.metadata["bgkit"] = record
-    return True
 
 
 def _become_default() -> None:

@@ -8,7 +8,9 @@
     │   └── RollbackFailed    traffic could not be returned to blue; carries where it is now
     ├── AwsRefused            AWS refused a call outright (access denied, invalid request): not
     │                         retried; names the IAM action and the resource (also a ClientError)
-    └── SandboxError          the embedded sandbox could not start or provision a scenario
+    ├── SandboxError          the embedded sandbox could not start or provision a scenario
+    └── NotebookError         a notebook a person runs cannot hold a release's record (a runbook
+                              template, or the sealed record of an ended release)
 
 Every error carries the state that explains it, so its message alone tells an engineer
 at 2 pm what happened and what to do next.
@@ -112,6 +114,12 @@ def _refused(response: dict, operation: str, action: str, resource: str, kind: s
 
 class SandboxError(BgkitError):
     """The embedded sandbox could not start or provision what a runbook needs."""
+
+
+class NotebookError(BgkitError):
+    """A release run by a person in Jupyter would leave no record: the notebook is not one that
+    `bgkit lab` prepared (a template in runbooks/), or it is already an ended release's record.
+    Raised by the runbook's first step, before any AWS call."""
 
 
 def _fmt(split: Mapping[str, int]) -> str:

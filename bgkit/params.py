@@ -47,6 +47,8 @@ _SNS_TOPIC = re.compile(
     r"arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?", re.ASCII
 )
 REDACTED = "***redacted***"
+# Shorter values are not searched for: replacing every "1234" would garble the record's numbers.
+MIN_SCRUBBED_LENGTH = 8
 
 
 @dataclass(frozen=True, repr=False)  # __repr__ below redacts secrets
@@ -152,6 +154,32 @@ def secret_from_environment(name: str, given: Any, environ: Mapping[str, str] | 
             REDACTED,
         )
     return value
+
+
+def environment_secrets() -> list[str]:
+    """The values of this process's BGKIT_SECRET_* variables (the kernel inherits them)."""
+    return [v for k, v in os.environ.items() if k.startswith(SECRET_ENV_PREFIX)]
+
+
+def scrub(node: Any, values: list[str]) -> Any:
+    """Replace each of `values` (long enough to be one) by REDACTED in every string of `node`."""
+    values = sorted({v for v in values if len(v) >= MIN_SCRUBBED_LENGTH}, key=len, reverse=True)
+    return _scrub(node, values) if values and isinstance(node, dict | list) else node
+
+
+def _scrub(node: Any, values: list[str]) -> Any:
+    """Scrub, in place, the strings inside the dicts and lists of `node`."""
+    pairs = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, item in list(pairs):
+        if isinstance(item, str):
+            cleaned = item
+            for value in values:
+                cleaned = cleaned.replace(value, REDACTED)
+            if cleaned != item:
+                node[key] = cleaned
+        elif isinstance(item, dict | list):
+            _scrub(item, values)
+    return node
 
 
 def default_release_id(now: datetime | None = None) -> str:
@@ -419,6 +447,7 @@ __all__ = [
     "is_secret",
     "redact",
     "regex_checker",
+    "scrub",
     "secret_env",
     "secret_from_environment",
     "validate",

@@ -116,5 +116,15 @@ def from_notebook(nb: nbformat.NotebookNode) -> dict[str, Any] | None:
     return dict(found) if found is not None else None
 
 
+def attach_record(nb) -> bool:  # type: ignore[no-untyped-def]
+    """Copy the last record output into nb.metadata["bgkit"]. True if there was one."""
+    nb.metadata.pop("bgkit", None)
+    record = from_notebook(nb)
+    if record is None:
+        return False
+    nb.metadata["bgkit"] = record
+    return True
+
+
 def load(path: str | Path) -> dict[str, Any] | None:
     return from_notebook(nbformat.read(str(path), as_version=4))

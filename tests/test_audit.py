@@ -199,6 +199,7 @@ def test_the_index_in_each_format(chained, tmp_path, capsys):
         "release",
         "outcome",
         "duration",
+        "mode",
         "operator",
     ]
     assert table[1].split()[:6] == [
