@@ -38,7 +38,8 @@ from .record import from_notebook
 
 CHAIN_KEY = "bgkit_chain"
 FORMATS = ("table", "csv", "json")
-OUTCOMES = ("promoted", "rolled_back", "failed", "no record")
+OUTCOMES = ("promoted", "rolled_back", "failed", "no record", "not run")
+LAB_KEY = "bgkit_lab"  # bgkit.jupyter.LAB_KEY: a record notebook that `bgkit lab` prepared
 
 
 # -- where records are kept -----------------------------------------------------------------
@@ -164,12 +165,22 @@ def row(path: str, nb: nbformat.NotebookNode) -> Row:
         release=record.get("release") or str(papermill.get("parameters", {}).get("release", "")),
         target=record.get("target_id") or record.get("target") or "",
         operator=record.get("operator") or "",
-        outcome=record.get("outcome") or "no record",
+        outcome=record.get("outcome") or ("not run" if not_run(nb) else "no record"),
         mode=record.get("mode") or ("headless" if record else ""),  # older records: bgkit run's
         decided_by=_decided_by(record),
         duration_seconds=record.get("duration_seconds"),
         reason=record.get("reason") or "",
         path=path,
+    )
+
+
+def not_run(nb: nbformat.NotebookNode) -> bool:
+    """A record notebook that `bgkit lab` prepared and no kernel ever ran: not a record (yet)."""
+    return (
+        LAB_KEY in nb.metadata
+        and CHAIN_KEY not in nb.metadata
+        and from_notebook(nb) is None
+        and not any(cell.get("outputs") for cell in nb.cells)
     )
 
 
@@ -327,15 +338,27 @@ class Problem:
 
 
 def verify(location: str) -> tuple[int, list[Problem]]:
-    """Check every record's hash and each target's chain. Returns (records checked, problems)."""
+    """Check every record's hash and each target's chain. Returns (records checked, problems).
+
+    A notebook that `bgkit lab` prepared and nobody ran is not a record: it is left out. One that
+    a kernel ran but never sealed (the kernel died, or was stopped, before its release ended) is
+    a problem: its release's record is missing.
+    """
     records, unreadable = read_all(location)
+    records = [(path, nb) for path, nb in records if not not_run(nb)]
     problems = list(unreadable)
     chains: dict[str, list[tuple[dict[str, Any], str, str]]] = {}
     for path, nb in records:
         chain = chain_of(nb)
         if chain is None:
             problems.append(
-                Problem(path, "no hash chain (not written by `bgkit run`, or stripped)")
+                Problem(
+                    path,
+                    "run in Jupyter but never sealed: its release did not end in its kernel (it "
+                    "died or was stopped; the next release of the target recovers the traffic)"
+                    if LAB_KEY in nb.metadata
+                    else "no hash chain (not written by `bgkit run`, or stripped)",
+                )
             )
             continue
         if content_hash(nb) != chain["hash"]:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from .audit import LAB_KEY  # notebook metadata: prepared by `bgkit lab`, and when sealed
 from .record import RECORD_MIME
 
 HEADLESS_ENV = "BGKIT_HEADLESS"
@@ -70,7 +71,6 @@ def _kernel_running() -> bool:
 # frontend last saved its cells, with those outputs, `metadata["bgkit"]` and its hash chain: the
 # same record as `bgkit run` writes, whether the tab is open or not.
 
-LAB_KEY = "bgkit_lab"  # notebook metadata: prepared by `bgkit lab` (where the record goes), sealed
 _OUTPUTS = ("stream", "display_data", "execute_result", "error", "update_display_data")
 _NOTED = (*_OUTPUTS, "clear_output", "execute_input")
 _ENDED = ("promoted", "rolled_back", "failed")

@@ -12,7 +12,8 @@
 2. `serve`: JupyterLab on 127.0.0.1 (a free port, a random token), opened at that notebook. The
    kernels it starts know a person is there (BGKIT_HEADLESS=0: the gate waits for a click) and
    inherit the secrets. Its contents manager refuses to save over a sealed record
-   (bgkit.lab_server). No news feed or update check: they would reach the internet.
+   (bgkit.lab_server). No news feed, update check or extension index: they would reach the
+   internet.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import os
 import secrets
 import socket
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,19 +29,6 @@ from urllib.parse import quote
 
 from . import audit
 from .jupyter import HEADLESS_ENV, LAB_KEY, default_who
-
-SERVER_CONFIG = """\
-c.ServerApp.ip = "127.0.0.1"
-c.ServerApp.port = {port}
-c.ServerApp.port_retries = 0
-c.ServerApp.root_dir = {root!r}
-c.ServerApp.open_browser = {open_browser}
-c.ServerApp.contents_manager_class = "bgkit.lab_server.RecordsContentsManager"
-c.ServerApp.allow_root = {as_root}
-c.LabApp.news_url = None
-c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
-c.LabApp.extension_manager = "readonly"
-"""
 
 
 def prepare(path: Path, parameters: dict[str, Any], out: str, chain_root: str, target: str) -> Path:
@@ -82,15 +69,7 @@ def serve(notebook: Path, secrets_env: dict[str, str], *, port: int, open_browse
     cwd = Path.cwd().resolve()
     root = cwd if notebook.is_relative_to(cwd) else notebook.parent
     port = port or _free_port()
-    # Jupyter refuses root unless told; containers and CI machines often are root
-    as_root = hasattr(os, "geteuid") and os.geteuid() == 0
-    token = secrets.token_urlsafe(24)
-    folder = tempfile.mkdtemp(prefix="bgkit-lab-")  # mode 700: the config names no secret
-    config = Path(folder) / "jupyter_server_config.py"
-    config.write_text(
-        SERVER_CONFIG.format(port=port, root=str(root), open_browser=open_browser, as_root=as_root),
-        encoding="utf-8",
-    )
+    token = secrets.token_urlsafe(24)  # in the environment: a command line is visible to all
     relative = notebook.relative_to(root).as_posix()
     url = f"http://127.0.0.1:{port}/lab/tree/{quote(relative)}?token={token}"
     print(f"bgkit: record notebook: {notebook}")
@@ -106,7 +85,17 @@ def serve(notebook: Path, secrets_env: dict[str, str], *, port: int, open_browse
         sys.executable,
         "-m",
         "jupyterlab",
-        f"--config={config}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",  # the port printed above, or none
+        f"--ServerApp.root_dir={root}",
+        f"--ServerApp.open_browser={open_browser}",
+        # Jupyter refuses root unless told; containers and CI machines often are root
+        f"--ServerApp.allow_root={hasattr(os, 'geteuid') and os.geteuid() == 0}",
+        "--ServerApp.contents_manager_class=bgkit.lab_server.RecordsContentsManager",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
         relative,
     ]
     os.chdir(root)

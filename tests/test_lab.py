@@ -68,6 +68,19 @@ def test_lab_prepares_the_record_as_run_names_it_and_never_writes_the_template(t
     assert second != notebook and second.name.startswith("alb_weighted-rel-lab-1-")
 
 
+def test_a_prepared_notebook_is_no_record_until_a_kernel_seals_it(tmp_path):
+    notebook = prepare(tmp_path, "-p", "release", "rel-later")
+    outputs = str(tmp_path / "outputs")
+    assert audit.verify(outputs) == (0, [])  # never run: not a record, and nothing is missing
+    (row,) = audit.index(outputs)
+    assert (row.release, row.outcome) == ("rel-later", "not run")
+    nb = nbformat.read(str(notebook), as_version=4)  # a kernel ran step 1, then died
+    nb.cells[3].outputs = [nbformat.v4.new_output("stream", name="stdout", text="linear: …\n")]
+    nbformat.write(nb, str(notebook))
+    count, (problem,) = audit.verify(outputs)
+    assert count == 1 and "run in Jupyter but never sealed" in problem.what
+
+
 def prepare_again(tmp_path: Path, *argv: str) -> Path:
     before = set((tmp_path / "outputs").rglob("*.ipynb"))
     cwd = os.getcwd()
