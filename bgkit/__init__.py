@@ -28,10 +28,10 @@ __version__ = "0.1.0"
 
 def validate_parameters(runbook: str, namespace: dict) -> ReleaseParams:
     """Validate a runbook's parameters (its notebook namespace) before any AWS call."""
-    from .jupyter import begin
+    from .lab_record import begin
     from .params import validate
 
-    begin(runbook)  # in a notebook a person runs: its kernel keeps the record (bgkit.jupyter)
+    begin(runbook)  # in a notebook a person runs: its kernel keeps the record (bgkit.lab_record)
     pattern = patterns.get(runbook)
     params = validate(runbook, namespace, pattern.parameters)
     allowed = getattr(pattern, "plans", None)

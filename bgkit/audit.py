@@ -39,7 +39,7 @@ from .record import from_notebook
 CHAIN_KEY = "bgkit_chain"
 FORMATS = ("table", "csv", "json")
 OUTCOMES = ("promoted", "rolled_back", "failed", "no record", "not run")
-LAB_KEY = "bgkit_lab"  # bgkit.jupyter.LAB_KEY: a record notebook that `bgkit lab` prepared
+LAB_KEY = "bgkit_lab"  # a record notebook that `bgkit lab` prepared (bgkit.lab, bgkit.lab_record)
 
 
 # -- where records are kept -----------------------------------------------------------------
@@ -165,7 +165,7 @@ def row(path: str, nb: nbformat.NotebookNode) -> Row:
         release=record.get("release") or str(papermill.get("parameters", {}).get("release", "")),
         target=record.get("target_id") or record.get("target") or "",
         operator=record.get("operator") or "",
-        outcome=record.get("outcome") or ("not run" if not_run(nb) else "no record"),
+        outcome=record.get("outcome") or ("not run" if not_run(path, nb) else "no record"),
         mode=record.get("mode") or ("headless" if record else ""),  # older records: bgkit run's
         decided_by=_decided_by(record),
         duration_seconds=record.get("duration_seconds"),
@@ -174,14 +174,24 @@ def row(path: str, nb: nbformat.NotebookNode) -> Row:
     )
 
 
-def not_run(nb: nbformat.NotebookNode) -> bool:
-    """A record notebook that `bgkit lab` prepared and no kernel ever ran: not a record (yet)."""
+def not_run(path: str, nb: nbformat.NotebookNode) -> bool:
+    """A record notebook that `bgkit lab` prepared and no kernel ever ran: not a record (yet).
+    A kernel that ran its step 1 left a marker beside it (bgkit.lab_record), whatever the
+    browser saved since."""
     return (
         LAB_KEY in nb.metadata
         and CHAIN_KEY not in nb.metadata
         and from_notebook(nb) is None
         and not any(cell.get("outputs") for cell in nb.cells)
+        and (is_s3(path) or not started_marker(path).exists())
     )
+
+
+def started_marker(path: str) -> Path:
+    """Beside a record notebook run in Jupyter, until its kernel seals it: `.bgkit/<name>.started`
+    (a hidden folder: not a record, and not scanned for records)."""
+    notebook = Path(path)
+    return notebook.parent / ".bgkit" / f"{notebook.name}.started"
 
 
 def _decided_by(record: dict[str, Any]) -> str:
@@ -345,7 +355,7 @@ def verify(location: str) -> tuple[int, list[Problem]]:
     a problem: its release's record is missing.
     """
     records, unreadable = read_all(location)
-    records = [(path, nb) for path, nb in records if not not_run(nb)]
+    records = [(path, nb) for path, nb in records if not not_run(path, nb)]
     problems = list(unreadable)
     chains: dict[str, list[tuple[dict[str, Any], str, str]]] = {}
     for path, nb in records:

@@ -236,6 +236,12 @@ def lab(args: argparse.Namespace) -> int:
     """`bgkit lab`: the record notebook, prepared as `run` would, opened in JupyterLab."""
     from . import lab as lab_module
 
+    if args.prepare_only and args.secret:
+        raise UsageError(
+            "--secret with --prepare-only: a secret reaches the kernel through the environment "
+            "of the Jupyter server that starts it, which is not started here; set "
+            "BGKIT_SECRET_<NAME> in that server's environment"
+        )
     prepared = prepare(args)
     notebook = lab_module.prepare(
         prepared.path, prepared.parameters, prepared.out, prepared.chain_root, prepared.target

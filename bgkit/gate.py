@@ -15,11 +15,13 @@ decision; the waiting cell promotes or rolls back, so its output and any failure
 cell, as in a headless run. No decision within `timeout_seconds` (the runbook's
 `gate_timeout_seconds`) rolls back. An interrupted wait (the kernel's stop button) rolls back
 too. A gate made and never awaited stays pending: `release.promote()` refuses to promote, and
-`release.finish()` rolls the release back.
+`release.finish()` rolls the release back (and the buttons say there is nothing to decide).
 
-The decision is an event of kind "gate" in the record, with its data for machines:
-decision ("approve" | "rollback"), by (who), mode ("interactive" | "headless"), auto_promote;
-the event's own `at` is when it was decided, on the release's clock.
+The record has an event of kind "gate" when an interactive gate opens (who it waits for, and its
+timeout), and one for the decision, with its data for machines: decision ("approve" |
+"rollback"), by (who), mode ("interactive" | "headless"), auto_promote; interactive, also
+clicked_at (the click, on the release's clock; the event's own `at` is when the waiting cell acted
+on it) or timed_out.
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ class PromotionGate:
         self.interactive = interactive
         self.mode = "interactive" if interactive else "headless"
         self.timeout_seconds = timeout_seconds
-        self.decision: str | None = None  # approve | rollback | timeout | superseded
-        self.decided_at: Any = None  # on the release's clock
+        self.decision: str | None = None  # approve | rollback | superseded
+        self.timed_out = False  # no one decided within timeout_seconds: rolled back
+        self.decided_at: Any = None  # the click, on the release's clock
         self.opened_at: Any = None
         self._display = display
         self._sleep = sleep
@@ -232,11 +235,16 @@ class PromotionGate:
             self.decision = "superseded"
             self._close("superseded by a newer gate (the gate's cell was run again)")
 
+    def release_ended(self) -> None:
+        """The release ended while this gate was never awaited (bgkit.release.Release._end)."""
+        if self.decision is None:
+            self._close(f"nothing to decide: the release ended {self.release.state}")
+
     def _click(self, decision: str) -> None:
         """A button's handler: only records the choice (the waiting cell acts on it). The first
         click counts; the buttons are disabled at once, so a double click does nothing."""
-        if self._clicked is not None or self.decision is not None:
-            return
+        if self._clicked is not None or self.release.pending_gate is not self:
+            return  # a second click, or the gate is closed (decided, superseded, release ended)
         self._clicked = decision
         self.decided_at = self.release.clock.now()
         for button in (self.approve_button, self.rollback_button):
@@ -257,7 +265,11 @@ class PromotionGate:
                 f"{verb} by {self.who}: nothing done, the release was already {release.state}"
             )
             return release.state
-        self._decided(decision, f"gate: {verb} by {self.who} ({self.mode})")
+        self._decided(
+            decision,
+            f"gate: {verb} by {self.who} ({self.mode})",
+            clicked_at=self.decided_at.isoformat(),
+        )
         self._close(f"**{verb.capitalize()}** by {self.who} at {self.decided_at:%H:%M:%S} UTC")
         if decision == APPROVE:
             return release.promote()  # on failure, promote() itself rolls back and records
@@ -271,8 +283,8 @@ class PromotionGate:
             f"no one approved or rolled back within gate_timeout_seconds ({self.timeout_seconds:g}"
             " s) of the gate opening"
         )
+        self.timed_out = True
         self._decided(ROLLBACK, f"gate: {reason}; rolling back", timed_out=True)
-        self.decision = "timeout"
         self._close(f"**Rolled back**: {reason}")
         if release.state != "shifted":
             return release.state

@@ -28,7 +28,9 @@ from typing import Any
 from urllib.parse import quote
 
 from . import audit
-from .jupyter import HEADLESS_ENV, LAB_KEY, default_who
+from .audit import LAB_KEY
+from .jupyter import HEADLESS_ENV, default_who
+from .lab_record import LAB_SERVER_ENV
 
 
 def prepare(path: Path, parameters: dict[str, Any], out: str, chain_root: str, target: str) -> Path:
@@ -80,6 +82,7 @@ def serve(notebook: Path, secrets_env: dict[str, str], *, port: int, open_browse
         **secrets_env,
         "JUPYTER_TOKEN": token,
         HEADLESS_ENV: "0",  # a person is at these notebooks: the gate waits for them
+        LAB_SERVER_ENV: "1",  # its contents manager never saves over a sealed record
     }
     command = [
         sys.executable,
@@ -93,6 +96,8 @@ def serve(notebook: Path, secrets_env: dict[str, str], *, port: int, open_browse
         # Jupyter refuses root unless told; containers and CI machines often are root
         f"--ServerApp.allow_root={hasattr(os, 'geteuid') and os.geteuid() == 0}",
         "--ServerApp.contents_manager_class=bgkit.lab_server.RecordsContentsManager",
+        # a kernel shut down mid-release rolls back and seals its record before it exits
+        "--KernelManager.shutdown_wait_time=120",
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",

@@ -16,7 +16,7 @@ from typing import Any
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from tornado import web
 
-from .audit import CHAIN_KEY
+from .audit import CHAIN_KEY, LAB_KEY
 
 
 class RecordsContentsManager(AsyncLargeFileManager):
@@ -38,4 +38,7 @@ class RecordsContentsManager(AsyncLargeFileManager):
                 metadata = json.load(file).get("metadata", {})
         except (OSError, ValueError, AttributeError):
             return False  # no file yet, or not a notebook that bgkit could have sealed
-        return isinstance(metadata, dict) and CHAIN_KEY in metadata
+        if not isinstance(metadata, dict):
+            return False
+        lab = metadata.get(LAB_KEY)  # sealed_at: written, its chain about to be
+        return CHAIN_KEY in metadata or (isinstance(lab, dict) and bool(lab.get("sealed_at")))

@@ -17,6 +17,7 @@ it propagates, and the record says why.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import functools
@@ -46,7 +47,7 @@ _TERMINAL = ("promoted", "rolled_back", "failed")
 MANAGED_WAIT_SECONDS = 900.0  # longest wait for a managed deployment to reach its next phase
 
 
-def _live(step: str) -> Any:
+def _shows_progress(step: str) -> Any:
     """A step of the release during which a person in Jupyter sees its live progress."""
 
     def wrap(method: Any) -> Any:
@@ -61,6 +62,14 @@ def _live(step: str) -> Any:
 
 
 class Release:
+    # Live progress (bgkit.progress): what the release waits for now, the judged window, and the
+    # display: None while the step has not shown one yet, False when there is none (outside
+    # the steps, and headless).
+    _activity = ""
+    _window: tuple[datetime, datetime] | None = None
+    _live: Any = False
+    _live_at: datetime | None = None
+
     def __init__(
         self,
         params: ReleaseParams,
@@ -101,13 +110,6 @@ class Release:
         self._resume_step = 1  # the first plan step to shift to (a resumed release: later)
         self._exit_hook = False  # _at_exit is registered (from the first change on)
         self._notifier = Notifier(session, params.notify_topic_arn, params.notify_webhook)
-        # live progress (bgkit.progress): what the release waits for now, the judged window,
-        # and the display (None: not shown yet in this step; False: none, as outside the
-        # steps and headless)
-        self._activity = ""
-        self._window: tuple[datetime, datetime] | None = None
-        self._live: Any = False
-        self._live_at: datetime | None = None
         describe = getattr(self.pattern, "plan_description", None)
         plan = describe() if describe is not None else self.plan.describe()
         self.record = Record(
@@ -157,7 +159,7 @@ class Release:
             self._notify("started")
         return split
 
-    @_live("deploy")
+    @_shows_progress("deploy")
     def deploy(self) -> str:
         """Managed patterns: start the deployment and wait until green waits for its smoke test."""
         if self.state != "ready":
@@ -238,7 +240,7 @@ class Release:
                 split=self.split,
             )
 
-    @_live("smoke test")
+    @_shows_progress("smoke test")
     def smoke_test(self) -> dict[str, Any] | str:
         """Requests to green on its test route, before green gets any production traffic."""
         deploys_green = self.managed or hasattr(self.pattern, "deploy_green")
@@ -315,7 +317,7 @@ class Release:
             self._checkpoint("smoked")
         return self.record.smoke
 
-    @_live("shift")
+    @_shows_progress("shift")
     def shift(self) -> str:
         """Move traffic to green step by step, judging green against blue after each bake."""
         if self.state != "smoked":
@@ -327,7 +329,7 @@ class Release:
                 self._shift_steps()
         return self.state
 
-    @_live("promote")
+    @_shows_progress("promote")
     def promote(self) -> str:
         """Send all traffic to green once every step has passed."""
         if self.state != "shifted":
@@ -842,8 +844,11 @@ class Release:
         try:
             yield
         except BaseException as error:
-            reason = f"{step} failed: {type(error).__name__}: {error}"
-            interrupted = isinstance(error, KeyboardInterrupt)
+            # Ctrl-C, or the kernel's stop button (a cell that awaits, as the gate's, is
+            # cancelled instead): no waiting for metrics to plot, the person wants out now.
+            interrupted = isinstance(error, KeyboardInterrupt | asyncio.CancelledError)
+            why = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            reason = f"{step} {'interrupted' if interrupted else 'failed'}: {why}"
             try:
                 if self.state in _TERMINAL:  # e.g. Ctrl-C while blue drains after the promotion
                     self._event(
@@ -866,7 +871,6 @@ class Release:
                                 "runbook's first cell, 'Rollback')",
                             )
                     self._end("failed", reason)
-                # After an interrupt, no waiting for metrics to plot: the user wants out now.
                 self._publish(plot=not interrupted)
             except Exception as secondary:  # never hide the original error behind a recording error
                 error.add_note(
@@ -899,6 +903,8 @@ class Release:
         self.record.outcome = outcome
         self.record.reason = reason
         self.record.finished_at = self.clock.now()
+        if self.pending_gate is not None:  # a gate never awaited: nothing left to click
+            self.pending_gate.release_ended()
         self._notify(outcome)
 
     def _notify(self, event: str) -> None:
@@ -1501,8 +1507,11 @@ class _IPythonDisplay:
 
         from IPython.display import display
 
+        from .lab_record import published
+
         summary = f"bgkit record: release {record['release']} {record['outcome']}"
         display({RECORD_MIME: json.loads(to_json(record)), "text/plain": summary}, raw=True)
+        published(record)  # a person's notebook: its kernel seals the record (bgkit.lab_record)
 
 
 _ipython_display = _IPythonDisplay()

@@ -42,6 +42,7 @@ LONGEST_FIRST = (  # measured with --durations=0 (seconds of a module under load
     "test_interruption_groups.py",  # about 180 (16 kills and releases)
     "test_interruption_matrix.py",  # about 150 (13)
     "test_bad_input.py",  # 148
+    "test_lab.py",  # about 60 (two kernels driven as JupyterLab drives them)
     "test_interruption_managed.py",  # about 140 (14)
     "test_interruption.py",  # 130
     "test_interruption_ecs_native.py",  # about 90 (7)

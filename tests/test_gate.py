@@ -131,7 +131,8 @@ def test_the_cell_waits_for_approve_then_promotes_once_recording_who_and_when(mo
     promotions = []
     promote = release.promote
     monkeypatch.setattr(release, "promote", lambda: promotions.append(1) or promote())
-    gate = interactive_gate(release, clock, clicks=[(90, "approve_button"), (91, "approve_button")])
+    double_click = [(90, "approve_button"), (90, "approve_button")]  # both before the cell acts
+    gate = interactive_gate(release, clock, clicks=double_click)
     assert shown.widgets == [gate.widget]
     assert release.pending_gate is gate and release.state == "shifted"
     assert release.promote() == "shifted" and promotions == [1]  # refused while the gate waits
@@ -151,6 +152,7 @@ def test_the_cell_waits_for_approve_then_promotes_once_recording_who_and_when(mo
         "interactive",
     )
     assert (gate.decided_at - opened).total_seconds() == pytest.approx(90, abs=0.2)
+    assert decided["clicked_at"] == gate.decided_at.isoformat()
     assert gate.approve_button.disabled and gate.rollback_button.disabled
     assert release.pending_gate is None
     assert shown.widgets == [f"**Approved** by {WHO} at {gate.decided_at:%H:%M:%S} UTC"]
@@ -179,7 +181,7 @@ def test_no_click_within_the_timeout_rolls_back_and_says_so():
     assert "gate_timeout_seconds (600 s)" in release.record.reason
     decided = gate_events(release)[-1]
     assert decided["decision"] == "rollback" and decided["timed_out"] is True
-    assert gate.decision == "timeout"
+    assert gate.timed_out and gate.decision == "rollback"
     assert shown.widgets[0].startswith("**Rolled back**: no one approved or rolled back")
 
 
@@ -203,18 +205,24 @@ def test_a_failing_promotion_after_approve_fails_the_cell_with_blue_back():
     assert release.state == "failed"
 
 
-def test_a_wait_interrupted_rolls_back():
-    """The kernel's stop button while the gate waits: nothing is left half-shifted."""
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, asyncio.CancelledError])
+def test_a_wait_interrupted_rolls_back_without_waiting_to_plot(stop):
+    """The kernel's stop button while the gate waits (ipykernel cancels an awaiting cell; Ctrl-C
+    in a terminal): nothing is left half-shifted, and no plot waits for CloudWatch first."""
     release, pattern, _, _ = shifted()
+    plotted = []
+    release._figure = lambda: plotted.append(1)
 
     async def interrupted(seconds):
-        raise KeyboardInterrupt
+        raise stop
 
     gate = promotion_gate(release, auto_promote=False, interactive=True, who=WHO, sleep=interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(stop):
         wait(gate)
     assert pattern.read_split() == {"blue": 100, "green": 0}
-    assert release.state == "failed" and release.record.reason.startswith("gate failed")
+    assert release.state == "failed"
+    assert release.record.reason == f"gate interrupted: {stop.__name__}"
+    assert not plotted
 
 
 @pytest.mark.parametrize("state_from", ["new", "promoted"])
@@ -232,22 +240,28 @@ def test_the_gate_does_nothing_in_any_other_state(state_from):
     assert not shown.tables and not shown.widgets
 
 
-def test_a_click_after_the_release_ended_otherwise_does_nothing():
+def test_a_release_that_ends_otherwise_closes_the_gate():
     release, pattern, clock, _ = shifted()
     gate = interactive_gate(release, clock, clicks=[(1, "approve_button")])
     release.rollback("by hand")
+    assert gate.status.value == "nothing to decide: the release ended rolled_back"
+    assert gate.approve_button.disabled and release.pending_gate is None
     assert wait(gate) == "rolled_back" and pattern.writes == [50, 0]
-    assert "nothing done, the release was already rolled_back" in gate.status.value
+    gate.approve_button.click()  # a click that was on its way: nothing
+    assert pattern.writes == [50, 0] and release.state == "rolled_back"
+    assert gate.status.value == "nothing to decide: the release ended rolled_back"
 
 
 def test_a_gate_never_awaited_blocks_promote_and_finish_rolls_back():
     """A runbook copied from before the gate waited: the gate's cell does not await it."""
     release, pattern, clock, _ = shifted()
-    interactive_gate(release, clock)
+    gate = interactive_gate(release, clock)
     assert release.promote() == "shifted" and pattern.writes == [50]
     release.finish(plot=False)
     assert release.state == "rolled_back" and pattern.writes == [50, 0]
     assert "without a promotion" in release.record.reason
+    assert gate.approve_button.disabled and release.pending_gate is None
+    assert gate.status.value == "nothing to decide: the release ended rolled_back"
 
 
 def test_making_the_gate_again_supersedes_the_waiting_one():
@@ -287,9 +301,3 @@ def test_undecided_gate_uses_the_environment(monkeypatch):
     promotion_gate(release, auto_promote=True, who=WHO)
     assert release.state == "promoted"
     assert gate_events(release)[0]["mode"] == "headless"
-
-
-def test_the_engine_and_the_gate_name_the_same_environment_variable():
-    from bgkit import engine
-
-    assert engine.HEADLESS_ENV == jupyter.HEADLESS_ENV

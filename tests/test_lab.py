@@ -7,6 +7,7 @@ The browser itself is in browser_tests/ (make browser-check)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -24,21 +25,20 @@ from jupyter_client.manager import KernelManager
 
 import bgkit
 from bgkit import audit, cli, jupyter
+from bgkit.audit import LAB_KEY
 from bgkit.errors import NotebookError
-from bgkit.jupyter import LAB_KEY, InteractiveRecord
+from bgkit.lab_record import InteractiveRecord
 
 SECRET = "s3cr3t-bearer-token-for-the-smoke-test"
 
 
 def prepare(tmp_path: Path, *argv: str) -> Path:
-    """`bgkit lab --prepare-only` in tmp_path, as a person runs it in their project folder."""
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
+    """`bgkit lab --prepare-only` in tmp_path, as a person runs it in their project folder;
+    returns the notebook it wrote."""
+    before = set(tmp_path.rglob("*.ipynb"))
+    with contextlib.chdir(tmp_path):
         assert cli.main(["lab", "alb_weighted", "--prepare-only", *argv]) == 0
-    finally:
-        os.chdir(cwd)
-    (notebook,) = (tmp_path / "outputs").rglob("*.ipynb")
+    (notebook,) = set(tmp_path.rglob("*.ipynb")) - before
     return notebook
 
 
@@ -64,7 +64,7 @@ def test_lab_prepares_the_record_as_run_names_it_and_never_writes_the_template(t
     assert lab["chain"] == ".." and lab["record"] is None  # chained in outputs/, written in place
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
     # a second one of the same release and second is not written over the first
-    second = prepare_again(tmp_path, "-p", "plan", "canary", "-p", "release", "rel-lab-1")
+    second = prepare(tmp_path, "-p", "plan", "canary", "-p", "release", "rel-lab-1")
     assert second != notebook and second.name.startswith("alb_weighted-rel-lab-1-")
 
 
@@ -74,33 +74,23 @@ def test_a_prepared_notebook_is_no_record_until_a_kernel_seals_it(tmp_path):
     assert audit.verify(outputs) == (0, [])  # never run: not a record, and nothing is missing
     (row,) = audit.index(outputs)
     assert (row.release, row.outcome) == ("rel-later", "not run")
-    nb = nbformat.read(str(notebook), as_version=4)  # a kernel ran step 1, then died
-    nb.cells[3].outputs = [nbformat.v4.new_output("stream", name="stdout", text="linear: …\n")]
-    nbformat.write(nb, str(notebook))
+    marker = audit.started_marker(str(notebook))  # a kernel ran step 1, then died before the
+    marker.parent.mkdir()  # browser saved anything
+    marker.write_text("{}")
     count, (problem,) = audit.verify(outputs)
     assert count == 1 and "run in Jupyter but never sealed" in problem.what
-
-
-def prepare_again(tmp_path: Path, *argv: str) -> Path:
-    before = set((tmp_path / "outputs").rglob("*.ipynb"))
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        assert cli.main(["lab", "alb_weighted", "--prepare-only", *argv]) == 0
-    finally:
-        os.chdir(cwd)
-    (new,) = set((tmp_path / "outputs").rglob("*.ipynb")) - before
-    return new
+    assert audit.index(outputs)[0].outcome == "no record"
 
 
 def test_lab_refuses_a_secret_as_a_parameter_and_writes_nothing(tmp_path, capsys):
-    os.chdir(tmp_path)
-    try:
+    with contextlib.chdir(tmp_path):
         assert cli.main(["lab", "alb_weighted", "-p", "smoke_token", SECRET]) == cli.EXIT_USAGE
-    finally:
-        os.chdir(Path(__file__).parent.parent)
+        # nothing would carry a prompted secret to a Jupyter server started elsewhere
+        argv = ["lab", "alb_weighted", "--prepare-only", "--secret", "smoke_token"]
+        assert cli.main(argv) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert "use --secret smoke_token" in err and SECRET not in err
+    assert "set BGKIT_SECRET_<NAME> in that server's environment" in err
     assert not (tmp_path / "outputs").exists()
 
 
@@ -142,13 +132,14 @@ def message(kind: str, parent: str, **content) -> dict:
 def test_the_kernel_keeps_each_cells_outputs_as_the_frontend_shows_them(tmp_path):
     nb = nbformat.v4.new_notebook()
     first, second = nbformat.v4.new_code_cell("a = 1"), nbformat.v4.new_code_cell("print('x')")
-    nb.cells = [nbformat.v4.new_markdown_cell("# runbook"), first, second]
+    third = nbformat.v4.new_code_cell("never run")
+    nb.cells = [nbformat.v4.new_markdown_cell("# runbook"), first, second, third]
     nb.metadata[LAB_KEY] = {"runbook": "alb_weighted", "chain": "."}
     path = tmp_path / "record.ipynb"
     nbformat.write(nb, str(path))
     shell = SimpleNamespace(history_manager=SimpleNamespace(input_hist_raw=[""]))
     kept = InteractiveRecord(shell, str(path), nb.metadata[LAB_KEY])
-    run = {"req-1": first.id, "req-2": second.id, "req-3": "added-in-the-browser"}
+    run = {"req-1": first.id, "req-3": "added-in-the-browser", "req-2": second.id}
     for count, (request, cell) in enumerate(run.items(), start=1):
         kept._note(message("execute_input", request, code="", execution_count=count))
         kept._counts.pop(request)  # as _pre_run_cell takes it
@@ -169,15 +160,18 @@ def test_the_kernel_keeps_each_cells_outputs_as_the_frontend_shows_them(tmp_path
     kept._note(message("update_display_data", "req-2", **later))
     kept._note(message("stream", "unknown-request", text="a widget callback's\n", **stream))
     cells = kept.notebook().cells
-    assert [c.cell_type for c in cells] == ["markdown", "code", "code", "code"]
-    assert [c.execution_count for c in cells[1:]] == [1, 2, 3]
+    # the cell added in the browser and run second stands after the first, not at the end
+    assert [c.source for c in cells] == [
+        "# runbook", "a = 1", "", "print('edited, then run')", "never run"
+    ]  # fmt: skip
+    assert [c.execution_count for c in cells[1:]] == [1, 2, 3, None]
     assert cells[1].outputs == [
         nbformat.v4.new_output("stream", name="stdout", text="after the clear\n")
     ]
-    assert cells[2].source == "print('edited, then run')"  # what ran
-    assert cells[2].outputs[0].text == "one line\n"
-    assert cells[3].metadata["bgkit"] == {"not_saved_in_the_notebook": True}
-    assert cells[3].outputs[0].data == {"text/plain": "step 2 of 2"}  # updated in place
+    assert cells[2].metadata["bgkit"] == {"not_saved_in_the_notebook": True}
+    assert cells[2].outputs[0].data == {"text/plain": "step 2 of 2"}  # updated in place
+    assert cells[3].outputs[0].text == "one line\n"  # one stream output, as shown
+    assert cells[4].outputs == []
 
 
 # -- a kernel driven as JupyterLab drives it -----------------------------------------------------
@@ -214,20 +208,22 @@ def lab_kernel(shared_sandbox, tmp_path):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_all(client, notebook: Path) -> list[str]:
-    """Send every code cell at once, as JupyterLab's Run All does; returns the request ids."""
+def run_all(client, notebook: Path, typed: tuple[int, str]) -> list[str]:
+    """Send every code cell at once, as JupyterLab's Run All does, and `typed` = (after which
+    code cell, code): a cell typed in the browser and never saved. Returns the request ids."""
     nb = nbformat.read(str(notebook), as_version=4)
+    cells = [(c.id, c.source) for c in nb.cells if c.cell_type == "code"]
+    cells.insert(typed[0] + 1, ("typed-in-the-browser", typed[1]))
     ids = []
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            request = client.session.msg(
-                "execute_request",
-                {"code": cell.source, "silent": False, "store_history": True,
-                 "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-                metadata={"cellId": cell.id},
-            )  # fmt: skip
-            client.shell_channel.send(request)
-            ids.append(request["header"]["msg_id"])
+    for cell_id, code in cells:
+        request = client.session.msg(
+            "execute_request",
+            {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+             "allow_stdin": False, "stop_on_error": True},
+            metadata={"cellId": cell_id},
+        )  # fmt: skip
+        client.shell_channel.send(request)
+        ids.append(request["header"]["msg_id"])
     return ids
 
 
@@ -237,7 +233,9 @@ def test_run_all_waits_at_the_gate_and_one_click_seals_a_promoted_chained_record
     notebook = prepare(tmp_path, "-p", "plan", "50", "-p", "release", "rel-clicked",
                        "-p", "slow_margin_ms", "25")  # fmt: skip
     client = lab_kernel(notebook)
-    requests = run_all(client, notebook)
+    # after step 1 (the third code cell), a cell the person typed shows the secret it was given
+    typed = "import os\nprint('token:', os.environ['BGKIT_SECRET_SMOKE_TOKEN'])"
+    requests = run_all(client, notebook, (2, typed))
     replies: dict[str, str] = {}
     at_the_click: set[str] | None = None
     deadline = time.monotonic() + 240
@@ -271,7 +269,11 @@ def test_run_all_waits_at_the_gate_and_one_click_seals_a_promoted_chained_record
     assert [(e["decision"], e["mode"]) for e in decided] == [("approve", "interactive")]
     assert decided[0]["by"].startswith("alice@")
     assert record["parameters"]["smoke_token"] == "***redacted***"
-    assert SECRET not in notebook.read_text()
+    assert SECRET not in notebook.read_text()  # scrubbed from every output, as bgkit run's
+    step_1 = next(i for i, c in enumerate(nb.cells) if "validate_parameters" in c.source)
+    shown = nb.cells[step_1 + 1]  # kept after the cell run before it, though never saved
+    assert shown.source == typed and shown.outputs[0].text == "token: ***redacted***\n"
+    assert not audit.started_marker(str(notebook)).exists()  # sealed: the record says it all
     assert [c.execution_count for c in nb.cells if c.cell_type == "code"] == list(
         range(1, len(requests) + 1)
     )
@@ -324,3 +326,43 @@ def test_the_lab_server_never_saves_over_a_sealed_record(tmp_path):
     assert refused.value.status_code == 409
     assert "sealed record of a release" in refused.value.log_message
     assert "bgkit_chain" in (tmp_path / "record.ipynb").read_text()  # unchanged
+
+
+def test_a_kernel_shut_down_at_the_gate_rolls_back_and_seals_its_record(
+    lab_kernel, shared_sandbox, tmp_path
+):
+    """The notebook closed, or JupyterLab stopped, while the gate waits: the kernel's exit puts
+    blue back (bgkit.release) and seals the record (bgkit.lab_record) before it ends."""
+    notebook = prepare(tmp_path, "-p", "plan", "50", "-p", "release", "rel-closed",
+                       "-p", "slow_margin_ms", "25")  # fmt: skip
+    client = lab_kernel(notebook)
+    run_all(client, notebook, (2, "pass"))
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        try:
+            msg = client.get_iopub_msg(timeout=0.5)
+        except queue.Empty:
+            continue
+        state = msg.get("content", {}).get("data", {}).get("state", {})
+        if msg["msg_type"] == "comm_open" and state.get("description") == "Approve":
+            break
+    else:
+        raise AssertionError("no Approve button was shown")
+    client.shutdown()  # as JupyterLab's server asks a kernel to end
+    deadline = time.monotonic() + 60
+    while "bgkit_chain" not in notebook.read_text() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    record = nbformat.read(str(notebook), as_version=4).metadata["bgkit"]
+    assert record["outcome"] == "rolled_back"
+    assert "the kernel exited in state 'shifted'" in record["reason"]
+    assert audit.verify(str(tmp_path / "outputs")) == (1, [])
+    listener = (
+        shared_sandbox.session()
+        .client("elbv2")
+        .describe_listeners(ListenerArns=[record["parameters"]["listener_arn"]])["Listeners"][0]
+    )
+    weights = {
+        g["TargetGroupArn"]: g["Weight"]
+        for g in listener["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
+    }
+    assert weights[record["parameters"]["blue_target_group_arn"]] == 100
