@@ -22,13 +22,15 @@ TARGETS = ("sandbox", "aws")
 # item, with the step it had reached, is still there): put blue back, or carry on with it.
 INTERRUPTED = ("rollback", "resume")
 METRIC_PERIODS = (1, 5, 10, 20, 30, 60)  # CloudWatch high-resolution periods, and one minute
-# What a parameter left at 0 means, per target, so that every default is valid for every target:
-# the sandbox publishes every second; AWS publishes ALB and Lambda metrics per minute, a few
-# minutes late, so a bake there is whole minutes (five CloudWatch periods by default).
+# What a metric parameter left at 0 means, per target: the sandbox publishes every second; AWS
+# publishes ALB and Lambda metrics per minute, a few minutes late. A bake left at 0 is the
+# shortest CloudWatch period of at least five metric periods (default_bake_seconds): 5 s in the
+# sandbox, 300 s on AWS. So every default is valid for every target.
 TARGET_DEFAULTS = {
-    "sandbox": {"metric_period_seconds": 1, "metric_lag_seconds": 1.5, "bake_seconds": 5.0},
-    "aws": {"metric_period_seconds": 60, "metric_lag_seconds": 180.0, "bake_seconds": 300.0},
+    "sandbox": {"metric_period_seconds": 1, "metric_lag_seconds": 1.5},
+    "aws": {"metric_period_seconds": 60, "metric_lag_seconds": 180.0},
 }
+BAKE_PERIODS = 5
 # Identifiers are checked with fullmatch (a `$` also matches before a trailing newline) and as
 # ASCII (`\d` alone also matches other scripts' digits, such as "١٢٣").
 RELEASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
@@ -60,7 +62,7 @@ class ReleaseParams:
     plan: str = "linear"
     step_percent: int = 25
     canary_percent: int = 10
-    bake_seconds: float = 0.0  # 0: the target's default (see TARGET_DEFAULTS)
+    bake_seconds: float = 0.0  # 0: at least five metric periods (default_bake_seconds)
     smoke_url: str = ""
     smoke_requests: int = 10
     smoke_token: str = ""  # a secret: sent as "Authorization: Bearer <token>" by the smoke test
@@ -232,6 +234,16 @@ def validate(
     for name, default in TARGET_DEFAULTS[got["target"]].items():
         if got[name] == 0 and not isinstance(got[name], bool):
             got[name] = default
+    period = got["metric_period_seconds"]
+    # an int: CloudWatch's Period is an integer and botocore refuses 60.0, at the first judgement
+    if isinstance(period, bool) or not isinstance(period, int) or period not in METRIC_PERIODS:
+        raise ParameterError(
+            "metric_period_seconds",
+            f"must be 0 (the target's resolution) or one of {', '.join(map(str, METRIC_PERIODS))}",
+            got["metric_period_seconds"],
+        )
+    if got["bake_seconds"] == 0 and not isinstance(got["bake_seconds"], bool):
+        got["bake_seconds"] = default_bake_seconds(period)
     _number("bake_seconds", got["bake_seconds"], plans.MIN_BAKE_SECONDS, plans.MAX_BAKE_SECONDS)
     if isinstance(got["plan"], int) and not isinstance(got["plan"], bool):
         got["plan"] = str(
@@ -302,14 +314,6 @@ def validate(
             "it carries its own secret",
             REDACTED,
         )
-    period = got["metric_period_seconds"]
-    # an int: CloudWatch's Period is an integer and botocore refuses 60.0, at the first judgement
-    if isinstance(period, bool) or not isinstance(period, int) or period not in METRIC_PERIODS:
-        raise ParameterError(
-            "metric_period_seconds",
-            f"must be 0 (the target's resolution) or one of {', '.join(map(str, METRIC_PERIODS))}",
-            got["metric_period_seconds"],
-        )
     if not is_cloudwatch_period(got["bake_seconds"], got["metric_period_seconds"]):
         raise ParameterError(
             "bake_seconds",
@@ -343,6 +347,15 @@ def validate(
 _COMMON = [
     name for name in ReleaseParams.__dataclass_fields__ if name not in ("runbook", "resources")
 ]
+
+
+def default_bake_seconds(metric_period: int) -> float:
+    """The shortest CloudWatch period that holds BAKE_PERIODS metric periods (1 s: 5 s; 60 s:
+    300 s), so that each bake is judged on a few periods and is one window."""
+    for seconds in (1, 5, 10, 20, 30, *range(60, int(plans.MAX_BAKE_SECONDS) + 1, 60)):
+        if seconds >= BAKE_PERIODS * metric_period and is_cloudwatch_period(seconds, metric_period):
+            return float(seconds)
+    return plans.MAX_BAKE_SECONDS
 
 
 def is_cloudwatch_period(seconds: float, metric_period: int) -> bool:

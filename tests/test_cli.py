@@ -14,8 +14,8 @@ def test_runbooks_lists_every_registered_pattern_with_its_parameters(capsys):
     for name in patterns.names():
         assert f"{name}: " in out
     assert (
-        "bake_seconds (float, default 0.0): seconds at each step before judging: 0 for the target "
-        "default (sandbox 5, aws 300), else 1, 5, 10, 20, 30" in out
+        "bake_seconds (float, default 0.0): seconds at each step before judging: 0 for at least "
+        "five metric periods (sandbox 5, aws 300), else 1, 5, 10, 20, 30" in out
     )
 
 

@@ -130,5 +130,12 @@ def test_every_runbook_default_is_valid_for_every_target(runbook):
     assert aws.traffic_plan.bake_total_seconds == 300 * len(aws.traffic_plan.steps)
 
 
+@pytest.mark.parametrize(("period", "bake"), [(1, 5), (5, 30), (10, 60), (20, 120), (60, 300)])
+def test_the_default_bake_is_the_shortest_cloudwatch_period_of_five_metric_periods(period, bake):
+    aws = {"target": "aws", "listener_arn": LISTENER, "blue_target_group_arn": BLUE,
+           "green_target_group_arn": GREEN}  # fmt: skip
+    assert validate(**aws, metric_period_seconds=period).bake_seconds == bake
+
+
 def test_the_default_table_covers_every_runbook():
     assert sorted(ABSENT) == bgkit.patterns.names()
