@@ -728,7 +728,7 @@ class Release:
         while True:
             self._watch_split_until(end)
             progress = self.pattern.progress()
-            self._activity = f"deployment {progress.id}: {progress.status}"
+            self._activity = f"deployment {progress.id}: {progress.status} ({progress.phase})"
             self._note_split()
             if progress.phase == "stopped":
                 self._managed_stopped(progress, "while shifting")
@@ -806,7 +806,10 @@ class Release:
                 return progress
             if self.clock.now() > deadline:
                 raise TrafficError(f"deployment {progress.id} stayed {progress.status} too long")
-            self._activity = f"deployment {progress.id}: {progress.status}"
+            self._activity = (
+                f"deployment {progress.id}: {progress.status} ({progress.phase}), until it is "
+                + " or ".join(phases)
+            )
             self._pause(0.5)
 
     def _stop_managed(self) -> dict[str, int]:
