@@ -37,6 +37,7 @@ from .clock import Clock, SystemClock
 from .errors import DeploymentStopped, PreflightError, RollbackFailed, TrafficError
 from .judge import METRICS, Counts, Decision, Judge
 from .jupyter import is_interactive
+from .lab_record import published
 from .lock import ReleaseLock
 from .notify import Notifier
 from .params import ReleaseParams
@@ -846,6 +847,8 @@ class Release:
     def _guard(self, step: str) -> Iterator[None]:
         try:
             yield
+        except GeneratorExit:  # an awaiting cell closed as its kernel exits: _at_exit's to handle
+            raise
         except BaseException as error:
             # Ctrl-C, or the kernel's stop button (a cell that awaits, as the gate's, is
             # cancelled instead): no waiting for metrics to plot, the person wants out now.
@@ -1216,6 +1219,9 @@ class Release:
                 figure = self._figure()
             except Exception as error:  # recorded: a missing plot must never lose the record
                 self._event("error", f"no plot: {type(error).__name__}: {error}")
+        # A person's notebook: its kernel seals the record once the cell has shown it, or at its
+        # exit, when the displays below may no longer reach anyone (bgkit.lab_record).
+        published(record.to_dict())
         self._show(record, figure)
         return record.to_dict()
 
@@ -1510,11 +1516,8 @@ class _IPythonDisplay:
 
         from IPython.display import display
 
-        from .lab_record import published
-
         summary = f"bgkit record: release {record['release']} {record['outcome']}"
         display({RECORD_MIME: json.loads(to_json(record)), "text/plain": summary}, raw=True)
-        published(record)  # a person's notebook: its kernel seals the record (bgkit.lab_record)
 
 
 _ipython_display = _IPythonDisplay()

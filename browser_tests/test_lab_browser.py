@@ -45,18 +45,12 @@ def at_the_gate(page, name: str):
 
 
 def weights(sandbox, record: dict) -> dict[str, int]:
-    parameters = record["parameters"]
-    (listener,) = (
-        sandbox.session()
-        .client("elbv2")
-        .describe_listeners(ListenerArns=[parameters["listener_arn"]])["Listeners"]
-    )
-    groups = listener["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
-    by_arn = {g["TargetGroupArn"]: g["Weight"] for g in groups}
-    return {
-        "blue": by_arn[parameters["blue_target_group_arn"]],
-        "green": by_arn[parameters["green_target_group_arn"]],
-    }
+    """Where the listener sends traffic, read back through boto3 by the pattern's own read."""
+    from bgkit import patterns
+
+    pattern = patterns.get("alb_weighted")
+    resources = {name: record["parameters"][name] for name in pattern.parameters}
+    return pattern(sandbox.session(), resources).read_split()
 
 
 def test_run_all_waits_at_the_gate_and_approve_promotes_into_a_chained_record(lab, page, sandbox):

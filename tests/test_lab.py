@@ -180,9 +180,10 @@ def test_the_kernel_keeps_each_cells_outputs_as_the_frontend_shows_them(tmp_path
 @pytest.fixture
 def lab_kernel(shared_sandbox, tmp_path):
     """Start a kernel for a prepared record as JupyterLab's server starts one: in the notebook's
-    folder, told its path (JPY_SESSION_NAME), with a person at it; over Unix sockets."""
+    folder, told its path (JPY_SESSION_NAME), with a person at it; over Unix sockets. What it
+    prints outside cells goes to `lab_kernel.log`."""
     kernels: list[tuple[KernelManager, object]] = []
-    folder = tempfile.mkdtemp(prefix="bgkit-lab-test-")
+    folder = Path(tempfile.mkdtemp(prefix="bgkit-lab-test-"))
 
     def start(notebook: Path):
         env = {
@@ -194,17 +195,20 @@ def lab_kernel(shared_sandbox, tmp_path):
         }
         env.pop("CI", None)
         manager = KernelManager(kernel_name="python3", transport="ipc", ip=f"{folder}/kernel")
-        manager.start_kernel(env=env, cwd=str(notebook.parent))
+        log = logs.enter_context(start.log.open("a"))
+        manager.start_kernel(env=env, cwd=str(notebook.parent), stdout=log, stderr=log)
         client = manager.client()
         client.start_channels()
         client.wait_for_ready(timeout=120)
         kernels.append((manager, client))
         return client
 
-    yield start
-    for manager, client in kernels:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
+    start.log = folder / "kernel.log"
+    with contextlib.ExitStack() as logs:
+        yield start
+        for manager, client in kernels:
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -283,16 +287,23 @@ def test_run_all_waits_at_the_gate_and_one_click_seals_a_promoted_chained_record
     assert audit.verify(str(tmp_path / "outputs")) == (1, [])
     (row,) = audit.index(str(tmp_path / "outputs"))
     assert (row.mode, row.outcome, row.decided_by) == ("interactive", "promoted", decided[0]["by"])
-    listener = (
-        shared_sandbox.session()
+    assert listener_weights(shared_sandbox, record) == {"blue": 0, "green": 100}
+
+
+def listener_weights(sandbox, record: dict) -> dict[str, int]:
+    """The release's listener as boto3 reads it back: each colour's weight."""
+    parameters = record["parameters"]
+    (listener,) = (
+        sandbox.session()
         .client("elbv2")
-        .describe_listeners(ListenerArns=[record["parameters"]["listener_arn"]])["Listeners"][0]
+        .describe_listeners(ListenerArns=[parameters["listener_arn"]])["Listeners"]
     )
-    weights = {
-        g["TargetGroupArn"]: g["Weight"]
-        for g in listener["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
+    groups = listener["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
+    weights = {g["TargetGroupArn"]: g["Weight"] for g in groups}
+    return {
+        "blue": weights[parameters["blue_target_group_arn"]],
+        "green": weights[parameters["green_target_group_arn"]],
     }
-    assert weights[record["parameters"]["green_target_group_arn"]] == 100
 
 
 def drain(client, replies: dict[str, str]) -> None:
@@ -349,20 +360,15 @@ def test_a_kernel_shut_down_at_the_gate_rolls_back_and_seals_its_record(
     else:
         raise AssertionError("no Approve button was shown")
     client.shutdown()  # as JupyterLab's server asks a kernel to end
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while "bgkit_chain" not in notebook.read_text() and time.monotonic() < deadline:
         time.sleep(0.5)
-    record = nbformat.read(str(notebook), as_version=4).metadata["bgkit"]
+    nb = nbformat.read(str(notebook), as_version=4)
+    assert "bgkit" in nb.metadata, (
+        f"not sealed; the kernel said: {lab_kernel.log.read_text()[-3000:]}"
+    )
+    record = nb.metadata["bgkit"]
     assert record["outcome"] == "rolled_back"
     assert "the kernel exited in state 'shifted'" in record["reason"]
     assert audit.verify(str(tmp_path / "outputs")) == (1, [])
-    listener = (
-        shared_sandbox.session()
-        .client("elbv2")
-        .describe_listeners(ListenerArns=[record["parameters"]["listener_arn"]])["Listeners"][0]
-    )
-    weights = {
-        g["TargetGroupArn"]: g["Weight"]
-        for g in listener["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
-    }
-    assert weights[record["parameters"]["blue_target_group_arn"]] == 100
+    assert listener_weights(shared_sandbox, record) == {"blue": 100, "green": 0}
