@@ -68,6 +68,35 @@ def use_s3_endpoint(endpoint_url: str, region: str, access_key_id: str, secret: 
     )
 
 
+def use_s3(location: str, target: str) -> None:
+    """Records under an s3:// location: AWS's S3 (the standard credential chain), or a shared
+    sandbox's for `target sandbox`. Raises ValueError, saying why, unless its bucket can be
+    reached."""
+    from .connect import sandbox_endpoint
+
+    if target == "sandbox":
+        endpoint = sandbox_endpoint()
+        if endpoint is None:
+            raise ValueError(
+                "s3://…: with target sandbox, records go to the S3 of a shared sandbox (an "
+                "embedded one ends with the run); start it with `bgkit sandbox up`"
+            )
+        from .sandbox import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
+
+        use_s3_endpoint(
+            endpoint["endpoint_url"], endpoint["region"], SANDBOX_ACCESS_KEY_ID,
+            SANDBOX_SECRET_ACCESS_KEY,
+        )  # fmt: skip
+    from botocore.exceptions import BotoCoreError, ClientError
+    from papermill.s3 import S3
+
+    bucket = location[len("s3://") :].split("/", 1)[0]
+    try:
+        S3().client.head_bucket(Bucket=bucket)
+    except (BotoCoreError, ClientError) as error:
+        raise ValueError(f"bucket {bucket!r} cannot be reached: {error}") from None
+
+
 def record_paths(location: str) -> list[str]:
     """Every record (`*.ipynb`) in a folder, recursively, or under an S3 prefix; sorted."""
     if is_s3(location):

@@ -170,7 +170,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
         )
     target = _target(path, parameters)
     if args.output and audit.is_s3(args.output):
-        use_s3_records(args.output, target)
+        _use_s3(args.output, target)
     out, chain_root = record_location(args.output, path.stem, str(parameters["release"]))
     return Prepared(path, parameters, secrets, out, chain_root, target)
 
@@ -243,7 +243,7 @@ def lab(args: argparse.Namespace) -> int:
             "BGKIT_SECRET_<NAME> in that server's environment"
         )
     prepared = prepare(args)
-    notebook = lab_module.prepare(
+    notebook = lab_module.prepare_notebook(
         prepared.path, prepared.parameters, prepared.out, prepared.chain_root, prepared.target
     )
     if args.prepare_only:
@@ -294,32 +294,12 @@ def _target(path: Path, parameters: dict[str, Any]) -> str:
     return str(notebook_parameters(path).get("target", {}).get("default", "")).strip("\"'")
 
 
-def use_s3_records(output: str, target: str) -> None:
-    """Records to S3: AWS's (the standard credential chain), or a shared sandbox's for
-    `target sandbox`; the bucket must exist and be reachable before the release starts."""
-    from .connect import sandbox_endpoint
-
-    if target == "sandbox":
-        endpoint = sandbox_endpoint()
-        if endpoint is None:
-            raise UsageError(
-                "--output s3://…: with target sandbox, records go to the S3 of a shared sandbox "
-                "(an embedded one ends with the run); start it with `bgkit sandbox up`"
-            )
-        from .sandbox import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
-
-        audit.use_s3_endpoint(
-            endpoint["endpoint_url"], endpoint["region"], SANDBOX_ACCESS_KEY_ID,
-            SANDBOX_SECRET_ACCESS_KEY,
-        )  # fmt: skip
-    from botocore.exceptions import BotoCoreError, ClientError
-    from papermill.s3 import S3
-
-    bucket = output[len("s3://") :].split("/", 1)[0]
+def _use_s3(output: str, target: str) -> None:
+    """Records to S3 (bgkit.audit.use_s3), checked before the release starts."""
     try:
-        S3().client.head_bucket(Bucket=bucket)
-    except (BotoCoreError, ClientError) as error:
-        raise UsageError(f"--output: bucket {bucket!r} cannot be reached: {error}") from None
+        audit.use_s3(output, target)
+    except ValueError as error:
+        raise UsageError(f"--output: {error}") from None
 
 
 def _s3_exists(url: str) -> bool:
@@ -406,7 +386,7 @@ def audit_command(args: argparse.Namespace) -> int:
         raise UsageError(f"audit {action}: one folder, s3:// prefix or record, got {words}")
     location = words[0] if words else "outputs"
     if args.sandbox and audit.is_s3(location):
-        use_s3_records(location, "sandbox")
+        _use_s3(location, "sandbox")
     if action == "render":
         if not words:
             raise UsageError("audit render: which record? (a .ipynb path or s3:// URL)")

@@ -3,7 +3,7 @@
     bgkit lab RUNBOOK [-p NAME VALUE]... [--secret NAME] [--output PATH] [--port N]
                       [--no-browser] [--prepare-only]
 
-1. `prepare`: the record notebook, named and parameterized as `bgkit run` does it (papermill's
+1. `prepare_notebook`: the record notebook, named and parameterized as `bgkit run` does it (papermill's
    injected-parameters cell, `outputs/<UTC date>/<runbook>-<release>-<time>.ipynb`, never
    overwriting; secrets only from the environment). The template in runbooks/ is only read.
    `metadata["bgkit_lab"]` tells the kernel that this notebook is a record, and where its chain
@@ -33,7 +33,9 @@ from .jupyter import HEADLESS_ENV, default_who
 from .lab_record import LAB_SERVER_ENV
 
 
-def prepare(path: Path, parameters: dict[str, Any], out: str, chain_root: str, target: str) -> Path:
+def prepare_notebook(
+    path: Path, parameters: dict[str, Any], out: str, chain_root: str, target: str
+) -> Path:
     """Write the parameterized record notebook; returns the local notebook to open."""
     import nbformat
     import papermill

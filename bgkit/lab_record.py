@@ -329,9 +329,7 @@ class InteractiveRecord:
             chain_root = os.path.normpath(os.path.join(os.path.dirname(self.path), chain_root))
         target = self.location
         if audit.is_s3(target):
-            from .cli import use_s3_records
-
-            use_s3_records(target, self.lab.get("target", "aws"))
+            audit.use_s3(target, self.lab.get("target", "aws"))
         audit.write(nb, target)
         chain = audit.link(target, chain_root)
         if target != self.path:  # the copy open here becomes the record too
