@@ -258,26 +258,27 @@ class InteractiveRecord:
 
     def _post_run_cell(self, result: Any) -> None:
         if self._ended():
-            self._seal_or_say()
+            self._seal_or_say(exiting=False)
 
     def _at_exit(self) -> None:
         """The kernel shuts down (the notebook closed, the server stopped): a release that ended
         meanwhile (bgkit.release rolls an unfinished one back at exit) is still sealed."""
         if self._ended():
-            self._seal_or_say()
+            self._seal_or_say(exiting=True)
 
-    def _seal_or_say(self) -> None:
+    def _seal_or_say(self, *, exiting: bool) -> None:
         """A record that cannot be written is said under the cell (a hook has no cell to
-        fail); its marker stays, so `bgkit audit verify` reports the record as missing."""
+        fail), or on the kernel's own stderr at its exit; its marker stays, so
+        `bgkit audit verify` reports the record as missing."""
         try:
-            self.seal()
+            self.seal(exiting=exiting)
         except Exception as error:
             print(
                 f"bgkit: the release ended {self.record['outcome']}, but its record could not be "
                 f"written to {self.location}: {type(error).__name__}: {error}. Keep what this "
                 "notebook shows (File ▸ Save Notebook As…); `bgkit audit verify` reports the "
                 "record as missing.",
-                file=sys.stderr,
+                file=_stderr(exiting),
                 flush=True,
             )
 
@@ -312,13 +313,15 @@ class InteractiveRecord:
         nb.cells = cells
         return nb
 
-    def seal(self) -> dict[str, Any]:
-        """Write the record (the notebook, its metadata["bgkit"]) and chain it; say where."""
+    def seal(self, *, exiting: bool = False) -> dict[str, Any]:
+        """Write the record (the notebook, its metadata["bgkit"]) and chain it; say where.
+        `exiting`: at the kernel's exit, when its output channel may already be closed."""
         from .params import environment_secrets, scrub
         from .record import attach_record, to_json
 
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # a cell's last lines reach the IOPub thread, and _note, first
+        if not exiting:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()  # a cell's last lines reach the IOPub thread, and _note, first
         nb = self.notebook()
         if not attach_record(nb):  # shown at the kernel's exit, under no cell
             nb.metadata["bgkit"] = json.loads(to_json(self.record))
@@ -346,9 +349,16 @@ class InteractiveRecord:
             f"{chain['target']} in {chain_root}, sha256 {chain['hash'][:16]}…). This line is not in "
             "it. The notebook open here is that record now: File ▸ Reload Notebook from Disk "
             f"shows it as written; {guard}.",
+            file=sys.__stderr__ if exiting else sys.stdout,
             flush=True,
         )
         return self.sealed
+
+
+def _stderr(exiting: bool) -> Any:
+    """Where to say what happened: under the cell, or at the kernel's exit (its output channel
+    may be closed by then) the process's own stderr, which Jupyter's server logs."""
+    return sys.__stderr__ if exiting else sys.stderr
 
 
 def _code_cell(run: dict[str, Any]) -> Any:

@@ -889,17 +889,18 @@ class Release:
         was closed): a release that changed traffic and did not end is rolled back."""
         if self.state in _TERMINAL or not self.mutated:
             return
+        self._display, self._live = _AtExitDisplay(), False  # no notebook listens any more
         try:
             self.rollback(
                 f"the kernel exited in state {self.state!r} before the release ended (a cell "
                 "failed, or the run was stopped)"
             )
         except Exception as error:  # at exit, printing is all that is left (and the lock item)
-            print(f"bgkit: the rollback at exit failed: {error}", file=sys.stderr)
+            print(f"bgkit: the rollback at exit failed: {error}", file=sys.__stderr__)
         try:
             self._publish(plot=False)
         except Exception as error:
-            print(f"bgkit: the record could not be completed at exit: {error}", file=sys.stderr)
+            print(f"bgkit: the record could not be completed at exit: {error}", file=sys.__stderr__)
 
     def _end(self, outcome: str, reason: str) -> None:
         if self._exit_hook:
@@ -1521,6 +1522,18 @@ class _IPythonDisplay:
 
 
 _ipython_display = _IPythonDisplay()
+
+
+class _AtExitDisplay:
+    """What a release shows at its interpreter's exit: the kernel's channel to the notebook may
+    be closed by then (a print to it would raise), so its lines go to the process's own stderr
+    (the terminal of `bgkit run`, a Jupyter server's log) and the rest nowhere."""
+
+    def text(self, text: str) -> None:
+        print(text, file=sys.__stderr__, flush=True)
+
+    def __getattr__(self, name: str) -> Any:  # markdown, table, figure, record: not shown
+        return lambda *args, **kwargs: None
 
 
 def _ms(value: float | None) -> str:
