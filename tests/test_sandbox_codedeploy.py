@@ -205,8 +205,9 @@ def lifecycle(codedeploy, deployment_id) -> dict[str, str]:
     return {e["lifecycleEventName"]: e["status"] for e in events}
 
 
-def relayed(sandbox, deployment_id, timeout=20.0) -> str:
-    """The hook execution id bgkit's relay function stored for the deployment."""
+def relayed(sandbox, deployment_id, timeout=60.0) -> str:
+    """The hook execution id bgkit's relay function stored for the deployment (a minute: under
+    the suite's load on two cores, 20 s once passed before the sandbox's Lambda ran it)."""
     ssm = sandbox.session().client("ssm")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
