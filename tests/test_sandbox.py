@@ -115,6 +115,37 @@ def test_router_serves_a_write_at_once_and_reads_the_control_plane_rarely_at_res
         router.stop()
 
 
+def test_router_publishes_host_counts_at_the_second_they_were_seen_though_it_publishes_late(
+    sandbox, scenario
+):
+    """On a busy machine the publisher can run seconds late: each refresh's HealthyHostCount
+    is still published at the second it was read (a 3 s drain must not vanish from the plot)."""
+    from bgkit.sandbox.router import AlbRouter
+
+    class Sent:
+        def __init__(self):
+            self.data = []
+
+        def put_metric_data(self, Namespace, MetricData):
+            self.data.extend(MetricData)
+
+    p = scenario.parameters
+    router = AlbRouter(sandbox.session(), p["load_balancer_arn"])  # not started: no loops
+    router._cloudwatch = sent = Sent()
+    router._refresh_targets()
+    seen = int(time.time())
+    time.sleep(2.2 - (time.time() % 1.0))  # the publisher wakes two seconds later
+    router._publish()
+    healthy = {
+        (d["Dimensions"][1]["Value"], d["Timestamp"].timestamp()): d["Value"]
+        for d in sent.data
+        if d["MetricName"] == "HealthyHostCount"
+    }
+    blue = p["blue_target_group_arn"].split(":", 5)[5]
+    assert healthy[(blue, seen)] >= 1  # the refresh's own second
+    assert (blue, int(time.time()) - 1) in healthy  # and the last second, as before
+
+
 def test_router_honours_http_header_rules(sandbox, scenario):
     elb = sandbox.session().client("elbv2")
     p = scenario.parameters

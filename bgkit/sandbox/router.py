@@ -71,6 +71,9 @@ class AlbRouter:
         # instance target's process (`resolve`, from the instance runtime).
         self._resolve = resolve
         self._host_counts: dict[str, tuple[int, int]] = {}  # target group -> (healthy, unhealthy)
+        # Counts as each refresh saw them, by the second it saw them in, until published: a
+        # publisher that runs late (a busy machine) still reports a drain in its own second.
+        self._seen_counts: list[tuple[int, dict[str, tuple[int, int]]]] = []
         self._empty_refresh = 0.0
         self._elb = session.client("elbv2")
         self._cloudwatch = session.client("cloudwatch")
@@ -171,6 +174,7 @@ class AlbRouter:
         with self._lock:
             self._targets = targets
             self._host_counts = counts
+            self._seen_counts.append((int(time.time()), counts))
 
     # -- routing -----------------------------------------------------------------------
 
@@ -296,28 +300,40 @@ class AlbRouter:
                     "Dimensions": [{"Name": "LoadBalancer", "Value": self._lb_dimension}],
                 }
             )
-        if not flush_all:
-            data.extend(self._host_count_data(datetime.fromtimestamp(now - 1, UTC)))
+        data.extend(self._host_count_data(now, flush_all))
         for chunk in range(0, len(data), 500):
             self._cloudwatch.put_metric_data(
                 Namespace="AWS/ApplicationELB", MetricData=data[chunk : chunk + 500]
             )
 
-    def _host_count_data(self, at: datetime) -> list[dict[str, Any]]:
-        """HealthyHostCount and UnHealthyHostCount per target group, as of the last second."""
+    def _host_count_data(self, now: int, flush_all: bool) -> list[dict[str, Any]]:
+        """HealthyHostCount and UnHealthyHostCount per target group: the counts each refresh saw
+        in a second that has ended (all of them at `flush_all`), each at its own second, and the
+        current counts for the last second (which the statistic Minimum keeps if lower)."""
         with self._lock:
-            counts = dict(self._host_counts)
-        data = []
-        for group, (healthy, unhealthy) in counts.items():
-            dims = [
-                {"Name": "LoadBalancer", "Value": self._lb_dimension},
-                {"Name": "TargetGroup", "Value": group.split(":", 5)[5]},
+            ended = [flush_all or second < now for second, _ in self._seen_counts]
+            seen = [entry for entry, done in zip(self._seen_counts, ended, strict=True) if done]
+            self._seen_counts = [
+                e for e, done in zip(self._seen_counts, ended, strict=True) if not done
             ]
-            for name, value in (("HealthyHostCount", healthy), ("UnHealthyHostCount", unhealthy)):
-                data.append(
-                    {"MetricName": name, "Value": value, "Unit": "Count", "Dimensions": dims,
-                     "Timestamp": at, "StorageResolution": 1}
-                )  # fmt: skip
+            if not flush_all:
+                seen.append((now - 1, dict(self._host_counts)))
+        data = []
+        for second, counts in seen:
+            at = datetime.fromtimestamp(second, UTC)
+            for group, (healthy, unhealthy) in counts.items():
+                dims = [
+                    {"Name": "LoadBalancer", "Value": self._lb_dimension},
+                    {"Name": "TargetGroup", "Value": group.split(":", 5)[5]},
+                ]
+                for name, value in (
+                    ("HealthyHostCount", healthy),
+                    ("UnHealthyHostCount", unhealthy),
+                ):
+                    data.append(
+                        {"MetricName": name, "Value": value, "Unit": "Count", "Dimensions": dims,
+                         "Timestamp": at, "StorageResolution": 1}
+                    )  # fmt: skip
         return data
 
 
