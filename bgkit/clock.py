@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -37,3 +38,13 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self._now += timedelta(seconds=max(0.0, seconds))
+
+
+def floor_to(when: datetime, period: int) -> datetime:
+    """`when` rounded down to a multiple of `period` seconds since the epoch (a metric period's start)."""
+    return datetime.fromtimestamp(math.floor(when.timestamp() / period) * period, tz=when.tzinfo)
+
+
+def ceil_to(when: datetime, period: int) -> datetime:
+    """`when` rounded up to a multiple of `period` seconds since the epoch (a metric period's end)."""
+    return datetime.fromtimestamp(math.ceil(when.timestamp() / period) * period, tz=when.tzinfo)

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .jupyter import default_who, is_interactive
-from .release import _verdict_row
+from .release.publishing import verdict_row
 
 APPROVE, ROLLBACK = "approve", "rollback"
 _VERBS = {APPROVE: "approved", ROLLBACK: "rolled back"}
@@ -134,7 +134,7 @@ class PromotionGate:
         show.markdown("### Gate: approve the promotion, or roll back")
         if verdicts:
             rows = [
-                {k: v for k, v in _verdict_row(verdict).items() if k not in _LEFT_OUT}
+                {k: v for k, v in verdict_row(verdict).items() if k not in _LEFT_OUT}
                 for verdict in verdicts
             ]
             show.table(pd.DataFrame(rows))
@@ -236,7 +236,7 @@ class PromotionGate:
             self._close("superseded by a newer gate (the gate's cell was run again)")
 
     def release_ended(self) -> None:
-        """The release ended while this gate was never awaited (bgkit.release.Release._end)."""
+        """The release ended while this gate was never awaited (`Release._end`)."""
         if self.decision is None:
             self._close(f"nothing to decide: the release ended {self.release.state}")
 

@@ -11,7 +11,7 @@ stale at once.
 
 The item also keeps the release's in-flight state (`save`: its phase, step, what it changed),
 written before each change. A release that dies leaves it behind; the next release of the
-target finds it (`interrupted`) and rolls it back or resumes it (bgkit.release).
+target finds it (`interrupted`) and rolls it back or resumes it (bgkit.release.recovery).
 
 Create the table once per account and region (the sandbox creates it itself):
 

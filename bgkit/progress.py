@@ -2,7 +2,7 @@
 place while a step waits (a bake, the metric lag, a managed service's shift), instead of a line
 a second. Headless runs show none of it: their record has the events and verdicts.
 
-A view is plain data made by the release (bgkit.release.Release._progress_view):
+A view is plain data made by the release (bgkit.release.waits, `_progress_view`):
 ``{"headline": "step 2 of 3: green 50%", "rows": [(label, value), ...]}``.
 """
 

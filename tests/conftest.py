@@ -173,7 +173,7 @@ def run_cells(tmp_path: Path, name: str, **parameters: Any) -> Run:
     try:
         # nor a plot: a refused release's would wait seconds for metrics only to show them
         with (
-            mock.patch("bgkit.release._ipython_display", display),
+            mock.patch("bgkit.release.display.ipython_display", display),
             mock.patch("bgkit.release.Release._figure", lambda release: None),
         ):
             for count, (index, cell) in enumerate(cells, start=1):

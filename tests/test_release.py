@@ -477,7 +477,7 @@ def test_an_interrupt_after_the_promotion_never_rolls_back():
 def test_a_service_that_switches_at_once_is_plotted_as_the_colour_that_served():
     import pandas as pd
 
-    from bgkit.release import _serving_only
+    from bgkit.release.traffic import serving_only as _serving_only
 
     index = pd.date_range("2026-01-01T00:00:00Z", periods=4, freq="10s")
     frame = pd.DataFrame({"rps": [1.0, 2.0, 3.0, 4.0]}, index=index)

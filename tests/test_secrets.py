@@ -32,7 +32,7 @@ from bgkit.connect import SANDBOX_URL_ENV
 from bgkit.engine import redact_secret_parameters, scrub
 from bgkit.params import REDACTED, ReleaseParams, is_secret, secret_env, validate
 from bgkit.record import Record
-from bgkit.release import _probe
+from bgkit.release.smoke import probe as _probe
 from bgkit.sandbox.shared import STATE_DIR_ENV
 
 ENV = secret_env("smoke_token")

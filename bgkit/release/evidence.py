@@ -1,0 +1,244 @@
+"""Evidence: what the judge sees. Blue's baseline before green gets traffic (what a slow
+request is), the bake windows read period by period from CloudWatch as they are published, and
+each verdict kept in the record with its numbers (bgkit.judge decides; this feeds it).
+
+A mixin of `Release`; it uses the release's session, params, pattern, record and clock, its
+waits (bgkit.release.waits), and its traffic's `wait_until` between periods.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from .. import metrics as _metrics
+from ..clock import ceil_to, floor_to
+from ..errors import PreflightError
+from ..judge import Counts, Decision, Judge
+
+
+class Evidence:
+    def _measure_baseline(self, use: str = "") -> Any:
+        """Blue's numbers over the last full bake window before green gets traffic (holding
+        for the next window while blue served fewer than min_requests); `use` says what for."""
+        source, window = self.pattern.metric_source(), int(self.params.bake_seconds)
+        end = floor_to(self.clock.now(), window)
+        # Only blue: a window that began before the service's last change may hold another version.
+        since = getattr(self.pattern, "serving_since", lambda: None)()
+        while since is not None and end - timedelta(seconds=window) < since:
+            end += timedelta(seconds=window)
+        self._activity = "measuring blue before green gets traffic"
+        for _ in range(self.params.max_holds + 1):
+            self._window = (end - timedelta(seconds=window), end)
+            self._await_metrics(source, end)
+            blue = _metrics.read_window(self.session, source, end - timedelta(seconds=window), end)[
+                "blue"
+            ]
+            if blue.requests >= self.params.min_requests and blue.p90_ms is not None:
+                self._event(
+                    "judge",
+                    f"blue measured before green gets traffic, {blue.start:%H:%M:%S}–"
+                    f"{blue.end:%H:%M:%S}: {blue.requests} requests, {blue.errors} 5xx, p90 "
+                    f"{blue.p90_ms:.1f} ms, p99 {_ms(blue.p99_ms)}" + (f"; {use}" if use else ""),
+                )
+                return blue
+            end += timedelta(seconds=window)
+        raise PreflightError(
+            f"blue served fewer than {self.params.min_requests} requests (or none with a latency) in each of "
+            f"{self.params.max_holds + 1} bake windows: nothing to judge green against "
+            "(lower min_requests or raise bake_seconds)"
+        )
+
+    def _start_judge(self) -> None:
+        """Blue's latency before green gets traffic sets what a slow request is; then the judge
+        is made. An all-at-once service's green is judged against that same blue window."""
+        if self.judge is not None:
+            return
+        blue = self.baseline if self.baseline is not None else self._measure_baseline()
+        threshold = round(blue.p90_ms + self.params.slow_margin_ms, 3)
+        baseline = None
+        if self.baseline is not None:  # green is judged against blue before an all-at-once switch
+            period = self.params.metric_period_seconds
+            source = self.pattern.metric_source()
+            periods = _metrics.read_periods(
+                self.session, source, blue.start, blue.end, period, threshold
+            )
+            counts = [p["blue"] for _, p in periods]
+            slow = [c.slow for c in counts]
+            baseline = Counts(
+                sum(c.requests for c in counts),
+                sum(c.errors for c in counts),
+                None if None in slow else sum(slow),  # type: ignore[arg-type]
+            )
+        self.judge = Judge(
+            steps=self.traffic.judged_steps(),
+            alpha=self.params.judge_alpha,
+            min_requests=self.params.min_requests,
+            slow_threshold_ms=threshold,
+            pass_margin=self.params.pass_margin,
+            error_rate_slo=self.params.error_rate_slo,
+            p99_slo_ms=self.params.p99_slo_ms,
+            baseline=baseline,
+        )
+        rails = [
+            f"{name} {value:g}"
+            for name, value in (
+                ("error_rate_slo", self.params.error_rate_slo),
+                ("p99_slo_ms", self.params.p99_slo_ms),
+            )
+            if value
+        ]
+        self._event(
+            "judge",
+            f"the judge compares green with blue on 5xx and on requests slower than {threshold:g} ms "
+            f"(blue's p90 {blue.p90_ms:.1f} ms + slow_margin_ms {self.params.slow_margin_ms:g}), "
+            f"every {self.params.metric_period_seconds} s period; it rolls back at evidence "
+            f"{self.judge.worse['errors'].boundary:g} (5xx) or {self.judge.worse['slow'].boundary:g} "
+            f"(slow), so a healthy green is rolled back with probability at most "
+            f"{self.params.judge_alpha:g} (judge_alpha)"
+            + (f"; guard rails (absolute SLO limits): {', '.join(rails)}" if rails else ""),
+            slow_threshold_ms=threshold,
+        )
+
+    def _judge(
+        self, source, end: datetime, window: int, since: datetime | None = None, **where: Any
+    ):
+        """Feed the judge each metric period of the bake window [end - window, end) as it is
+        published (from `since`, when the step's traffic change came earlier than the window's
+        aligned start); stop early when the evidence says green is worse. Then the verdict."""
+        judge = self.judge
+        assert judge is not None, "the judge starts before green gets traffic (_start_judge)"
+        judge.start_window()
+        period = self.params.metric_period_seconds
+        lag = timedelta(seconds=self.params.metric_lag_seconds)
+        start = end - timedelta(seconds=window)
+        if since is not None:
+            start = min(start, ceil_to(since, period))
+        self._window = (start, end)
+        seen: set[datetime] = set()
+
+        def take(upto: datetime) -> None:
+            for at, counts in _metrics.read_periods(
+                self.session, source, start, upto, period, judge.slow_threshold_ms
+            ):
+                if at not in seen:
+                    seen.add(at)
+                    blue = None if self.baseline is not None else counts["blue"]
+                    judge.observe(at.isoformat(), blue, counts["green"])
+
+        cursor = start
+        while cursor < end and not judge.rejected:
+            cursor = min(cursor + timedelta(seconds=period), end)
+            self.traffic.wait_until(cursor + lag)
+            take(cursor)
+        green_p99 = blue_p99 = None
+        if not judge.rejected:  # the whole window: late periods, and p99 for the guard rail
+            self._await_metrics(source, end)
+            take(end)
+            stats = _metrics.read_window(self.session, source, end - timedelta(seconds=window), end)
+            green_p99, blue_p99 = stats["green"].p99_ms, stats["blue"].p99_ms
+            if self.baseline is not None:
+                blue_p99 = self.baseline.p99_ms
+        verdict = judge.verdict(green_p99_ms=green_p99)
+        numbers = verdict.numbers
+        self.record.verdicts.append(
+            {
+                **where,
+                "at": self.clock.now().isoformat(),
+                "decision": str(verdict.decision),
+                "reason": verdict.reason,
+                "window": {"start": start.isoformat(), "end": min(cursor, end).isoformat()},
+                **(
+                    {
+                        "blue_window": {
+                            "start": self.baseline.start.isoformat(),
+                            "end": self.baseline.end.isoformat(),
+                        }
+                    }
+                    if self.baseline is not None
+                    else {}
+                ),
+                "p99_ms": {"blue": blue_p99, "green": green_p99},
+                **numbers,
+            }
+        )
+        label = (
+            f"step {where['step']} ({where['green_percent']}%)"
+            if "step" in where
+            else "after the switch (blue: before the deployment)"
+            if self.baseline is not None
+            else f"at {where['green_percent']}%"
+        )
+        self._event(
+            "verdict",
+            f"{label}: {verdict.decision}: {verdict.reason}",
+            decision=str(verdict.decision),
+        )
+        return verdict
+
+    def _await_metrics(self, source: _metrics.MetricSource, end: datetime) -> None:
+        """Wait until CloudWatch has the last period before `end`, or metric_lag_seconds after it."""
+        self._sleep_until(end)
+        period = timedelta(seconds=self.params.metric_period_seconds)
+        deadline = end + timedelta(seconds=self.params.metric_lag_seconds)
+        while self.clock.now() < deadline:
+            if _metrics.has_datapoint(self.session, source, end - period, end, period.seconds):
+                return
+            self._pause(min(0.25, (deadline - self.clock.now()).total_seconds()))
+
+    def _may_go_on(self, decision: Decision, last: bool) -> bool:
+        """CONTINUE lets a step end after its bake; NO_DATA holds; with pass_margin the last
+        step holds until the judge says PASS (evidence that green is not worse)."""
+        if decision is Decision.NO_DATA:
+            return False
+        return decision is Decision.PASS or not (last and self.params.pass_margin)
+
+    def _held_too_long(self, decision: Decision) -> str:
+        if decision is Decision.NO_DATA:
+            return f"no verdict after {self.params.max_holds} holds (too little traffic to judge)"
+        blockers = self.judge.pass_blockers() if self.judge is not None else []
+        return (
+            f"no PASS after {self.params.max_holds} holds: not enough evidence that green is not "
+            f"worse than blue by {self.params.pass_margin:g}x (pass_margin)"
+            + (f"; {'; '.join(blockers)}" if blockers else "")
+        )
+
+    def _promotion_reason(self) -> str:
+        judged = [v for v in self.record.verdicts if v["decision"] in ("CONTINUE", "PASS")]
+        if judged:
+            last = judged[-1]
+            passed = " (PASS)" if last["decision"] == "PASS" else ""
+            return (
+                f"{len(judged)} verdict(s) without evidence that green is worse{passed}; final "
+                f"evidence: 5xx {last['e_values']['errors']:.2g}, slow requests "
+                f"{last['e_values']['slow']:.2g}, against boundaries "
+                f"{last['boundaries']['errors']:g} and {last['boundaries']['slow']:g}"
+            )
+        return "smoke test passed (all at once: no canary analysis)"
+
+    def _baseline_again(self, window: list[str] | None) -> str:
+        """A service that moved all traffic at once is judged against blue as measured before
+        the switch: read that window again from CloudWatch (into `baseline`), or say why not."""
+        if not window:
+            return "blue's numbers measured before the switch were not kept"
+        start, end = (datetime.fromisoformat(t) for t in window)
+        try:
+            source = self.pattern.metric_source()
+            blue = _metrics.read_window(self.session, source, start, end)["blue"]
+        except Exception as error:  # the reason not to resume: the rollback still runs
+            return (
+                f"blue's window before the switch could not be read again ({type(error).__name__}"
+                f": {error})"
+            )
+        if blue.requests < self.params.min_requests or blue.p90_ms is None:
+            return (
+                f"blue's window before the switch ({start:%H:%M:%S}–{end:%H:%M:%S}) now reads "
+                f"{blue.requests} requests in CloudWatch, fewer than min_requests "
+                f"({self.params.min_requests})"
+            )
+        self.baseline = blue
+        return ""
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} ms"

@@ -1,0 +1,136 @@
+"""Publishing: the record as the release ends. The final state read back from AWS, the
+figure of traffic, latency and errors (measured, from CloudWatch) with the judge's evidence,
+and the record shown in the notebook's cells: summary, timeline, verdicts, figure, and the
+machine-readable record (bgkit.record) that `bgkit run` and the audit trail read back.
+
+A mixin of `Release`; it uses the release's record, pattern, judge, traffic and display.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from .. import metrics as _metrics
+from ..clock import ceil_to
+from ..lab_record import published
+from ..record import Record
+from .states import TERMINAL
+
+
+class Publishing:
+    def _publish(self, *, plot: bool) -> dict[str, Any]:
+        """Read the final state back, plot, show and return the record; an ended release
+        unlocks its target first."""
+        record = self.record
+        if self.state in TERMINAL:
+            self._unlock()
+        for field, read in (
+            ("final_split", self.pattern.read_split),
+            ("final_state", self.pattern.describe),
+        ):
+            try:
+                setattr(record, field, read())
+            except Exception as error:  # recorded: the record says what it could not read back
+                self._event(
+                    "error", f"could not read the {field} back: {type(error).__name__}: {error}"
+                )
+        figure = None
+        if plot and record.events:
+            try:
+                figure = self._figure()
+            except Exception as error:  # recorded: a missing plot must never lose the record
+                self._event("error", f"no plot: {type(error).__name__}: {error}")
+        # A person's notebook: its kernel seals the record once the cell has shown it, or at its
+        # exit, when the displays below may no longer reach anyone (bgkit.lab_record).
+        published(record.to_dict())
+        self._show(record, figure)
+        return record.to_dict()
+
+    def _figure(self):
+        from .. import plots
+
+        first = datetime.fromisoformat(self.record.events[0]["at"])
+        if self.baseline is not None:  # show the window green was judged against
+            first = min(first, self.baseline.start)
+        end = ceil_to(self.clock.now(), self.params.metric_period_seconds)
+        self._await_metrics(self.pattern.metric_source(), end)
+        series = _metrics.read_series(
+            self.session,
+            self.pattern.metric_source(),
+            first - timedelta(seconds=5),
+            end,
+            self.params.metric_period_seconds,
+        )
+        series = self.traffic.as_served(series, self.record.events)
+        title = f"{self.params.runbook} · {self.params.release} · {self.record.outcome}"
+        judge = self.judge
+        return plots.release_figure(
+            series,
+            self.record.events,
+            title,
+            evidence=judge.evidence if judge else None,
+            boundaries={m: t.boundary for m, t in judge.worse.items()} if judge else None,
+        )
+
+    def _show(self, record: Record, figure: Any) -> None:
+        import pandas as pd
+
+        from ..record import to_json
+
+        self._display.markdown(record.summary_markdown())
+        timeline = pd.DataFrame(
+            [
+                {"at (UTC)": e["at"][11:23], "kind": e["kind"], "what": e["message"]}
+                for e in record.events
+            ]
+        )
+        self._display.markdown("### Timeline")
+        self._display.table(timeline)
+        if record.verdicts:
+            self._display.markdown("### Verdicts (CloudWatch, per bake window)")
+            self._display.table(pd.DataFrame([verdict_row(v) for v in record.verdicts]))
+        if figure is not None:
+            self._display.markdown("### Traffic, latency and errors (measured, from CloudWatch)")
+            self._display.figure(figure)
+        self._display.record(record.to_dict(), to_json)
+
+
+def verdict_row(v: dict[str, Any]) -> dict[str, Any]:
+    """A verdict as one row of the notebook's table (the record's verdicts, the gate's)."""
+    window, blue_is = v["window"], v["blue_is"]
+    g, b = v["window_counts"]["green"], v["window_counts"]["blue"]
+    if blue_is == "baseline":  # blue measured before an all-at-once switch
+        b = v["total"]["blue"]
+
+    def share(counts: dict[str, Any], what: str) -> str:
+        n, k = counts["requests"], counts[what]
+        return "" if not n or k is None else f"{100 * k / n:.2f}% ({k})"
+
+    def ms(x: float | None) -> str:
+        return "" if x is None else f"{x:.1f}"
+
+    def evidence(metric: str) -> str:
+        return f"{v['e_values'][metric]:.3g} / {v['boundaries'][metric]:g}"
+
+    return {
+        "step": v.get("step", ""),
+        "green %": v["green_percent"],
+        "window (UTC)": f"{window['start'][11:19]}–{window['end'][11:19]}"
+        + (
+            f" (blue {v['blue_window']['start'][11:19]}–{v['blue_window']['end'][11:19]})"
+            if "blue_window" in v
+            else ""
+        ),
+        "decision": v["decision"],
+        "blue" + (" (before)" if blue_is == "baseline" else "") + " req": b["requests"],
+        "blue 5xx": share(b, "errors"),
+        "blue slow": share(b, "slow"),
+        "green req": g["requests"],
+        "green 5xx": share(g, "errors"),
+        "green slow": share(g, "slow"),
+        "green p99 ms": ms(v["p99_ms"]["green"]),
+        "5xx evidence": evidence("errors"),
+        "slow evidence": evidence("slow"),
+        "reason": v["reason"],
+    }
