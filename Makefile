@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[sandbox,dev]'
+	$(BIN)/python -m bgkit.postgres --ensure
 	touch $(STAMP)
 
 ## demo: run a release of the ALB weighted runbook in the embedded sandbox

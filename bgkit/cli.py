@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import audit, patterns
-from .params import RELEASE_ID, default_release_id
+from .params import RELEASE_ID, default_release_id, secret_env
 
 EXIT_PROMOTED, EXIT_USAGE, EXIT_ROLLED_BACK, EXIT_FAILED = 0, 2, 3, 4
 _EXIT = {"promoted": EXIT_PROMOTED, "rolled_back": EXIT_ROLLED_BACK, "failed": EXIT_FAILED}
@@ -442,6 +442,30 @@ def _release_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def schema_command(args: argparse.Namespace) -> int:
+    """`bgkit schema check MIGRATIONS`: the schema step of a release, outside one (a pull
+    request's CI): exit 0 when blue keeps working, 3 when it would not, 2 for bad input."""
+    import json
+    import os
+
+    from . import schema
+    from .errors import SchemaError
+    from .postgres import PostgresMissing
+
+    database_url = args.database_url or os.environ.get(secret_env("database_url"), "")
+    try:
+        report = schema.check(
+            args.migrations,
+            database_url="" if args.schema or args.statements else database_url,
+            schema_file=args.schema or "",
+            statements_file=args.statements or "",
+        )
+    except (SchemaError, PostgresMissing) as error:
+        raise UsageError(f"schema check: {error}") from None
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return EXIT_PROMOTED if report.compatible else EXIT_ROLLED_BACK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bgkit", description="Blue/green and canary release runbooks for AWS."
@@ -515,6 +539,24 @@ def main(argv: list[str] | None = None) -> int:
         "--sandbox", action="store_true", help="s3:// means the running shared sandbox's S3"
     )
     audit_parser.set_defaults(handler=audit_command)
+    schema_parser = commands.add_parser(
+        "schema",
+        help="`schema check MIGRATIONS`: would green's migrations break blue? (exit 0 compatible, "
+        "3 incompatible, 2 bad input)",
+    )
+    schema_parser.add_argument("action", choices=("check",))
+    schema_parser.add_argument("migrations", help="a .sql file or a folder of them, or s3://...")
+    schema_parser.add_argument(
+        "--database-url",
+        help="the PostgreSQL database blue uses, read only (better: the environment variable "
+        f"{secret_env('database_url')}, which no process listing shows)",
+    )
+    schema_parser.add_argument("--schema", help="blue's schema as SQL (instead of a database)")
+    schema_parser.add_argument(
+        "--statements", help="blue's statements as SQL, each ending with ; (with --schema)"
+    )
+    schema_parser.add_argument("--json", action="store_true", help="the report as JSON")
+    schema_parser.set_defaults(handler=schema_command)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

@@ -9,6 +9,8 @@
     ├── AwsRefused            AWS refused a call outright (access denied, invalid request): not
     │                         retried; names the IAM action and the resource (also a ClientError)
     ├── SandboxError          the embedded sandbox could not start or provision a scenario
+    ├── SchemaError           green's migrations cannot be checked as given (a missing file, a
+    │                         database that cannot be read); names the parameter
     └── NotebookError         a notebook a person runs cannot hold a release's record (a runbook
                               template, or the sealed record of an ended release)
 
@@ -52,6 +54,15 @@ class TrafficError(BgkitError):
     def __init__(self, message: str, *, split: Mapping[str, int] | None = None) -> None:
         self.split = dict(split) if split is not None else None
         super().__init__(message if split is None else f"{message} (traffic now: {_fmt(split)})")
+
+
+class SchemaError(BgkitError):
+    """Green's migrations could not be checked (bad input, a database that cannot be read).
+    Raised before any change; an incompatible migration is a refusal, not this error."""
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        self.parameter = parameter
+        super().__init__(f"{parameter}: {message}" if parameter else message)
 
 
 class DeploymentStopped(TrafficError):
