@@ -162,6 +162,10 @@ def prepare(args: argparse.Namespace) -> Prepared:
     # Secrets reach the kernel only through its environment, which it inherits from this process.
     secrets = read_secrets(path, args.secret)
     parameters = coerce_parameters(path, args.parameter)
+    migrations = parameters.get("migrations")
+    if isinstance(migrations, str) and migrations and not migrations.startswith("s3://"):
+        # the kernel runs elsewhere: a path is the one the person meant, from here
+        parameters["migrations"] = str(Path(migrations).expanduser().resolve())
     parameters.setdefault("release", default_release_id())
     if not RELEASE_ID.fullmatch(str(parameters["release"])):  # it names the output file
         raise UsageError(

@@ -47,6 +47,8 @@ def connect(params: ReleaseParams) -> Connection:
         "plan": params.plan,
         "step_percent": params.step_percent,
         "canary_percent": params.canary_percent,
+        # a release with migrations: the scenario's colours use a real database of their own
+        "database": bool(params.migrations),
     }
     shared = _sandbox_url()
     if shared:
@@ -69,7 +71,10 @@ def connect(params: ReleaseParams) -> Connection:
         name: params.resources.get(name) or scenario.get(name, "") for name in pattern.parameters
     }
     completed = replace(
-        params, region=info["region"], smoke_url=params.smoke_url or scenario["smoke_url"]
+        params,
+        region=info["region"],
+        smoke_url=params.smoke_url or scenario["smoke_url"],
+        database_url=params.database_url or scenario.get("database_url", ""),
     )
     completed = completed.with_resources(**resources)
     try:

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import plans
-from .errors import ParameterError
+from .errors import BgkitError, ParameterError
 
 TARGETS = ("sandbox", "aws")
 # What a release does when it finds that an earlier release of its target died mid-way (its lock
@@ -42,7 +42,9 @@ _URL_TEXT = re.compile(r"[\x21-\x7e]+", re.ASCII)  # printable ASCII: no space, 
 # record, ReleaseParams' repr and the refusals all ask is_secret). Its value comes only from the
 # environment variable secret_env(name), never from the notebook: papermill writes every notebook
 # parameter into the executed notebook (the injected-parameters cell and metadata.papermill).
-_SECRET_NAME = re.compile(r"(token|secret|password|passwd|webhook|api_?key|credential)", re.I)
+_SECRET_NAME = re.compile(
+    r"(token|secret|password|passwd|webhook|api_?key|credential|database_url)", re.I
+)
 SECRET_ENV_PREFIX = "BGKIT_SECRET_"
 _HEADER_VALUE = re.compile(r"[!-~]*", re.ASCII)
 _SNS_TOPIC = re.compile(
@@ -86,6 +88,11 @@ class ReleaseParams:
     green_added_latency_ms: float = 0.0
     sandbox_request_rate: float = 50.0
     sandbox_minute_seconds: float = 4.0
+    # The schema step (bgkit.schema): green's migrations against blue before any traffic moves.
+    migrations: str = ""  # a .sql file or a folder of them (name order), or s3://...; "": none
+    database_url: str = ""  # a secret: postgresql://... of the database both colours use
+    schema_check: str = "enforce"  # enforce (refuse what breaks blue), warn, off
+    apply_migrations: bool = False  # after both checks pass: apply them to database_url
     resources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -327,6 +334,7 @@ def validate(
     _number("green_added_latency_ms", got["green_added_latency_ms"], 0.0, 60_000.0)
     _number("sandbox_request_rate", got["sandbox_request_rate"], 1.0, 1000.0)
     _number("sandbox_minute_seconds", got["sandbox_minute_seconds"], 0.1, 60.0)
+    _schema(got)
 
     resources: dict[str, str] = {}
     for name, check in resource_checks.items():
@@ -379,6 +387,51 @@ def _webhook_ok(url: str) -> bool:
     return parts.scheme == "https" or (
         parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
     )
+
+
+def _schema(got: dict[str, Any]) -> None:
+    """The schema step's parameters; a local migrations path is read now (s3:// at the step)."""
+    from .schema import MODES
+    from .schema.lint import lint
+    from .schema.migrations import load
+
+    _choice("schema_check", got["schema_check"], MODES)
+    if not isinstance(got["apply_migrations"], bool):
+        raise ParameterError(
+            "apply_migrations", "must be True or False (a boolean)", got["apply_migrations"]
+        )
+    if not isinstance(got["migrations"], str):
+        raise ParameterError(
+            "migrations", "must be a path or s3:// URL, or empty", got["migrations"]
+        )
+    if got["database_url"] and not got["database_url"].startswith(("postgresql://", "postgres://")):
+        raise ParameterError(
+            "database_url",
+            f"the value in {secret_env('database_url')} must be a postgresql:// URL",
+            REDACTED,
+        )
+    if not got["migrations"] or (got["schema_check"] == "off" and not got["apply_migrations"]):
+        return
+    if not got["migrations"].startswith("s3://"):
+        try:
+            lint(load(got["migrations"]))  # a syntax error is bad input, refused now
+        except BgkitError as error:
+            raise ParameterError(
+                "migrations", str(error).split(": ", 1)[-1], got["migrations"]
+            ) from None
+    if got["apply_migrations"] and got["schema_check"] == "off":
+        raise ParameterError(
+            "apply_migrations",
+            "needs the checks first: schema_check 'enforce' or 'warn', not 'off'",
+            True,
+        )
+    if got["target"] == "aws" and not got["database_url"]:
+        raise ParameterError(
+            "database_url",
+            f"is required with migrations (target 'aws'): the PostgreSQL database both colours "
+            f"use, in {secret_env('database_url')} or `bgkit run --secret database_url`",
+            "",
+        )
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -39,6 +39,7 @@ class Record:
     final_split: dict[str, int] | None = None
     final_state: dict[str, Any] | None = None
     smoke: dict[str, Any] | None = None
+    schema: dict[str, Any] | None = None  # the schema step: green's migrations against blue
     events: list[dict[str, Any]] = field(default_factory=list)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -72,6 +73,7 @@ class Record:
             "final_split": self.final_split,
             "final_state": self.final_state,
             "smoke": self.smoke,
+            "schema": self.schema,
             "events": self.events,
             "verdicts": self.verdicts,
         }

@@ -56,7 +56,8 @@ LONGEST_FIRST = (  # measured with --durations=0 (seconds of a module under load
     "test_sandbox_ecs_native.py",  # 80
     "apigw_canary.ipynb",  # 80
     "test_interruption_more.py",  # 76
-    "test_schema.py",  # about 55 (30 checks, each with its scratch PostgreSQL)
+    "test_schema.py",  # about 45 (31 checks, each with its scratch PostgreSQL)
+    "test_schema_release.py",  # about 35 (two alb_weighted releases with migrations)
 )
 
 

@@ -371,6 +371,35 @@ BAD_INPUT = [
         metric_period_seconds=60.0,
         bake_seconds=60,
     ),
+    # -- the schema step's parameters ------------------------------------------------------
+    bad(
+        "alb_weighted-migrations-absent",
+        "other",
+        "migrations",
+        "does not exist",
+        migrations="/nonexistent/migrations",
+    ),
+    bad(
+        "route53_weighted-migrations-syntax-error",
+        "other",
+        "migrations",
+        "line 3: syntax error",
+        migrations=str(Path(__file__).resolve().parent / "schema" / "syntax_error.sql"),
+    ),
+    bad(
+        "ecs_native-schema-check-maybe",
+        "other",
+        "schema_check",
+        "must be one of",
+        schema_check="maybe",
+    ),
+    bad(
+        "asg_swap-apply-migrations-text",
+        "other",
+        "apply_migrations",
+        "must be True or False",
+        apply_migrations="yes",
+    ),
     # -- through papermill: code injection, and two other bad sets in a real kernel -----------
     kernel(
         bad(

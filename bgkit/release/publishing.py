@@ -87,6 +87,11 @@ class Publishing:
         )
         self._display.markdown("### Timeline")
         self._display.table(timeline)
+        if record.schema and "statements" in record.schema:
+            self._display.markdown(schema_markdown(record.schema))
+            rows = [{"result": st["result"], "blue's statement": st["sql"], "error": st["error"]}
+                    for st in record.schema["statements"]]  # fmt: skip
+            self._display.table(pd.DataFrame(rows))
         if record.verdicts:
             self._display.markdown("### Verdicts (CloudWatch, per bake window)")
             self._display.table(pd.DataFrame([verdict_row(v) for v in record.verdicts]))
@@ -134,3 +139,22 @@ def verdict_row(v: dict[str, Any]) -> dict[str, Any]:
         "slow evidence": evidence("slow"),
         "reason": v["reason"],
     }
+
+
+def schema_markdown(schema: dict[str, Any]) -> str:
+    """The record's schema section: verdict, migrations with their hashes, squawk's findings."""
+    verdict = "compatible: blue keeps working" if schema["compatible"] else "**would break blue**"
+    lines = [
+        f"### Schema: green's migrations against blue ({schema['mode']}): {verdict}",
+        "",
+        f"Blue: {schema['blue']}, {schema['sampled_rows']} sampled row(s); checked in "
+        f"{schema['seconds']:g} s; applied to the database: {'yes' if schema['applied'] else 'no'}.",
+        "",
+    ]
+    lines += [f"* `{m['name']}` sha256 `{m['sha256'][:16]}…`" for m in schema["migrations"]]
+    for reason in schema["reasons"]:
+        lines.append(f"* refused: {reason}")
+    for f in schema["findings"]:
+        kind = "blocks" if f["blocks"] else "warning"
+        lines.append(f"* {kind}: `{f['file']}` line {f['line']} [{f['rule']}] {f['message']}")
+    return "\n".join(lines)

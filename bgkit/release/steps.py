@@ -40,13 +40,14 @@ from .evidence import Evidence
 from .managed import Managed
 from .publishing import Publishing
 from .recovery import Recovery
+from .schema import SchemaStep
 from .smoke import probe, smoke
 from .states import TERMINAL
 from .traffic import AtOnce, Steps, Traffic
 from .waits import Waits, shows_progress
 
 
-class Release(Evidence, Recovery, Publishing, Waits):
+class Release(Evidence, Recovery, Publishing, SchemaStep, Waits):
     """One release of one target, by one pattern, with its record. A runbook makes it and calls
     its steps; a person's gate (bgkit.gate) stands between `shift` and `promote`."""
 
@@ -118,6 +119,7 @@ class Release(Evidence, Recovery, Publishing, Waits):
                 # Read-only checks first: a release refused for a missing resource writes
                 # nothing, not even a lock item. The split is read again under the lock.
                 split = self.pattern.preflight()
+                self._schema_preflight()
                 if self._lock_target():
                     split = self.pattern.read_split()
             self.split = split
@@ -144,7 +146,9 @@ class Release(Evidence, Recovery, Publishing, Waits):
         if self.state != "ready":
             return self._note(f"deploy not run (state: {self.state})")
         with self._guard("deploy"):
-            self.traffic.deploy()
+            self._schema_before_traffic()
+            if self.state == "ready":  # not refused by the schema check
+                self.traffic.deploy()
         return self.state
 
     @shows_progress("smoke test")
@@ -154,6 +158,9 @@ class Release(Evidence, Recovery, Publishing, Waits):
         if self.state != "deployed" and not nothing_to_deploy:
             return self._note(f"smoke test not run (state: {self.state})")
         with self._guard("smoke test"):
+            self._schema_before_traffic()
+            if self.state in TERMINAL:  # refused by the schema check
+                return self.record.smoke
             if self._smoke_passed() and self.traffic.after_smoke():
                 self.state = "smoked"
                 self._checkpoint("smoked")
@@ -258,7 +265,9 @@ class Release(Evidence, Recovery, Publishing, Waits):
         how = getattr(self.pattern, "how_rolled_back", lambda: "")()
         self._event(
             "rollback",
-            f"rolled back: blue 100% ({reason})" + (f"; {how}" if how else ""),
+            f"rolled back: blue 100% ({reason})"
+            + (f"; {how}" if how else "")
+            + self._migrations_left(),
             green_percent=0,
             split=self.split,
         )

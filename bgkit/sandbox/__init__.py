@@ -34,6 +34,9 @@ class Sandbox:
         self._scenarios: dict[str, Scenario] = {}
         self._lock = threading.Lock()
         self._admin: Any = None
+        from .database import Databases
+
+        self.databases = Databases()  # started with the first scenario that has a database
 
     def start(self) -> Sandbox:
         try:
@@ -98,14 +101,20 @@ class Sandbox:
         """What releases asked the control plane (`calls.calls()`), and faults to inject."""
         return self._control.calls
 
-    def provision(self, pattern: str, **options: Any) -> Scenario:
+    def provision(self, pattern: str, *, database: bool = False, **options: Any) -> Scenario:
+        """A scenario of `pattern`; with `database`, its colours use a real PostgreSQL database
+        of their own (bgkit.sandbox.database), whose URL is in its parameters."""
         try:
             scenario_class = SCENARIOS[pattern]
         except KeyError:
             raise SandboxError(f"the sandbox has no scenario for pattern {pattern!r}") from None
         scenario = scenario_class(self.session(), sandbox=self, **options)
         try:
+            if database:
+                scenario.database_url = self.databases.create(f"shop_{scenario.id}")
             scenario.start()
+            if database:
+                scenario.parameters["database_url"] = scenario.database_url
         except Exception:
             scenario.stop()
             raise
@@ -132,6 +141,7 @@ class Sandbox:
             self._admin = None
         for scenario_id in list(self._scenarios):
             self.release_scenario(scenario_id)
+        self.databases.stop()
         for engine in ("apprunner", "codedeploy", "ecs", "lambda_runtime", "instances"):
             if getattr(self, engine, None) is not None:
                 getattr(self, engine).stop()

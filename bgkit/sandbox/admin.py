@@ -19,6 +19,7 @@ from .calls import Fault
 from .http import KeepAliveHandler, LoopbackServer
 
 _OPTIONS = (
+    "database",
     "green_error_rate",
     "green_added_latency_ms",
     "request_rate",

@@ -80,7 +80,6 @@ from .http import (
 )
 from .loadgen import LoadGenerator
 from .scenarios import Scenario, register
-from .services import ColourService
 
 CANARY_SUFFIX = "/Canary"
 # API Reference, CreateDeployment.variables: names alphanumeric and underscore, values this set.
@@ -601,7 +600,7 @@ class ApiGatewayCanaryScenario(Scenario):
 
     def start(self) -> ApiGatewayCanaryScenario:
         apigw = self.session.client("apigateway")
-        blue = self._started(ColourService("blue", "v1"))
+        blue = self._started(self._blue_service())
         green = self._started(self._green_service())
         name = f"bgkit-{self.id}"
         api_id = apigw.create_rest_api(name=name, endpointConfiguration={"types": ["REGIONAL"]})[

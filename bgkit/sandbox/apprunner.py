@@ -96,7 +96,6 @@ from .http import (
 )
 from .loadgen import LoadGenerator
 from .scenarios import Scenario, register
-from .services import ColourService
 
 ACCOUNT_ID = "123456789012"  # moto's account: the sandbox's resources all live in it
 NAMESPACE = "AWS/AppRunner"
@@ -914,7 +913,7 @@ class AppRunnerScenario(Scenario):
         name = f"bgkit-{self.id}"
         digests = push_images(self.session, ("v1", "v2", "v3"))  # v3: pushed, never starts
         processes = {
-            "v1": self._started(ColourService("blue", "v1")),
+            "v1": self._started(self._blue_service()),
             "v2": self._started(self._green_service()),
         }
         for tag, process in processes.items():  # by tag and by digest, as App Runner pulls either

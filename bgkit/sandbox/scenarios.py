@@ -54,6 +54,8 @@ class Scenario:
         self.plan, self.step_percent, self.canary_percent = plan, step_percent, canary_percent
         self.parameters: dict[str, Any] = {}
         self._stoppables: list[Any] = []
+        # the scenario's database (a release with migrations): its URL, set before start()
+        self.database_url = ""
 
     def start(self) -> Scenario:
         raise NotImplementedError
@@ -78,7 +80,19 @@ class Scenario:
             "v2",
             error_rate=self.green_error_rate,
             added_latency_ms=self.green_added_latency_ms,
+            shop=self._shop(),
         )
+
+    def _blue_service(self) -> ColourService:
+        return ColourService("blue", "v1", shop=self._shop())
+
+    def _shop(self) -> Any:
+        """What a colour's requests do with the scenario's database (None: no database)."""
+        if not self.database_url:
+            return None
+        from .database import Shop
+
+        return Shop(self.database_url)
 
 
 def _network(session: AwsSession, name: str) -> tuple[str, str]:
@@ -297,7 +311,7 @@ class AlbScenario(Scenario):
         vpc, lb_arn = _network(self.session, name)
         # Servers start before anything routes to them; they stop last (registered first).
         self.services = {
-            "blue": self._started(ColourService("blue", "v1")),
+            "blue": self._started(self._blue_service()),
             "green": self._started(self._green_service()),
         }
         groups = {}
@@ -536,7 +550,7 @@ class Route53Scenario(Scenario):
         routers, groups, endpoints, changes = {}, {}, {}, []
         for colour, lb_arn, weight in (("blue", blue_lb, 100), ("green", green_lb, 0)):
             service = self._started(
-                ColourService("blue", "v1") if colour == "blue" else self._green_service()
+                self._blue_service() if colour == "blue" else self._green_service()
             )
             groups[colour] = _target_group(self.session, f"{name}-{colour}", vpc)
             elb.register_targets(
@@ -737,9 +751,7 @@ class AsgScenario(Scenario):
             runtime.manage(groups[colour], scale)
         production, _ = _listeners(self.session, lb_arn, groups, test_colour="green")
         self.images = {colour: f"ami-{uuid.uuid4().hex[:17]}" for colour in ("blue", "green")}
-        runtime.serve_image(
-            self.images["blue"], lambda: ColourService("blue", "v1"), self.BOOT_SECONDS * scale
-        )
+        runtime.serve_image(self.images["blue"], self._blue_service, self.BOOT_SECONDS * scale)
         runtime.serve_image(self.images["green"], self._green_service, self.BOOT_SECONDS * scale)
         template = ec2.create_launch_template(
             LaunchTemplateName=name,

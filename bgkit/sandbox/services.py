@@ -2,7 +2,9 @@
 
 ``GET /health`` answers 200 while the service is up (as a load balancer health check
 expects); every other path does a little work (a few milliseconds) and answers 200, or 500
-with probability `error_rate`, after `added_latency_ms` more.
+with probability `error_rate`, after `added_latency_ms` more. With a `shop` (the scenario's
+database, bgkit.sandbox.database), each request also reads it (and one in ten writes it); a
+query that fails is a 500.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from typing import Any
 
 from .http import KeepAliveHandler, LoopbackServer
 
@@ -24,6 +27,7 @@ class ColourService:
         added_latency_ms: float = 0.0,
         work_ms: tuple[float, float] = (2.0, 6.0),
         seed: int | None = None,
+        shop: Any = None,
     ) -> None:
         self.colour = colour
         self.version = version
@@ -31,6 +35,7 @@ class ColourService:
         self.added_latency_ms = added_latency_ms
         self.work_ms = work_ms
         self._random = random.Random(seed)
+        self.shop = shop
         self._server = LoopbackServer(self._handler(), name=f"bgkit-{colour}")
 
     @property
@@ -47,6 +52,8 @@ class ColourService:
 
     def stop(self) -> None:
         self._server.stop()
+        if self.shop is not None:
+            self.shop.close()
 
     def _handler(self) -> type[KeepAliveHandler]:
         service = self
@@ -58,7 +65,12 @@ class ColourService:
                     return
                 low, high = service.work_ms
                 time.sleep((service._random.uniform(low, high) + service.added_latency_ms) / 1000)
-                if service._random.random() < service.error_rate:
+                failed = service._query()
+                if failed:
+                    self.reply(
+                        500, json.dumps({"error": failed, "colour": service.colour}).encode()
+                    )
+                elif service._random.random() < service.error_rate:
                     self.reply(
                         500,
                         json.dumps({"error": "injected fault", "colour": service.colour}).encode(),
@@ -70,3 +82,13 @@ class ColourService:
             do_HEAD = do_GET
 
         return Handler
+
+    def _query(self) -> str:
+        """The request's queries to the shop, if any; what failed, or ""."""
+        if self.shop is None:
+            return ""
+        try:
+            self.shop.serve()
+        except Exception as error:  # the answer is the request's 500, as in production
+            return f"database: {type(error).__name__}"
+        return ""

@@ -9,6 +9,7 @@ production traffic:
     lint.py        the static check: squawk's rules; what breaks the running version blocks
     source.py      blue as the database shows it, read only: schema, statements, sample rows
     proof.py       the proof on a real PostgreSQL: blue's statements on green's schema
+    apply.py       applying them to the production database, when asked
 
 `check` runs all of it and returns a `SchemaReport`: compatible or not, and why, naming each
 file and line, each of blue's statements and PostgreSQL's error.
@@ -23,6 +24,7 @@ from typing import Any
 from ..errors import SchemaError
 from . import migrations as _migrations
 from . import source
+from .apply import apply
 from .lint import Finding, lint
 from .proof import Proof, prove
 
@@ -98,6 +100,18 @@ class SchemaReport:
         }
 
 
+def reachable(migrations: str, database_url: str, session: Any = None) -> None:
+    """What the check needs is there (read only): the migrations, free of syntax errors, and a
+    database that answers; SchemaError naming the parameter otherwise."""
+    lint(_migrations.load(migrations, session))
+    if not database_url:
+        raise SchemaError(
+            "the database both colours use is needed to check migrations against blue",
+            parameter="database_url",
+        )
+    source.ping(database_url)
+
+
 def check(
     migrations: str,
     *,
@@ -135,4 +149,4 @@ def check(
     return SchemaReport(found, findings, proof, blue.source, time.monotonic() - started)
 
 
-__all__ = ["MODES", "Finding", "SchemaReport", "check"]
+__all__ = ["MODES", "Finding", "SchemaReport", "apply", "check", "reachable"]

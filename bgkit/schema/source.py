@@ -55,16 +55,7 @@ def from_database(database_url: str) -> Blue:
 
     params = _conninfo(database_url)
     password = params.get("password") or ""
-    try:
-        conn = psycopg.connect(
-            database_url, connect_timeout=10, autocommit=True,
-            options="-c default_transaction_read_only=on -c statement_timeout=30s",
-        )  # fmt: skip
-    except psycopg.Error as error:
-        raise SchemaError(
-            f"cannot connect: {_scrub(error, password)}", parameter=PARAMETER
-        ) from None
-    with conn:
+    with _read_only(database_url) as conn:
         try:
             statements = [row[0] for row in conn.execute(STATEMENTS).fetchall()]
         except psycopg.Error as error:
@@ -85,6 +76,26 @@ def from_database(database_url: str) -> Blue:
                 samples[f"{schema}.{table}"] = (list(columns), b"".join(bytes(b) for b in copy))
     where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname')}"
     return Blue(_dump_schema(params), statements, samples, f"database {where}")
+
+
+def ping(database_url: str) -> None:
+    """The database answers (a read-only connection); SchemaError without the password."""
+    _read_only(database_url).close()
+
+
+def _read_only(database_url: str) -> Any:
+    import psycopg
+
+    password = _conninfo(database_url).get("password") or ""
+    try:
+        return psycopg.connect(
+            database_url, connect_timeout=10, autocommit=True,
+            options="-c default_transaction_read_only=on -c statement_timeout=30s",
+        )  # fmt: skip
+    except psycopg.Error as error:
+        raise SchemaError(
+            f"cannot connect: {_scrub(error, password)}", parameter=PARAMETER
+        ) from None
 
 
 def from_files(schema_file: str, statements_file: str) -> Blue:
