@@ -11,9 +11,12 @@ import pytest
 
 from bgkit.errors import SchemaError
 from bgkit.postgres import LocalPostgres
+from bgkit.sandbox.database import SHOP
 from bgkit.schema import check
 
 HERE = Path(__file__).resolve().parent / "schema"
+# blue's schema and rows: the sandbox's shop, with a view and a function blue also reads
+BLUE_SCHEMA = SHOP.read_text() + (HERE / "shop.sql").read_text()
 
 # Blue's workload: what the running version does, with values (pg_stat_statements keeps the
 # texts with $n, as blue's driver sends them).
@@ -116,8 +119,7 @@ def production():
     with LocalPostgres(tcp=True, statements=True) as pg:
         pg.create_database("shop")
         with psycopg.connect(pg.url("shop"), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION pg_stat_statements")
-            conn.execute((HERE / "shop.sql").read_text())
+            conn.execute(BLUE_SCHEMA)
             conn.execute("SELECT pg_stat_statements_reset()")  # blue's statements, not the seed
             for statement, values in BLUE:
                 conn.execute(statement, values)
@@ -174,10 +176,17 @@ def test_the_widening_is_a_warning_with_the_type_change_named(production, tmp_pa
     assert "public.customers.name character varying(50) -> character varying(200)" in finding.advice
 
 
-def test_files_give_blue_without_a_database(tmp_path):
+@pytest.fixture
+def schema_file(tmp_path) -> str:
+    path = tmp_path / "blue_schema.sql"
+    path.write_text(BLUE_SCHEMA)
+    return str(path)
+
+
+def test_files_give_blue_without_a_database(tmp_path, schema_file):
     report = check(
         migration(tmp_path, "ALTER TABLE orders RENAME COLUMN note TO remark;"),
-        schema_file=str(HERE / "shop.sql"),
+        schema_file=schema_file,
         statements_file=str(HERE / "blue_statements.sql"),
     )
     assert not report.compatible
@@ -226,7 +235,7 @@ def test_a_database_without_pg_stat_statements_says_what_to_do(production, tmp_p
     assert "give blue's statements as a file" in str(refused.value)
 
 
-def test_no_server_or_data_folder_is_left_behind(tmp_path, monkeypatch):
+def test_no_server_or_data_folder_is_left_behind(tmp_path, monkeypatch, schema_file):
     started = []
     start = LocalPostgres.start
 
@@ -238,7 +247,7 @@ def test_no_server_or_data_folder_is_left_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(LocalPostgres, "start", spy)
     check(
         migration(tmp_path, "ALTER TABLE orders ADD COLUMN gift_wrap boolean;"),
-        schema_file=str(HERE / "shop.sql"),
+        schema_file=schema_file,
         statements_file=str(HERE / "blue_statements.sql"),
     )
     ((scratch, folder),) = started
@@ -247,12 +256,12 @@ def test_no_server_or_data_folder_is_left_behind(tmp_path, monkeypatch):
     assert str(folder) not in ps and f"port={scratch.port}" not in ps  # its server has exited
 
 
-def test_bgkit_schema_check_exits_0_3_and_2(production, tmp_path, capsys, monkeypatch):
+def test_bgkit_schema_check_exits_0_3_and_2(production, tmp_path, capsys, monkeypatch, schema_file):
     import json
 
     from bgkit.cli import main
 
-    files = ["--schema", str(HERE / "shop.sql"), "--statements", str(HERE / "blue_statements.sql")]
+    files = ["--schema", schema_file, "--statements", str(HERE / "blue_statements.sql")]
     rename = migration(tmp_path, "ALTER TABLE orders RENAME COLUMN note TO remark;")
     assert main(["schema", "check", rename, *files]) == 3
     out = capsys.readouterr().out

@@ -20,4 +20,4 @@ CREATE TABLE orders (
 INSERT INTO customers (email, name) VALUES
     ('ada@example.com', 'Ada'), ('bob@example.com', NULL), ('cy@example.com', 'Cy');
 INSERT INTO orders (customer_id, qty, total, status, note) VALUES
-    (1, 2, 20.00, 'paid', 'gift'), (2, 1, 5.00, 'cancelled', NULL), (3, 1, 9.50, 'new', NULL);
+    (1, 2, 20.00, 'paid', 'gift'), (2, 0, 0.00, 'cancelled', NULL), (3, 1, 9.50, 'new', NULL);
