@@ -44,6 +44,13 @@ def test_a_migration_that_renames_a_column_blue_reads_is_refused_before_any_traf
     text = run.outputs_text()
     assert "### Schema: green's migrations against blue (enforce): **would break blue**" in text
     assert "postgresql://" not in text  # the database's URL (its password) is never written
+    from bgkit.html import render_html
+
+    page = render_html(run.nb)  # the reviewer's page shows the schema section and its table
+    assert "Schema: green&#x27;s migrations against blue" in page or "Schema: green's" in page
+    assert (
+        "column &quot;note&quot; does not exist" in page or 'column "note" does not exist' in page
+    )
 
 
 def test_a_compatible_migration_is_applied_and_the_release_promoted(shared_sandbox, tmp_path):
@@ -52,7 +59,7 @@ def test_a_compatible_migration_is_applied_and_the_release_promoted(shared_sandb
         "alb_weighted",
         migrations=str(EXAMPLES / "add_column_and_table"),
         apply_migrations=True,
-        **FAST,
+        **{**FAST, "plan": "all_at_once"},  # the schema step is the point here, not the bakes
     )
     record = run.record
     assert record["outcome"] == "promoted", record["reason"]
@@ -62,7 +69,7 @@ def test_a_compatible_migration_is_applied_and_the_release_promoted(shared_sandb
     # blue's statements, as its requests ran them through pg_stat_statements
     assert ran["SELECT id, qty, total, status, note FROM orders WHERE customer_id = $1"] == "runs"
     kinds = [e["kind"] for e in record["events"]]
-    assert kinds.index("schema") < kinds.index("shift")
+    assert kinds.index("schema") < kinds.index("promote")
     # the database both colours use has the new column and table now
     database = schema["blue"].rsplit("/", 1)[1]
     server = shared_sandbox.databases._server
@@ -75,15 +82,33 @@ def test_a_compatible_migration_is_applied_and_the_release_promoted(shared_sandb
 
 
 @pytest.fixture(scope="module")
-def shop_url():
+def shop_server():
     with LocalPostgres(tcp=True, statements=True) as pg:
-        pg.create_database("shop")
-        pg.psql("shop", input=SHOP.read_text())
+        for database in ("shop", "quiet"):
+            pg.create_database(database)
+            pg.psql(database, input=SHOP.read_text())
+        pg.psql("quiet", input="SELECT pg_stat_statements_reset();")  # blue never ran here
         with psycopg.connect(pg.url("shop"), autocommit=True) as conn:
             conn.execute(
                 "SELECT id, qty, total, status, note FROM orders WHERE customer_id = %s", (1,)
             )
-        yield pg.url("shop")
+        yield pg
+
+
+@pytest.fixture
+def shop_url(shop_server):
+    return shop_server.url("shop")
+
+
+def test_a_database_without_blue_statements_is_a_warning_in_the_record(monkeypatch, shop_server):
+    monkeypatch.setenv("BGKIT_SECRET_DATABASE_URL", shop_server.url("quiet"))
+    release, _, _ = make_release(healthy, migrations=str(EXAMPLES / "add_column_and_table"))
+    release.preflight()
+    release.check_schema()
+    assert release.state == "ready" and release.record.schema["statements"] == []
+    assert any(
+        "the database held none of blue's statements" in e["message"] for e in release.record.events
+    )
 
 
 def test_no_migrations_records_no_schema_change_and_deploy_runs_the_step(monkeypatch):
@@ -122,3 +147,46 @@ def test_an_unreachable_database_is_refused_at_preflight_without_its_password(mo
     assert "s3cret-pw-42" not in str(refused.value)
     assert release.state == "failed" and pattern.writes == []
     assert "s3cret-pw-42" not in str(release.record.to_dict())
+
+
+def test_a_rollback_after_the_migrations_were_applied_says_they_stay(monkeypatch, shop_url):
+    from test_release import bad_green, run
+
+    monkeypatch.setenv("BGKIT_SECRET_DATABASE_URL", shop_url)
+    release, pattern, _ = make_release(
+        bad_green, migrations=str(EXAMPLES / "add_column_and_table"), apply_migrations=True
+    )
+    record = run(release)
+    assert record["outcome"] == "rolled_back" and pattern.writes[-1] == 0
+    assert record["schema"]["applied"]["one_transaction"] is True
+    (rollback,) = [e for e in record["events"] if e["kind"] == "rollback"]
+    assert (
+        "green's migrations stay applied: an expand change that blue works with"
+        in rollback["message"]
+    )
+    with psycopg.connect(shop_url) as conn:  # and they did stay
+        assert conn.execute("SELECT to_regclass('coupons')").fetchone()[0] == "coupons"
+
+
+def test_migrations_are_read_from_s3(shared_sandbox, tmp_path):
+    from bgkit.schema import check
+
+    session = shared_sandbox.session()
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket="bgkit-migrations-test")
+    for path in sorted((EXAMPLES / "rename_column").glob("*.sql")):
+        s3.put_object(
+            Bucket="bgkit-migrations-test", Key=f"rel-1/{path.name}", Body=path.read_bytes()
+        )
+    s3.put_object(Bucket="bgkit-migrations-test", Key="rel-1/README.txt", Body=b"not sql")
+    statements = tmp_path / "statements.sql"
+    statements.write_text("SELECT id, qty, total, status, note FROM orders WHERE customer_id = $1;")
+    report = check(
+        "s3://bgkit-migrations-test/rel-1/",
+        schema_file=str(SHOP),
+        statements_file=str(statements),
+        session=session,
+    )
+    assert [m.name for m in report.migrations] == ["0001_rename_note.sql"]
+    assert not report.compatible
+    assert [s.result for s in report.proof.statements] == ["breaks"]

@@ -16,6 +16,10 @@ from typing import Any
 from .. import schema
 
 NO_CHANGE = "no schema change (no migrations)"
+NO_STATEMENTS = (
+    "warning: the database held none of blue's statements (pg_stat_statements is empty, or was "
+    "reset): only squawk and the migrations' own run on blue's schema and rows checked them"
+)
 
 
 class SchemaStep:
@@ -75,6 +79,8 @@ class SchemaStep:
             f"{ran} of blue's statements ran on green's schema, {len(report.reasons)} reason(s) "
             f"it would break blue, {warnings} warning(s), in {report.seconds:.1f} s",
         )
+        if not any(s.result != "not blue's" for s in report.proof.statements):
+            self._event("schema", NO_STATEMENTS)
         if not report.compatible:
             reason = "green's migrations would break blue: " + "; ".join(report.reasons)
             if params.schema_check == "enforce":

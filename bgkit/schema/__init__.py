@@ -76,6 +76,8 @@ class SchemaReport:
             if f.advice:
                 lines.append(f"         {'instead' if f.blocks else 'how'}: {f.advice}")
         lines.append("blue's statements on green's schema (real PostgreSQL):")
+        if not self.proof.statements and not self.proof.migration_error:
+            lines.append("  none: the database held no statement of blue's (pg_stat_statements)")
         if self.proof.migration_error:
             lines.append(f"  not run: {self.proof.migration_error}")
         for st in self.proof.statements:
