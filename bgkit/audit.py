@@ -30,11 +30,12 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from .record import from_notebook
+
+if TYPE_CHECKING:  # imported on use: a kernel that imports bgkit need not pay for nbformat
+    import nbformat
 
 CHAIN_KEY = "bgkit_chain"
 FORMATS = ("table", "csv", "json")
@@ -145,6 +146,7 @@ def chain_of(nb: nbformat.NotebookNode) -> dict[str, Any] | None:
 
 def read(path: str) -> nbformat.NotebookNode:
     """A record as written (papermill's load_notebook_node would add metadata to it)."""
+    import nbformat
     from papermill.iorw import papermill_io
 
     return nbformat.reads(papermill_io.read(path), as_version=4)

@@ -12,11 +12,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import nbformat
+from typing import TYPE_CHECKING, Any
 
 from .params import redact
+
+if TYPE_CHECKING:  # nbformat's import (jsonschema's) costs a kernel about a second: on use only
+    import nbformat
 
 RECORD_MIME = "application/vnd.bgkit.record+json"
 OUTCOMES = ("promoted", "rolled_back", "failed")
@@ -129,4 +130,6 @@ def attach_record(nb) -> bool:  # type: ignore[no-untyped-def]
 
 
 def load(path: str | Path) -> dict[str, Any] | None:
+    import nbformat
+
     return from_notebook(nbformat.read(str(path), as_version=4))
