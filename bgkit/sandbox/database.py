@@ -56,9 +56,10 @@ class Shop:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._idle: queue.Queue[Any] = queue.Queue()
-        self._made = 0
-        self._lock = threading.Lock()
+        # POOL slots, each a connection or None (not connected yet, or dropped after an error)
+        self._slots: queue.Queue[Any] = queue.Queue()
+        for _ in range(POOL):
+            self._slots.put(None)
         self._random = random.Random()
 
     def serve(self) -> None:
@@ -73,31 +74,21 @@ class Shop:
     def _connection(self) -> Iterator[Any]:
         import psycopg
 
+        conn = self._slots.get(timeout=10)
         try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = None
-        if conn is None:
-            with self._lock:
-                spare = self._made < POOL
-                self._made += spare
-            conn = (
-                psycopg.connect(self.url, autocommit=True, connect_timeout=5)
-                if spare
-                else self._idle.get(timeout=10)
-            )
-        try:
+            if conn is None:
+                conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
             yield conn
         except psycopg.Error:
-            conn.close()  # a broken connection is not reused; the request answers 500
-            with self._lock:
-                self._made -= 1
+            if conn is not None:
+                conn.close()  # not reused; the request answers 500
+            conn = None
             raise
-        self._idle.put(conn)
+        finally:
+            self._slots.put(conn)
 
     def close(self) -> None:
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
+        for _ in range(POOL):
+            conn = self._slots.get(timeout=10)
+            if conn is not None:
+                conn.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import SchemaError
 from .migrations import Migration
-from .source import PARAMETER, _scrub
+from .source import PARAMETER, connect, scrub
 
 LOCK_TIMEOUT = "5s"
 STATEMENT_TIMEOUT = "5min"
@@ -21,13 +21,11 @@ STATEMENT_TIMEOUT = "5min"
 def apply(migrations: list[Migration], database_url: str) -> dict[str, Any]:
     """Apply `migrations` to the database; what was done, for the record."""
     import psycopg
-    from psycopg.conninfo import conninfo_to_dict
 
-    password = conninfo_to_dict(database_url).get("password") or ""
     started = time.monotonic()
     one_transaction = not any(m.concurrent for m in migrations)
     try:
-        with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+        with connect(database_url, read_only=False) as conn:
             conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
             conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
             if one_transaction:
@@ -45,7 +43,7 @@ def apply(migrations: list[Migration], database_url: str) -> dict[str, Any]:
         primary = getattr(getattr(error, "diag", None), "message_primary", None) or str(error)
         raise SchemaError(
             f"applying green's migrations failed, nothing of the failed transaction stays: "
-            f"{_scrub(primary, password)}",
+            f"{scrub(primary, database_url)}",
             parameter=PARAMETER,
         ) from None
     return {

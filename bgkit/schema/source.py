@@ -54,14 +54,13 @@ def from_database(database_url: str) -> Blue:
     from psycopg import sql as q
 
     params = _conninfo(database_url)
-    password = params.get("password") or ""
-    with _read_only(database_url) as conn:
+    with connect(database_url) as conn:
         try:
             statements = [row[0] for row in conn.execute(STATEMENTS).fetchall()]
         except psycopg.Error as error:
             raise SchemaError(
                 "blue's statements are read from pg_stat_statements, which this database does "
-                f"not give ({_scrub(error, password)}): install the extension, or give blue's "
+                f"not give ({scrub(error, database_url)}): install the extension, or give blue's "
                 "statements as a file",
                 parameter=PARAMETER,
             ) from None
@@ -80,21 +79,20 @@ def from_database(database_url: str) -> Blue:
 
 def ping(database_url: str) -> None:
     """The database answers (a read-only connection); SchemaError without the password."""
-    _read_only(database_url).close()
+    connect(database_url).close()
 
 
-def _read_only(database_url: str) -> Any:
+def connect(database_url: str, *, read_only: bool = True) -> Any:
+    """A connection in autocommit mode (read only unless asked); SchemaError, without the
+    password, when the database does not answer."""
     import psycopg
 
-    password = _conninfo(database_url).get("password") or ""
+    options = "-c default_transaction_read_only=on -c statement_timeout=30s" if read_only else ""
     try:
-        return psycopg.connect(
-            database_url, connect_timeout=10, autocommit=True,
-            options="-c default_transaction_read_only=on -c statement_timeout=30s",
-        )  # fmt: skip
+        return psycopg.connect(database_url, connect_timeout=10, autocommit=True, options=options)
     except psycopg.Error as error:
         raise SchemaError(
-            f"cannot connect: {_scrub(error, password)}", parameter=PARAMETER
+            f"cannot connect: {scrub(error, database_url)}", parameter=PARAMETER
         ) from None
 
 
@@ -119,9 +117,9 @@ def split_statements(text: str) -> list[str]:
 
 
 def _dump_schema(params: dict[str, Any]) -> str:
-    password = params.pop("password", None) or ""
     from psycopg.conninfo import make_conninfo
 
+    password = params.pop("password", None) or ""
     env = {**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"}
     out = subprocess.run(
         [str(bindir() / "pg_dump"), "--schema-only", "--no-owner", "--no-privileges",
@@ -130,7 +128,7 @@ def _dump_schema(params: dict[str, Any]) -> str:
     )  # fmt: skip
     if out.returncode != 0:
         raise SchemaError(
-            f"pg_dump --schema-only failed: {_scrub(out.stderr.strip()[-500:], password)}",
+            f"pg_dump --schema-only failed: {_hidden(out.stderr.strip()[-500:], password)}",
             parameter=PARAMETER,
         )
     return out.stdout
@@ -149,6 +147,10 @@ def _conninfo(database_url: str) -> dict[str, Any]:
         ) from None
 
 
-def _scrub(message: object, password: str) -> str:
-    text = str(message).strip()
+def scrub(message: object, database_url: str) -> str:
+    """`message` without the URL's password."""
+    return _hidden(str(message).strip(), _conninfo(database_url).get("password") or "")
+
+
+def _hidden(text: str, password: str) -> str:
     return text.replace(password, "***") if password else text
