@@ -33,13 +33,17 @@ def validate_parameters(runbook: str, namespace: dict) -> ReleaseParams:
 
     begin(runbook)  # in a notebook a person runs: its kernel keeps the record (bgkit.lab_record)
     pattern = patterns.get(runbook)
-    params = validate(runbook, namespace, pattern.parameters)
+    params = validate(
+        runbook, namespace, pattern.parameters, service_plan=getattr(pattern, "service_plan", None)
+    )
     allowed = getattr(pattern, "plans", None)
     if allowed is not None and params.plan not in allowed:
         raise ParameterError(
             "plan", f"must be one of {', '.join(allowed)} for {pattern.title}", params.plan
         )
     patterns.check_resources(pattern, params.resources)
+    if params.plan_by_service:  # the pattern runs the service's plan (see params.validate)
+        params = params.with_resources(service_plan=params.plan)
     return params
 
 

@@ -94,9 +94,14 @@ class ReleaseParams:
     schema_check: str = "enforce"  # enforce (refuse what breaks blue), warn, off
     apply_migrations: bool = False  # after both checks pass: apply them to database_url
     resources: Mapping[str, str] = field(default_factory=dict)
+    # set by validate: `plan` names the service's own way of moving traffic (an AppConfig
+    # deployment strategy), which the pattern runs; not a parameter of its own
+    plan_by_service: bool = False
 
     @property
     def traffic_plan(self) -> plans.Plan:
+        if self.plan_by_service:
+            return plans.Plan(self.plan, ())
         return plans.from_parameters(
             self.plan,
             step_percent=self.step_percent,
@@ -200,8 +205,11 @@ def validate(
     namespace: Mapping[str, Any],
     resource_checks: Mapping[str, Any],
     environ: Mapping[str, str] | None = None,
+    service_plan: Any = None,
 ) -> ReleaseParams:
-    """Validate the runbook's parameters. `resource_checks` maps pattern parameter → checker.
+    """Validate the runbook's parameters. `resource_checks` maps pattern parameter → checker;
+    `service_plan(plan)`, where the pattern has one, says whether `plan` names the service's
+    own way of moving traffic (allowed besides bgkit's plans).
 
     Only names declared by ReleaseParams or the pattern are read from `namespace`; secret ones
     (is_secret) must be empty there and are read from `environ` (default os.environ) instead.
@@ -258,19 +266,26 @@ def validate(
         )  # papermill's -p turns a one-step plan such as 50 into an int
     if not isinstance(got["plan"], str):
         raise ParameterError("plan", "must be a string", got["plan"])
-    if got["plan"] not in plans.PLAN_NAMES and not _EXPLICIT_PLAN.fullmatch(got["plan"]):
-        raise ParameterError(
-            "plan",
-            'must be linear, canary, all_at_once, or green percentages like "5,25,50" '
-            "(ASCII digits and commas)",
-            got["plan"],
-        )
-    plans.from_parameters(
-        got["plan"],
-        step_percent=got["step_percent"],
-        canary_percent=got["canary_percent"],
-        bake_seconds=got["bake_seconds"],
+    by_service = (
+        got["plan"] not in plans.PLAN_NAMES
+        and service_plan is not None
+        and service_plan.check(got["plan"])
     )
+    if not by_service:
+        if got["plan"] not in plans.PLAN_NAMES and not _EXPLICIT_PLAN.fullmatch(got["plan"]):
+            raise ParameterError(
+                "plan",
+                'must be linear, canary, all_at_once, or green percentages like "5,25,50" '
+                "(ASCII digits and commas)"
+                + (f", or {service_plan.allowed}" if service_plan is not None else ""),
+                got["plan"],
+            )
+        plans.from_parameters(
+            got["plan"],
+            step_percent=got["step_percent"],
+            canary_percent=got["canary_percent"],
+            bake_seconds=got["bake_seconds"],
+        )
     _url("smoke_url", got["smoke_url"])
     _integer("smoke_requests", got["smoke_requests"], 1, 1000)
     _integer("min_requests", got["min_requests"], 1, 1_000_000)
@@ -349,11 +364,13 @@ def validate(
         elif got["target"] == "aws" and not getattr(check, "optional", False):
             raise ParameterError(name, "is required when target is 'aws'", value)
         resources[name] = value
-    return ReleaseParams(runbook=runbook, resources=resources, **got)
+    return ReleaseParams(runbook=runbook, resources=resources, plan_by_service=by_service, **got)
 
 
 _COMMON = [
-    name for name in ReleaseParams.__dataclass_fields__ if name not in ("runbook", "resources")
+    name
+    for name in ReleaseParams.__dataclass_fields__
+    if name not in ("runbook", "resources", "plan_by_service")
 ]
 
 

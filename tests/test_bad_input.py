@@ -86,6 +86,12 @@ ABSENT = {
         "service_name": "web",
         "task_definition_arn": TASK_DEFINITION,
     },
+    "feature_flag": {
+        "application_id": "zzzzzzz",
+        "environment_id": "zzzzzzz",
+        "configuration_profile_id": "zzzzzzz",
+        "flag_key": "new_checkout",
+    },
     "lambda_codedeploy": {
         "function_name": "web",
         "alias_name": "live",
@@ -434,6 +440,44 @@ BAD_INPUT = [
         )
     ),
     kernel(bad("ecs_native-bake-nan", "bake", "bake_seconds", BAKE_RANGE, bake_seconds=math.nan)),
+    # -- feature_flag ------------------------------------------------------------------------
+    bad(
+        "feature_flag-plan-short-strategy",
+        "plan",
+        "plan",
+        "or an AppConfig deployment strategy id",
+        plan="AppConfig.Fast",
+    ),
+    bad(
+        "feature_flag-flag-key-spaces",
+        "other",
+        "flag_key",
+        "must be a flag key",
+        flag_key="New checkout",
+    ),
+    bad(
+        "feature_flag-poll-negative",
+        "other",
+        "agent_poll_seconds",
+        "from 0 to 3600",
+        agent_poll_seconds="-1",
+    ),
+    absent("feature_flag-application-absent", "configuration_profile_id", ABSENT_NOW),
+    absent(
+        "feature_flag-flag-absent",
+        "flag_key",
+        "has no flag 'no_such_flag'",
+        aws="scenario",
+        flag_key="no_such_flag",
+    ),
+    absent("feature_flag-strategy-absent", "plan", ABSENT_NOW, aws="scenario", plan="zzzzzzz"),
+    absent(
+        "feature_flag-step-strategy-absent",
+        "step_strategy",
+        ABSENT_NOW,
+        aws="scenario",
+        step_strategy="zzzz",
+    ),
 ]
 
 

@@ -42,6 +42,7 @@ from . import (  # noqa: E402
     asg_swap,  # noqa: F401
     ecs_codedeploy,  # noqa: F401
     ecs_native,  # noqa: F401
+    feature_flag,  # noqa: F401
     lambda_codedeploy,  # noqa: F401
     route53_weighted,  # noqa: F401
 )

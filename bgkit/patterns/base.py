@@ -63,6 +63,16 @@ class Pattern(Protocol):
     #       have drained), keeping it for a rollback; returns what was done, for the record."""
 
 
+@dataclass(frozen=True)
+class ServicePlan:
+    """A pattern whose service has its own ways of moving traffic (AppConfig's deployment
+    strategies) takes them as the release's `plan` too: `check(plan)` says whether `plan`
+    names one, `allowed` says what such a plan looks like (for a refusal's message)."""
+
+    check: Callable[[str], bool]
+    allowed: str
+
+
 # Where a managed deployment is, in the release loop's terms.
 PHASES = ("deploying", "ready", "shifting", "shifted", "succeeded", "stopped")
 

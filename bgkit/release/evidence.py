@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import metrics as _metrics
+from .. import sample_ratio
 from ..clock import ceil_to, floor_to
 from ..errors import PreflightError
-from ..judge import Counts, Decision, Judge
+from ..judge import Counts, Decision, Judge, Verdict
 
 
 class Evidence:
@@ -101,11 +102,20 @@ class Evidence:
         )
 
     def _judge(
-        self, source, end: datetime, window: int, since: datetime | None = None, **where: Any
+        self,
+        source,
+        end: datetime,
+        window: int,
+        since: datetime | None = None,
+        expected_percent: float | None = None,
+        **where: Any,
     ):
         """Feed the judge each metric period of the bake window [end - window, end) as it is
         published (from `since`, when the step's traffic change came earlier than the window's
-        aligned start); stop early when the evidence says green is worse. Then the verdict."""
+        aligned start); stop early when the evidence says green is worse. Then the verdict.
+        With `expected_percent` (green's configured share all through the window, where the
+        pattern checks it), a sample ratio mismatch turns a verdict that is not a rollback
+        into a hold (bgkit.sample_ratio)."""
         judge = self.judge
         assert judge is not None, "the judge starts before green gets traffic (_start_judge)"
         judge.start_window()
@@ -140,6 +150,18 @@ class Evidence:
             if self.baseline is not None:
                 blue_p99 = self.baseline.p99_ms
         verdict = judge.verdict(green_p99_ms=green_p99)
+        ratio = None
+        if expected_percent is not None and not judge.rejected:
+            ratio = sample_ratio.check(
+                stats["blue"].requests, stats["green"].requests, expected_percent
+            )
+            if ratio.mismatch and verdict.decision is not Decision.ROLLBACK:
+                verdict = Verdict(
+                    Decision.NO_DATA,
+                    f"sample ratio mismatch, held: {ratio.describe()}; green is not getting "
+                    "the share it was configured to get, so the comparison is not the intended one",
+                    verdict.numbers,
+                )
         numbers = verdict.numbers
         self.record.verdicts.append(
             {
@@ -159,6 +181,7 @@ class Evidence:
                     else {}
                 ),
                 "p99_ms": {"blue": blue_p99, "green": green_p99},
+                **({"sample_ratio": ratio.as_dict()} if ratio is not None else {}),
                 **numbers,
             }
         )
@@ -194,6 +217,14 @@ class Evidence:
         return decision is Decision.PASS or not (last and self.params.pass_margin)
 
     def _held_too_long(self, decision: Decision) -> str:
+        last = self.record.verdicts[-1] if self.record.verdicts else {}
+        if decision is Decision.NO_DATA and last.get("sample_ratio", {}).get("mismatch"):
+            ratio = last["sample_ratio"]
+            return (
+                f"sample ratio mismatch for {self.params.max_holds + 1} windows: configured "
+                f"{ratio['configured_percent']:g}% on, measured {ratio['measured_percent']:.1f}% "
+                f"of {ratio['requests']} requests (a broken split or a stale cache)"
+            )
         if decision is Decision.NO_DATA:
             return f"no verdict after {self.params.max_holds} holds (too little traffic to judge)"
         blockers = self.judge.pass_blockers() if self.judge is not None else []

@@ -110,7 +110,7 @@ class Managed(Traffic):
         self._seen_split = release.split  # as preflight read it: only changes are shifts
         self._split_log = [(clock.now(), dict(release.split or {"blue": 100, "green": 0}))]
         release._start_judge()
-        passes = holds = 0
+        passes = holds = mismatches = 0
         self._note_split()
         shifted_seen: datetime | None = None  # when bgkit first saw the shift complete
         while True:
@@ -132,8 +132,16 @@ class Managed(Traffic):
             # min_requests decides whether a colour served enough.
             at_start, split = self._split_at(end - timedelta(seconds=window)), self._split_at(end)
             if 0 < at_start["green"] < 100 or 0 < split["green"] < 100 or at_start != split:
+                # a split the service held all through the window: green's share is known
+                steady = at_start == split and getattr(pattern, "checks_sample_ratio", False)
                 verdict = release._judge(
-                    source, end, window, since=since, green_percent=split["green"], hold=holds
+                    source,
+                    end,
+                    window,
+                    since=since,
+                    expected_percent=split["green"] if steady else None,
+                    green_percent=split["green"],
+                    hold=holds,
                 )
                 since = None
                 if verdict.decision is Decision.ROLLBACK:
@@ -141,6 +149,13 @@ class Managed(Traffic):
                     return
                 if verdict.decision is Decision.NO_DATA:
                     holds += 1
+                    mismatched = release.record.verdicts[-1].get("sample_ratio", {})
+                    mismatches = mismatches + 1 if mismatched.get("mismatch") else 0
+                    if mismatches > release.params.max_holds:
+                        release.rollback(
+                            f"at {split['green']}% green: {release._held_too_long(verdict.decision)}"
+                        )
+                        return
                 else:
                     passes += 1
             # Done once every window up to the moment the shift was seen complete is judged:

@@ -26,10 +26,17 @@ def smoke(request: Callable[[], dict[str, Any]], url: str, count: int) -> dict[s
     }
 
 
-def probe(url: str, token: str = "") -> dict[str, Any]:
+def probe(
+    url: str,
+    token: str = "",
+    headers: dict[str, str] | None = None,
+    from_green: Callable[[Any], str] | None = None,
+) -> dict[str, Any]:
     """One GET of `url`; with a token, "Authorization: Bearer <token>" (never after a redirect,
-    which could lead to another host, and never in the result)."""
-    request = urllib.request.Request(url)
+    which could lead to another host, and never in the result). A pattern's `headers` mark the
+    request (a feature flag's smoke user); its `from_green(response headers)` says why a 2xx
+    answer did not come from green ("" if it did), which fails the request."""
+    request = urllib.request.Request(url, headers=headers or {})
     if token:
         request.add_unredirected_header("Authorization", f"Bearer {token}")
     started = time.perf_counter()
@@ -37,6 +44,9 @@ def probe(url: str, token: str = "") -> dict[str, Any]:
         with urllib.request.urlopen(request, timeout=5) as response:
             response.read()
             status, error = response.status, None
+            wrong = from_green(response.headers) if from_green is not None else ""
+            if wrong:
+                status, error = 0, wrong
     except urllib.error.HTTPError as http_error:
         status, error = http_error.code, None
     except (urllib.error.URLError, OSError) as network_error:

@@ -178,7 +178,11 @@ class Release(Evidence, Recovery, Publishing, SchemaStep, Waits):
             return True
         # A pattern's own probe (lambda_codedeploy: Invoke with IAM) takes no token.
         token = self.params.smoke_token
-        self.record.smoke = smoke(own_probe or (lambda: probe(url, token)), url, count)
+        headers = getattr(self.pattern, "smoke_headers", dict)()
+        from_green = getattr(self.pattern, "smoke_served_by_green", None)
+        self.record.smoke = smoke(
+            own_probe or (lambda: probe(url, token, headers, from_green)), url, count
+        )
         failures = self.record.smoke["failures"]
         if not failures:
             self._event(

@@ -149,7 +149,8 @@ class Steps(Traffic):
                 "shift",
                 f"step {number}: green {step.green_percent}%"
                 + (
-                    f" (effective after the {effective:g} s TTL; the bake starts then)"
+                    f" (effective after the {effective:g} s "
+                    f"{getattr(release.pattern, 'effective_after', 'TTL')}; the bake starts then)"
                     if effective
                     else ""
                 ),
@@ -159,6 +160,8 @@ class Steps(Traffic):
             )
             window = int(step.bake_seconds)  # validated to be a CloudWatch period
             end = ceil_to(shifted_at + timedelta(seconds=window), window)
+            # where the service splits requests itself (a flag), that green gets its share
+            expected = step.green_percent if _checks_ratio(release.pattern) else None
             last = number == len(plan.steps)
             for hold in range(params.max_holds + 1):
                 # Every period is judged once: the first window of a step reaches back to the
@@ -169,6 +172,7 @@ class Steps(Traffic):
                     end,
                     window,
                     since=(judged_until or shifted_at) if hold == 0 else None,
+                    expected_percent=expected,
                     step=number,
                     green_percent=step.green_percent,
                     hold=hold,
@@ -272,6 +276,10 @@ class AtOnce(Traffic):
 
     def as_served(self, series: Any, events: list[dict[str, Any]]) -> Any:
         return serving_only(series, events)
+
+
+def _checks_ratio(pattern: Any) -> bool:
+    return bool(getattr(pattern, "checks_sample_ratio", False))
 
 
 def create_green(release: Any, deploy_green: Callable[..., str]) -> bool:

@@ -47,7 +47,8 @@ class Sandbox:
         return self
 
     def _start(self) -> None:
-        from . import apigateway  # its scenario registers itself
+        from . import apigateway, flag_service  # noqa: F401 (their scenarios register themselves)
+        from .appconfig import AppConfig
         from .apprunner import AppRunner  # its scenario registers itself
         from .codedeploy import CodeDeploy
         from .ecs_native import EcsServiceDeployments
@@ -62,8 +63,15 @@ class Sandbox:
         self.codedeploy = CodeDeploy(self.session(), self.lambda_runtime).start()
         self.ecs = EcsServiceDeployments(self.session(), self.lambda_runtime).start()
         self.apprunner = AppRunner(self.session()).start()
+        self.appconfig = AppConfig(self.session()).start()
         self._control.extensions.extend(
-            [self.codedeploy, self.ecs, self.apprunner, LambdaInvoke(self.lambda_runtime)]
+            [
+                self.codedeploy,
+                self.ecs,
+                self.apprunner,
+                self.appconfig,
+                LambdaInvoke(self.lambda_runtime),
+            ]
         )
         install_hook_relay(self.session())  # scenarios' CodeDeploy hooks use it
 
@@ -142,7 +150,14 @@ class Sandbox:
         for scenario_id in list(self._scenarios):
             self.release_scenario(scenario_id)
         self.databases.stop()
-        for engine in ("apprunner", "codedeploy", "ecs", "lambda_runtime", "instances"):
+        for engine in (
+            "appconfig",
+            "apprunner",
+            "codedeploy",
+            "ecs",
+            "lambda_runtime",
+            "instances",
+        ):
             if getattr(self, engine, None) is not None:
                 getattr(self, engine).stop()
                 setattr(self, engine, None)

@@ -21,13 +21,16 @@ class LoadGenerator:
         workers: int = 16,
         path: str = "/",
         target: Callable[[int], tuple[str, int]] | None = None,
+        headers: Callable[[int], dict[str, str]] | None = None,
     ) -> None:
-        """`target`, if given, says where request i goes (e.g. as DNS clients resolve it)."""
+        """`target`, if given, says where request i goes (e.g. as DNS clients resolve it);
+        `headers`, what request i carries (e.g. the user it comes from)."""
         parts = urlsplit(url)
         address = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._target = target or (lambda index: address)
         self.rate = rate
         self.path = path
+        self._headers = headers or (lambda index: {})
         self.statuses: Counter[int] = Counter()
         self._lock = threading.Lock()
         self._next = 0
@@ -72,7 +75,7 @@ class LoadGenerator:
                         *address, timeout=10
                     )
                 try:
-                    connection.request("GET", self.path)
+                    connection.request("GET", self.path, headers=self._headers(index))
                     response = connection.getresponse()
                     response.read()
                     status = response.status
