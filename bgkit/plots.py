@@ -23,10 +23,13 @@ def release_figure(
     title: str,
     evidence: list[dict[str, Any]] | None = None,
     boundaries: dict[str, float] | None = None,
+    share: bool = False,
 ) -> Figure:
     """Panels from CloudWatch datapoints: requests/s, p50/p99 latency, 5xx rate, and healthy
-    targets per colour where the source reports them (boots, health checks and drains); then
-    the judge's evidence that green is worse, per metric, against its decision boundary.
+    targets per colour where the source reports them (boots, health checks and drains); with
+    `share` (a service that splits requests itself, a flag), green's share of requests as
+    measured against the share configured; then the judge's evidence that green is worse, per
+    metric, against its decision boundary.
 
     Uses matplotlib's object API only: no pyplot state, no backend switch in the user's kernel.
     """
@@ -36,7 +39,8 @@ def release_figure(
         for c in colours
     )
     judged = bool(evidence) and bool(boundaries)
-    panels = 3 + hosts + judged
+    share = share and set(colours) == {"blue", "green"}
+    panels = 3 + hosts + share + judged
     fig = Figure(figsize=(9, 2.5 * panels), dpi=72)
     axes = fig.subplots(panels, 1, sharex=True)
     rps_ax, lat_ax, err_ax = axes[:3]
@@ -56,6 +60,8 @@ def release_figure(
     if hosts:
         axes[3].set_ylabel("healthy targets")
         axes[3].legend(loc="upper left", fontsize=8)
+    if share:
+        _plot_share(axes[3 + hosts], series, events)
     if judged:
         _plot_evidence(axes[-1], evidence or [], boundaries or {})
     rps_ax.set_ylabel("requests / s")
@@ -95,6 +101,28 @@ def _plot_evidence(ax: Axes, evidence: list[dict[str, Any]], boundaries: dict[st
     top = max([*boundaries.values(), *(max(e[f"{m}_e_value"] for e in evidence) for m in EVIDENCE)])
     ax.set_ylim(1e-3, min(top, ceiling) * 10)
     ax.set_ylabel("evidence green\nis worse (e-value)")
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def _plot_share(ax: Axes, series: pd.DataFrame, events: list[dict[str, Any]]) -> None:
+    """Green's share of the requests measured per period, and the share configured (each
+    shift, promotion or rollback event's percentage, from when it was made)."""
+    total = series["blue"]["rps"].fillna(0) + series["green"]["rps"].fillna(0)
+    measured = 100 * series["green"]["rps"].fillna(0) / total.where(total > 0)
+    ax.plot(measured.index, measured, color=COLOURS["green"], marker=".", linestyle="-",
+            linewidth=0.8, label="green's share, measured")  # fmt: skip
+    changes = [
+        (pd.Timestamp(datetime.fromisoformat(e["at"])), e["green_percent"])
+        for e in events
+        if "green_percent" in e and e["kind"] in ("shift", "promote", "rollback")
+    ]
+    if changes:
+        start = [(series.index[0], 0)] if len(series.index) else []
+        at, percent = zip(*[*start, *changes, (series.index[-1], changes[-1][1])], strict=True)
+        ax.plot(at, percent, color="black", drawstyle="steps-post", linewidth=1,
+                label="configured")  # fmt: skip
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("green's share (%)")
     ax.legend(loc="upper left", fontsize=8)
 
 

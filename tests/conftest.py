@@ -38,6 +38,7 @@ LONGEST_FIRST = (  # measured with --durations=0 (seconds of a module under load
     "test_alb_runbook.py",  # 268
     "test_apigw_canary.py",  # 261
     "test_lambda_codedeploy.py",  # 252
+    "test_feature_flag.py",  # about 150 (five releases, the emulation, the agent)
     "test_asg_swap.py",  # 245
     "test_interruption_groups.py",  # about 180 (16 kills and releases)
     "test_interruption_matrix.py",  # about 150 (13)
@@ -52,6 +53,7 @@ LONGEST_FIRST = (  # measured with --durations=0 (seconds of a module under load
     "test_secrets.py",  # 95
     "lambda_codedeploy.ipynb",  # 90
     "alb_weighted.ipynb",  # 88
+    "feature_flag.ipynb",  # about 60
     "asg_swap.ipynb",  # 83
     "test_sandbox_ecs_native.py",  # 80
     "apigw_canary.ipynb",  # 80

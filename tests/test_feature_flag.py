@@ -328,6 +328,46 @@ def test_the_agent_evaluates_variants_per_user_and_keeps_entities_during_a_gradu
         assert set(variants[first_on:]) == {"on"}, (user, variants)
 
 
+def test_the_openfeature_provider_resolves_flags_through_the_agent(flags, sandbox):
+    from openfeature import api
+    from openfeature.evaluation_context import EvaluationContext
+    from openfeature.exception import ErrorCode
+    from openfeature.flag_evaluation import Reason
+
+    from bgkit.flags.openfeature import AppConfigAgentProvider, VariantHook, variant_of
+
+    p = flags.parameters
+    provider = AppConfigAgentProvider(
+        flags.agent.url, p["application_id"], p["environment_id"], p["configuration_profile_id"]
+    )
+    api.set_provider(provider, domain="test-provider")
+    client = api.get_client("test-provider")
+    client.add_hooks([VariantHook()])
+    user = EvaluationContext(targeting_key="user-1")
+    off = client.get_boolean_details(FLAG, True, user)
+    assert (off.value, off.variant, off.reason) == (False, "off", Reason.DEFAULT)
+    assert off.flag_metadata == {"_variant": "off", "enabled": False, "steps": 3}
+    assert variant_of(FLAG) == "off"
+    missing = client.get_boolean_details("no_such_flag", True, user)
+    assert (missing.value, missing.error_code) == (True, ErrorCode.FLAG_NOT_FOUND)
+    assert client.get_integer_value(FLAG, 7, user) == 7  # no `value` attribute: a type error
+    client_ = sandbox.session().client("appconfig")
+    document = flagdoc.with_rule(initial_document(), FLAG, split_rule(100, seed="t"))
+    version = client_.create_hosted_configuration_version(
+        ApplicationId=p["application_id"], ConfigurationProfileId=p["configuration_profile_id"],
+        Content=flagdoc.dumps(document), ContentType="application/json",
+    )["VersionNumber"]  # fmt: skip
+    client_.start_deployment(
+        ApplicationId=p["application_id"], EnvironmentId=p["environment_id"],
+        DeploymentStrategyId=p["step_strategy"], ConfigurationProfileId=p["configuration_profile_id"],
+        ConfigurationVersion=str(version),
+    )  # fmt: skip
+    on = wait_for(lambda: (d := client.get_boolean_details(FLAG, False, user)).value and d)
+    assert (on.variant, on.reason) == ("on", Reason.SPLIT) and variant_of(FLAG) == "on"
+    nobody = client.get_boolean_details(FLAG, True, EvaluationContext())  # no user: no split
+    assert (nobody.value, nobody.reason) == (False, Reason.DEFAULT)
+
+
 # -- the runbook --------------------------------------------------------------------------------
 
 

@@ -242,6 +242,11 @@ def assert_blue_serves(sandbox, runbook: str, p: dict[str, Any], namespace: dict
         assert not ecs.list_service_deployments(
             cluster=p["cluster_name"], service=p["service_name"], status=["PENDING", "IN_PROGRESS"]
         )["serviceDeployments"]
+    elif runbook == "feature_flag":  # the version live before: off for everyone, complete
+        (newest, *_) = session.client("appconfig").list_deployments(
+            ApplicationId=p["application_id"], EnvironmentId=p["environment_id"]
+        )["Items"]
+        assert (newest["ConfigurationVersion"], newest["State"]) == ("1", "COMPLETE"), newest
     if runbook in ("lambda_codedeploy", "ecs_codedeploy"):
         active = session.client("codedeploy").list_deployments(
             applicationName=p["application_name"],

@@ -71,6 +71,7 @@ class Publishing:
             title,
             evidence=judge.evidence if judge else None,
             boundaries={m: t.boundary for m, t in judge.worse.items()} if judge else None,
+            share=bool(getattr(self.pattern, "checks_sample_ratio", False)),
         )
 
     def _show(self, record: Record, figure: Any) -> None:
@@ -137,8 +138,22 @@ def verdict_row(v: dict[str, Any]) -> dict[str, Any]:
         "green p99 ms": ms(v["p99_ms"]["green"]),
         "5xx evidence": evidence("errors"),
         "slow evidence": evidence("slow"),
+        **(
+            {"green share (set / measured)": _ratio(v["sample_ratio"])}
+            if "sample_ratio" in v
+            else {}
+        ),
         "reason": v["reason"],
     }
+
+
+def _ratio(ratio: dict[str, Any]) -> str:
+    """Green's share as configured and as measured (a flag's `on`), and whether they disagree."""
+    measured = ratio["measured_percent"]
+    shown = f"{ratio['configured_percent']:g}% / " + (
+        "–" if measured is None else f"{measured:.1f}%"
+    )
+    return shown + (" MISMATCH" if ratio["mismatch"] else "")
 
 
 def schema_markdown(schema: dict[str, Any]) -> str:

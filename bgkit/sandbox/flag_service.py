@@ -2,8 +2,9 @@
 flag it evaluates through the AppConfig Agent, per user.
 
 Blue and green are one service here, as with a real flag: each request names its user
-(`X-User-Id`), the service asks the agent for the flag with `Context: userId=<user>` and
-`Entity-Id: <user>`, and serves the variant it gets. `on` is green (the scenario's
+(`X-User-Id`), the service resolves the flag with OpenFeature (bgkit.flags.openfeature: the
+agent asked with `Context: userId=<user>` and `Entity-Id: <user>`), and serves the variant it
+gets. `on` is green (the scenario's
 `green_error_rate` and `green_added_latency_ms` apply to it), `off` is blue. Every request is
 counted in CloudWatch by flag and variant (bgkit.flags.metrics), the evidence bgkit judges,
 and the variant is in the response's `X-Flag-Variant` header.
@@ -11,17 +12,19 @@ and the variant is in the response's `X-Flag-Variant` header.
 
 from __future__ import annotations
 
-import http.client
 import json
 import random
 import threading
 import time
 import uuid
 from typing import Any
-from urllib.parse import quote
+
+from openfeature import api
+from openfeature.evaluation_context import EvaluationContext
 
 from ..flags.document import dumps
 from ..flags.metrics import VariantMetrics
+from ..flags.openfeature import AppConfigAgentProvider, VariantHook, variant_of
 from ..flags.rules import split_rule
 from .http import KeepAliveHandler, LoopbackServer, LoopErrors, each_second
 from .loadgen import LoadGenerator
@@ -72,11 +75,15 @@ class FlagService:
         added_latency_ms: float = 0.0,
         work_ms: tuple[float, float] = (2.0, 6.0),
     ) -> None:
-        self._agent = agent_url.removeprefix("http://").split(":")
-        self._path, self.flag, self.metrics = path, flag, metrics
+        self.flag, self.metrics = flag, metrics
+        # one OpenFeature domain per service: scenarios of one sandbox have agents of their own
+        domain = f"bgkit-sandbox-{uuid.uuid4().hex[:8]}"
+        _, app, _, env, _, profile = path.strip("/").split("/")
+        api.set_provider(AppConfigAgentProvider(agent_url, app, env, profile), domain=domain)
+        self._client = api.get_client(domain)
+        self._client.add_hooks([VariantHook()])
         self.error_rate, self.added_latency_ms, self.work_ms = error_rate, added_latency_ms, work_ms
         self._random = random.Random()
-        self._local = threading.local()
         self._server = LoopbackServer(self._handler(), name="bgkit-flag-service")
         self._stop = None
         self._errors = LoopErrors("flag service")
@@ -104,28 +111,14 @@ class FlagService:
         self.metrics.publish(flush_all=True)
 
     def variant(self, user: str) -> str:
-        """The flag's variant for `user`, as the agent evaluates it (one kept-alive connection
-        per handler thread, as a service keeps one to its local agent)."""
-        connection = getattr(self._local, "agent", None)
-        if connection is None:
-            connection = self._local.agent = http.client.HTTPConnection(
-                self._agent[0], int(self._agent[1]), timeout=5
-            )
-        try:
-            connection.request(
-                "GET",
-                f"{self._path}?flag={quote(self.flag)}",
-                headers={"Context": f"userId={user}", "Entity-Id": user},
-            )
-            response = connection.getresponse()
-            body = json.loads(response.read() or b"{}")
-        except (OSError, http.client.HTTPException):
-            connection.close()
-            self._local.agent = None
-            raise
-        if response.status != 200:
-            raise RuntimeError(f"the agent answered {response.status}: {body}")
-        return str(body.get("_variant", "off"))
+        """The flag's variant for `user`, resolved through the agent by the OpenFeature
+        provider (bgkit.flags.openfeature) and kept by its hook for this request's metrics."""
+        details = self._client.get_boolean_details(
+            self.flag, False, EvaluationContext(targeting_key=user)
+        )
+        if details.error_code is not None:  # the SDK served the default: say why, as a 502
+            raise RuntimeError(f"{details.error_code}: {details.error_message}")
+        return variant_of(self.flag)
 
     def _handler(self) -> type[KeepAliveHandler]:
         service = self
