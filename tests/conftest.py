@@ -38,7 +38,8 @@ LONGEST_FIRST = (  # measured with --durations=0 (seconds of a module under load
     "test_alb_runbook.py",  # 268
     "test_apigw_canary.py",  # 261
     "test_lambda_codedeploy.py",  # 252
-    "test_feature_flag.py",  # about 150 (five releases, the emulation, the agent)
+    "test_feature_flag.py",  # about 190 (seven releases, the emulation, the agent)
+    "test_interruption_flags.py",  # about 140 (15 kills and releases)
     "test_asg_swap.py",  # 245
     "test_interruption_groups.py",  # about 180 (16 kills and releases)
     "test_interruption_matrix.py",  # about 150 (13)

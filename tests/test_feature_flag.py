@@ -495,6 +495,51 @@ def test_a_stale_agent_is_a_sample_ratio_mismatch_held_then_rolled_back(sandbox)
         sandbox.release_scenario(scenario.id)
 
 
+def test_appconfigs_monitor_alarm_stops_the_strategy_and_the_release_rolls_back(sandbox):
+    """AppConfig rolls its deployment back by itself when a monitor's alarm fires (moto does not
+    evaluate alarms: the test sets it once traffic moves); bgkit sees it stopped and puts the
+    live version back."""
+    scenario = sandbox.provision("feature_flag", request_rate=40, minute_seconds=12.0)
+    cloudwatch = sandbox.session().client("cloudwatch")
+    try:
+        p = scenario.parameters
+        resources = {
+            k: v for k, v in p.items() if k in bgkit.patterns.get("feature_flag").parameters
+        }
+        params = bgkit.validate_parameters(
+            "feature_flag",
+            {**resources, "target": "aws", "metric_period_seconds": 1, "metric_lag_seconds": 1.5,
+             "plan": "AppConfig.Linear50PercentEvery30Seconds", "bake_seconds": 5,
+             "smoke_url": p["smoke_url"], **STEADY},
+        )  # fmt: skip
+        release = bgkit.Release(params, sandbox.session(), display=Capture())
+
+        def alarm_once_it_shifts() -> None:
+            wait_for(lambda: any(e["kind"] == "shift" for e in release.record.events), 60)
+            cloudwatch.set_alarm_state(
+                AlarmName=p["alarm_name"], StateValue="ALARM", StateReason="t"
+            )
+
+        threading.Thread(target=alarm_once_it_shifts, daemon=True).start()
+        for step in (release.preflight, release.deploy, release.smoke_test, release.shift):
+            step()
+        record = release.finish(plot=False)
+        assert record["outcome"] == "rolled_back", record["reason"]
+        assert "ROLLED_BACK" in record["reason"] and "CLOUDWATCH_ALARM" in record["reason"]
+        assert p["alarm_name"] in record["reason"]
+        newest = (
+            sandbox.session()
+            .client("appconfig")
+            .list_deployments(ApplicationId=p["application_id"], EnvironmentId=p["environment_id"])[
+                "Items"
+            ][0]
+        )
+        assert newest["ConfigurationVersion"] == "1" and record["final_split"]["green"] == 0
+    finally:
+        cloudwatch.set_alarm_state(AlarmName=p["alarm_name"], StateValue="OK", StateReason="t")
+        sandbox.release_scenario(scenario.id)
+
+
 def test_preflight_refuses_an_environment_in_alarm_or_busy_and_a_freeform_profile(
     shared_sandbox, tmp_path, monkeypatch
 ):

@@ -567,8 +567,10 @@ class FeatureFlag:
 
 
 def _why(deployment: dict[str, Any]) -> str:
-    """The newest rollback event's words: who stopped it and why."""
-    for event in deployment.get("EventLog") or []:
-        if event["EventType"] in ("ROLLBACK_STARTED", "ROLLBACK_COMPLETED", "REVERT_COMPLETED"):
-            return f"{event['Description']} (by {event['TriggeredBy']})"
+    """Who stopped it and why: the rollback's start event (it names the alarm), or the revert."""
+    events = deployment.get("EventLog") or []
+    for kind in ("ROLLBACK_STARTED", "REVERT_COMPLETED"):
+        for event in events:  # newest first
+            if event["EventType"] == kind:
+                return f"{event['Description']} (by {event['TriggeredBy']})"
     return deployment.get("State", "")
