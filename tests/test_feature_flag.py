@@ -263,6 +263,33 @@ def appconfig_data(a):
 # -- the agent --------------------------------------------------------------------------------
 
 
+def deploy_on_for_everyone(sandbox, p: dict, strategy: str) -> None:
+    """A new version with `on` for every user, deployed to the scenario's environment."""
+    client = sandbox.session().client("appconfig")
+    document = flagdoc.with_rule(initial_document(), FLAG, split_rule(100, seed="t"))
+    version = client.create_hosted_configuration_version(
+        ApplicationId=p["application_id"], ConfigurationProfileId=p["configuration_profile_id"],
+        Content=flagdoc.dumps(document), ContentType="application/json",
+    )["VersionNumber"]  # fmt: skip
+    client.start_deployment(
+        ApplicationId=p["application_id"], EnvironmentId=p["environment_id"],
+        DeploymentStrategyId=strategy, ConfigurationProfileId=p["configuration_profile_id"],
+        ConfigurationVersion=str(version),
+    )  # fmt: skip
+
+
+def in_process_release(sandbox, scenario, **values) -> bgkit.Release:
+    """A release of the scenario's flag in this process, as with target "aws" on the sandbox."""
+    p = scenario.parameters
+    resources = {k: v for k, v in p.items() if k in bgkit.patterns.get("feature_flag").parameters}
+    on_aws = {"target": "aws", "metric_period_seconds": 1, "metric_lag_seconds": 1.5}
+    params = bgkit.validate_parameters(
+        "feature_flag",
+        {**resources, **on_aws, "bake_seconds": 5, "smoke_url": p["smoke_url"], **STEADY, **values},
+    )
+    return bgkit.Release(params, sandbox.session(), display=Capture())
+
+
 def agent_get(url: str, path: str, headers: dict[str, str]) -> tuple[int, dict]:
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
@@ -292,20 +319,14 @@ def test_the_agent_evaluates_variants_per_user_and_keeps_entities_during_a_gradu
     assert status == 404
     status, both = agent_get(agent.url, base, {"Context": "userId=u1, country=DE"})
     assert set(both) == {FLAG}  # every flag, as a map
-    client = sandbox.session().client("appconfig")
-    document = flagdoc.with_rule(initial_document(), FLAG, split_rule(100, seed="t"))
-    version = client.create_hosted_configuration_version(
-        ApplicationId=p["application_id"], ConfigurationProfileId=p["configuration_profile_id"],
-        Content=flagdoc.dumps(document), ContentType="application/json",
-    )["VersionNumber"]  # fmt: skip
-    strategy = client.create_deployment_strategy(
-        Name="gradual", DeploymentDurationInMinutes=4, GrowthFactor=25
-    )["Id"]  # steps every 0.8 s at 1 s a minute
-    client.start_deployment(
-        ApplicationId=p["application_id"], EnvironmentId=p["environment_id"],
-        DeploymentStrategyId=strategy, ConfigurationProfileId=p["configuration_profile_id"],
-        ConfigurationVersion=str(version),
-    )  # fmt: skip
+    strategy = (
+        sandbox.session()
+        .client("appconfig")
+        .create_deployment_strategy(Name="gradual", DeploymentDurationInMinutes=4, GrowthFactor=25)[
+            "Id"
+        ]
+    )  # steps every 0.8 s at 1 s a minute
+    deploy_on_for_everyone(sandbox, p, strategy)
     users = [f"user-{i}" for i in range(400)]
     seen: dict[str, list[str]] = {u: [] for u in users}
     shares = []
@@ -351,17 +372,7 @@ def test_the_openfeature_provider_resolves_flags_through_the_agent(flags, sandbo
     missing = client.get_boolean_details("no_such_flag", True, user)
     assert (missing.value, missing.error_code) == (True, ErrorCode.FLAG_NOT_FOUND)
     assert client.get_integer_value(FLAG, 7, user) == 7  # no `value` attribute: a type error
-    client_ = sandbox.session().client("appconfig")
-    document = flagdoc.with_rule(initial_document(), FLAG, split_rule(100, seed="t"))
-    version = client_.create_hosted_configuration_version(
-        ApplicationId=p["application_id"], ConfigurationProfileId=p["configuration_profile_id"],
-        Content=flagdoc.dumps(document), ContentType="application/json",
-    )["VersionNumber"]  # fmt: skip
-    client_.start_deployment(
-        ApplicationId=p["application_id"], EnvironmentId=p["environment_id"],
-        DeploymentStrategyId=p["step_strategy"], ConfigurationProfileId=p["configuration_profile_id"],
-        ConfigurationVersion=str(version),
-    )  # fmt: skip
+    deploy_on_for_everyone(sandbox, p, p["step_strategy"])
     on = wait_for(lambda: (d := client.get_boolean_details(FLAG, False, user)).value and d)
     assert (on.variant, on.reason) == ("on", Reason.SPLIT) and variant_of(FLAG) == "on"
     nobody = client.get_boolean_details(FLAG, True, EvaluationContext())  # no user: no split
@@ -462,18 +473,7 @@ def test_a_stale_agent_is_a_sample_ratio_mismatch_held_then_rolled_back(sandbox)
     the service keeps serving 25 %. The judge alone sees nothing wrong with `on`; the share is."""
     scenario = sandbox.provision("feature_flag", request_rate=60, minute_seconds=1.0)
     try:
-        resources = {
-            k: v
-            for k, v in scenario.parameters.items()
-            if k in bgkit.patterns.get("feature_flag").parameters
-        }
-        params = bgkit.validate_parameters(
-            "feature_flag",
-            {**resources, "target": "aws", "metric_period_seconds": 1, "metric_lag_seconds": 1.5,
-             "plan": "25,75", "bake_seconds": 5, "max_holds": 1,
-             "smoke_url": scenario.parameters["smoke_url"], **STEADY},
-        )  # fmt: skip
-        release = bgkit.Release(params, sandbox.session(), display=Capture())
+        release = in_process_release(sandbox, scenario, plan="25,75", max_holds=1)
 
         def freeze_after_the_first_verdict() -> None:
             wait_for(lambda: release.record.verdicts, timeout=60)
@@ -503,16 +503,9 @@ def test_appconfigs_monitor_alarm_stops_the_strategy_and_the_release_rolls_back(
     cloudwatch = sandbox.session().client("cloudwatch")
     try:
         p = scenario.parameters
-        resources = {
-            k: v for k, v in p.items() if k in bgkit.patterns.get("feature_flag").parameters
-        }
-        params = bgkit.validate_parameters(
-            "feature_flag",
-            {**resources, "target": "aws", "metric_period_seconds": 1, "metric_lag_seconds": 1.5,
-             "plan": "AppConfig.Linear50PercentEvery30Seconds", "bake_seconds": 5,
-             "smoke_url": p["smoke_url"], **STEADY},
-        )  # fmt: skip
-        release = bgkit.Release(params, sandbox.session(), display=Capture())
+        release = in_process_release(
+            sandbox, scenario, plan="AppConfig.Linear50PercentEvery30Seconds"
+        )
 
         def alarm_once_it_shifts() -> None:
             wait_for(lambda: any(e["kind"] == "shift" for e in release.record.events), 60)
