@@ -19,7 +19,8 @@ from bgkit.flags.rules import RuleError, evaluate, parse, split_rule
 from bgkit.sandbox.appconfig import steps
 from bgkit.sandbox.flag_service import FLAG, initial_document
 
-FAST = {"bake_seconds": 5, **STEADY}
+# 30 requests a second: a 25 % step still gives `on` more than min_requests per 5 s window
+FAST = {"bake_seconds": 5, "sandbox_request_rate": 30.0, **STEADY}
 
 
 def wait_for(predicate, timeout: float = 20.0, every: float = 0.1):
@@ -327,7 +328,7 @@ def test_the_agent_evaluates_variants_per_user_and_keeps_entities_during_a_gradu
         ]
     )  # steps every 0.8 s at 1 s a minute
     deploy_on_for_everyone(sandbox, p, strategy)
-    users = [f"user-{i}" for i in range(400)]
+    users = [f"user-{i}" for i in range(200)]
     seen: dict[str, list[str]] = {u: [] for u in users}
     shares = []
     deadline = time.monotonic() + 15
@@ -450,7 +451,7 @@ def test_appconfigs_strategy_moves_the_flag_and_bgkit_judges_it(shared_sandbox, 
 def test_a_bad_on_path_under_appconfigs_strategy_is_stopped_and_put_back(shared_sandbox, tmp_path):
     run = run_runbook(
         tmp_path, "feature_flag", plan="AppConfig.Linear50PercentEvery30Seconds",
-        sandbox_minute_seconds=12.0, green_added_latency_ms=60, **FAST,
+        sandbox_minute_seconds=8.0, green_added_latency_ms=60, **FAST,
     )  # fmt: skip
     record = run.record
     assert record["outcome"] == "rolled_back", record["reason"]
@@ -499,7 +500,7 @@ def test_appconfigs_monitor_alarm_stops_the_strategy_and_the_release_rolls_back(
     """AppConfig rolls its deployment back by itself when a monitor's alarm fires (moto does not
     evaluate alarms: the test sets it once traffic moves); bgkit sees it stopped and puts the
     live version back."""
-    scenario = sandbox.provision("feature_flag", request_rate=40, minute_seconds=12.0)
+    scenario = sandbox.provision("feature_flag", request_rate=30, minute_seconds=8.0)
     cloudwatch = sandbox.session().client("cloudwatch")
     try:
         p = scenario.parameters

@@ -43,7 +43,7 @@ STRATEGY = [
     Runbook(
         "feature_flag",
         MANAGED_POINTS,
-        scenario={"minute_seconds": 6.0},
+        scenario={"minute_seconds": 3.0},
         parameters={"plan": "AppConfig.Linear50PercentEvery30Seconds"},
         mark_calls=("start_deployment",),
     ),

@@ -92,7 +92,9 @@ def kill_then_release_again(sandbox, runbook: Runbook, point: str, line: str, wh
     """Kill a release of a new scenario at `line`; the next release of the target rolls it back
     (`where`: what it says the dead one was doing) and changes nothing itself; blue serves."""
     bad_green = point in BAD_GREEN
-    options = {"request_rate": 20, **runbook.scenario}
+    # a bad green gets more load: its canary step (seconds here) must give the judge enough
+    # of green's errors to roll back before the service has shifted everything
+    options = {"request_rate": 40 if bad_green else 20, **runbook.scenario}
     scenario = sandbox.provision(
         runbook.name, green_error_rate=1.0 if bad_green else 0.0, **options
     )
@@ -155,7 +157,11 @@ def kill_then_release_again(sandbox, runbook: Runbook, point: str, line: str, wh
 
 SUCCEEDED_SINCE = "had passed every verdict and has succeeded since: green serves"
 # the parameter naming green, which a release refuses once green already serves
-GREEN_PARAMETER = {"lambda_codedeploy": "target_version", "ecs_native": "task_definition_arn"}
+GREEN_PARAMETER = {
+    "lambda_codedeploy": "target_version",
+    "ecs_native": "task_definition_arn",
+    "feature_flag": "flag_key",  # already on for everyone
+}
 
 
 def assert_green_serves(sandbox, runbook: str, p: dict[str, Any]) -> None:
@@ -173,6 +179,20 @@ def assert_green_serves(sandbox, runbook: str, p: dict[str, Any]) -> None:
             "services"
         ]
         assert service["taskDefinition"] == p["task_definition_arn"]
+    elif runbook == "feature_flag":  # AppConfig completed it: on for everyone
+        from bgkit.flags import document as flagdoc
+
+        appconfig = session.client("appconfig")
+        (newest, *_) = appconfig.list_deployments(
+            ApplicationId=p["application_id"], EnvironmentId=p["environment_id"]
+        )["Items"]
+        assert newest["State"] == "COMPLETE", newest
+        content = appconfig.get_hosted_configuration_version(
+            ApplicationId=p["application_id"],
+            ConfigurationProfileId=p["configuration_profile_id"],
+            VersionNumber=int(newest["ConfigurationVersion"]),
+        )["Content"].read()
+        assert flagdoc.on_share(flagdoc.load(content), p["flag_key"], "userId") == 100
     if runbook in ("lambda_codedeploy", "ecs_codedeploy"):
         codedeploy = session.client("codedeploy")
         (deployment,) = codedeploy.list_deployments(
