@@ -38,8 +38,10 @@ LONGEST_FIRST = (  # measured with --durations=0 (seconds of a module under load
     "test_alb_runbook.py",  # 268
     "test_apigw_canary.py",  # 261
     "test_lambda_codedeploy.py",  # 252
-    "test_feature_flag.py",  # about 190 (seven releases, the emulation, the agent)
-    "test_interruption_flags.py",  # about 140 (15 kills and releases)
+    "test_feature_flag_runbook.py",  # about 150 (six releases)
+    "test_interruption_flags.py",  # about 110 (8 kills and releases)
+    "test_interruption_flags_strategy.py",  # about 100 (7)
+    "test_feature_flag.py",  # about 70 (the emulation, the agent, the provider)
     "test_asg_swap.py",  # 245
     "test_interruption_groups.py",  # about 180 (16 kills and releases)
     "test_interruption_matrix.py",  # about 150 (13)

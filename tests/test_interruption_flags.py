@@ -1,5 +1,5 @@
-"""kill -9 the feature_flag runbook at each point of its release, both ways of moving the flag
-(bgkit's steps and AppConfig's strategy), as test_interruption_matrix.py does for the others:
+"""kill -9 the feature_flag runbook at each point of its release, moved by bgkit's steps (AppConfig's
+strategy: test_interruption_flags_strategy.py), as test_interruption_matrix.py does for the others:
 the next release of the environment finds the dead one in its lock item, stops what is in
 flight and deploys the version that was live before it; the flag is read back `off` for
 everyone, nothing is in flight, and a fresh release's read-only preflight passes.
@@ -8,7 +8,6 @@ everyone, nothing is in flight, and a fresh release's read-only preflight passes
 from __future__ import annotations
 
 import pytest
-from test_interruption_managed import POINTS as MANAGED_POINTS
 from test_interruption_matrix import (
     AT_25,
     AT_50,
@@ -39,29 +38,10 @@ RUNBOOKS = [
         parameters={"plan": "50"},
     ),
 ]
-STRATEGY = [
-    Runbook(
-        "feature_flag",
-        MANAGED_POINTS,
-        scenario={"minute_seconds": 3.0},
-        parameters={"plan": "AppConfig.Linear50PercentEvery30Seconds"},
-        mark_calls=("start_deployment",),
-    ),
-]
 
 
 @pytest.mark.parametrize(("runbook", "point", "line", "where"), cases(RUNBOOKS))
 def test_a_killed_flag_release_leaves_the_flag_off_after_the_next_release(
-    sandbox, runbook, point, line, where
-):
-    kill_then_release_again(sandbox, runbook, point, line, where)
-
-
-@pytest.mark.parametrize(
-    ("runbook", "point", "line", "where"),
-    [pytest.param(*p.values, id=f"strategy-{p.id}") for p in cases(STRATEGY)],
-)
-def test_a_killed_flag_release_under_appconfigs_strategy_leaves_the_flag_off(
     sandbox, runbook, point, line, where
 ):
     kill_then_release_again(sandbox, runbook, point, line, where)

@@ -19,6 +19,7 @@ and, or, not. A missing context value makes a comparison false, as AWS describes
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -42,8 +43,10 @@ class _Var:
         return f"${self.name}"
 
 
+@functools.lru_cache(maxsize=1024)
 def parse(rule: str) -> Any:
-    """The rule as nested lists: ["split", ("by", $userId), ("pct", 20.0)]."""
+    """The rule as nested lists: ["split", ("by", $userId), ("pct", 20.0)]. Kept per rule text
+    (an agent evaluates the same few rules for every request); callers do not change it."""
     tokens, position = _tokens(rule), 0
 
     def read() -> Any:
