@@ -109,7 +109,7 @@ def test_a_bad_on_path_under_appconfigs_strategy_is_stopped_and_put_back(shared_
 def test_a_stale_agent_is_a_sample_ratio_mismatch_held_then_rolled_back(sandbox):
     """After step 1 the agent stops polling (a stuck cache): step 2 is configured at 75 % but
     the service keeps serving 25 %. The judge alone sees nothing wrong with `on`; the share is."""
-    scenario = sandbox.provision("feature_flag", request_rate=60, minute_seconds=1.0)
+    scenario = sandbox.provision("feature_flag", request_rate=40, minute_seconds=1.0)
     try:
         release = in_process_release(sandbox, scenario, plan="25,75", max_holds=1)
 
