@@ -26,9 +26,10 @@ lab: $(STAMP)
 	$(BIN)/bgkit lab $(RUNBOOK) $(ARGS)
 
 ## test: lint, format check, unit and integration tests, and every runbook through nbval
-# Six workers on two cores: the runbook tests mostly wait on bakes (405 s against 480 s with four).
+# Five workers on two cores: the runbook tests mostly wait on bakes, but the sandboxes' load is
+# CPU (at 9b79118: 663 s with five against 722 s with six; four: 480 s against 405 s with six, long ago).
 test: $(STAMP) lint
-	$(BIN)/pytest -n 6 --dist loadfile --nbval-lax tests runbooks
+	$(BIN)/pytest -n 5 --dist loadfile --nbval-lax tests runbooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -30,39 +30,47 @@ STEADY = {"slow_margin_ms": 25.0}
 # The longest test modules (their runbooks' releases, with bakes) start first: pytest-xdist's
 # --dist loadfile hands out whole files in collection order, and one of these starting last
 # would make the suite as long as its start plus its own length.
-LONGEST_FIRST = (  # measured with --durations=0 (seconds of a module under load, 2 cores)
-    "test_ecs_codedeploy_runbook.py",  # 394
-    "test_ecs_native_runbook.py",  # 352
-    "test_app_runner.py",  # 331
-    "test_route53_weighted.py",  # 280
-    "test_alb_runbook.py",  # 268
-    "test_apigw_canary.py",  # 261
-    "test_lambda_codedeploy.py",  # 252
-    "test_feature_flag_runbook.py",  # about 150 (six releases)
-    "test_interruption_flags.py",  # about 110 (8 kills and releases)
-    "test_interruption_flags_strategy.py",  # about 100 (7)
-    "test_feature_flag.py",  # about 70 (the emulation, the agent, the provider)
-    "test_asg_swap.py",  # 245
-    "test_interruption_groups.py",  # about 180 (16 kills and releases)
-    "test_interruption_matrix.py",  # about 150 (13)
-    "test_bad_input.py",  # 148
-    "test_lab.py",  # about 60 (two kernels driven as JupyterLab drives them)
-    "test_interruption_managed.py",  # about 140 (14)
-    "test_interruption.py",  # 130
-    "test_interruption_ecs_native.py",  # about 90 (7)
-    "route53_weighted.ipynb",  # 111
-    "ecs_native.ipynb",  # 107
-    "test_cli.py",  # 103
-    "test_secrets.py",  # 95
-    "lambda_codedeploy.ipynb",  # 90
-    "alb_weighted.ipynb",  # 88
-    "feature_flag.ipynb",  # about 60
-    "asg_swap.ipynb",  # 83
-    "test_sandbox_ecs_native.py",  # 80
-    "apigw_canary.ipynb",  # 80
-    "test_interruption_more.py",  # 76
-    "test_schema.py",  # about 45 (31 checks, each with its scratch PostgreSQL)
-    "test_schema_release.py",  # about 35 (two alb_weighted releases with migrations)
+LONGEST_FIRST = (  # measured with --durations=0 at -n 5 (seconds of a module under load, 2 cores)
+    "test_interruption_groups.py",  # 216
+    "test_interruption_managed.py",  # 155
+    "test_feature_flag_runbook.py",  # 154
+    "test_interruption_matrix.py",  # 143
+    "test_ecs_codedeploy_runbook.py",  # 140
+    "test_interruption.py",  # 132
+    "test_app_runner.py",  # 126
+    "test_ecs_native_runbook.py",  # 121
+    "test_asg_swap.py",  # 120
+    "test_lambda_codedeploy.py",  # 111
+    "test_alb_runbook.py",  # 100
+    "test_interruption_flags.py",  # 92
+    "test_route53_weighted.py",  # 89
+    "test_interruption_ecs_native.py",  # 89
+    "test_schema.py",  # 78
+    "test_interruption_flags_strategy.py",  # 73
+    "test_apigw_canary.py",  # 72
+    "ecs_native.ipynb",  # 68
+    "test_sandbox_ecs_native.py",  # 66
+    "test_bad_input.py",  # 63
+    "test_interruption_more.py",  # 60
+    "route53_weighted.ipynb",  # 59
+    "test_sandbox_codedeploy.py",  # 54
+    "test_schema_release.py",  # 52
+    "test_lab.py",  # 46
+    "asg_swap.ipynb",  # 45
+    "alb_weighted.ipynb",  # 45
+    "test_workflow.py",  # 43
+    "feature_flag.ipynb",  # 42
+    "ecs_codedeploy.ipynb",  # 41
+    "test_aws_faults.py",  # 41
+    "apigw_canary.ipynb",  # 38
+    "lambda_codedeploy.ipynb",  # 38
+    "test_records_s3.py",  # 37
+    "test_sandbox_apprunner.py",  # 34
+    "app_runner.ipynb",  # 33
+    "test_cli.py",  # 32
+    "test_html.py",  # 31
+    "test_secrets.py",  # 27
+    "test_sandbox.py",  # 26
 )
 
 
