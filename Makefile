@@ -27,7 +27,7 @@ lab: $(STAMP)
 
 ## test: lint, format check, unit and integration tests, and every runbook through nbval
 # Five workers on two cores: the runbook tests mostly wait on bakes, but the sandboxes' load is
-# CPU (at 9b79118: 663 s with five against 722 s with six; four: 480 s against 405 s with six, long ago).
+# CPU (at 4b4cfc1: 663 s and 698 s with five against 722 s with six; long ago, four: 480 s against 405 s).
 test: $(STAMP) lint
 	$(BIN)/pytest -n 5 --dist loadfile --nbval-lax tests runbooks
 
