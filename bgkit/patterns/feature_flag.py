@@ -107,7 +107,6 @@ class FeatureFlag:
     )
     checks_sample_ratio: ClassVar[bool] = True
     effective_after: ClassVar[str] = "poll interval of the agents"
-    hook_event = None
 
     def __init__(self, session: AwsSession, resources: Mapping[str, str]) -> None:
         self._appconfig = session.client("appconfig")

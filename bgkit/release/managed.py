@@ -16,7 +16,7 @@ from ..errors import TrafficError
 from ..judge import Decision
 from ..patterns.base import Progress, Split
 from .states import MANAGED_WAIT_SECONDS
-from .traffic import Traffic
+from .traffic import Traffic, checks_ratio
 
 PAST_DEPLOY = ("ready", "shifting", "shifted", "succeeded", "stopped")
 
@@ -133,7 +133,7 @@ class Managed(Traffic):
             at_start, split = self._split_at(end - timedelta(seconds=window)), self._split_at(end)
             if 0 < at_start["green"] < 100 or 0 < split["green"] < 100 or at_start != split:
                 # a split the service held all through the window: green's share is known
-                steady = at_start == split and getattr(pattern, "checks_sample_ratio", False)
+                steady = at_start == split and checks_ratio(pattern)
                 verdict = release._judge(
                     source,
                     end,

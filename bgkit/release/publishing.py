@@ -16,6 +16,7 @@ from ..clock import ceil_to
 from ..lab_record import published
 from ..record import Record
 from .states import TERMINAL
+from .traffic import checks_ratio
 
 
 class Publishing:
@@ -71,7 +72,7 @@ class Publishing:
             title,
             evidence=judge.evidence if judge else None,
             boundaries={m: t.boundary for m, t in judge.worse.items()} if judge else None,
-            share=bool(getattr(self.pattern, "checks_sample_ratio", False)),
+            share=checks_ratio(self.pattern),
         )
 
     def _show(self, record: Record, figure: Any) -> None:

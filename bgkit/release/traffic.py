@@ -161,7 +161,7 @@ class Steps(Traffic):
             window = int(step.bake_seconds)  # validated to be a CloudWatch period
             end = ceil_to(shifted_at + timedelta(seconds=window), window)
             # where the service splits requests itself (a flag), that green gets its share
-            expected = step.green_percent if _checks_ratio(release.pattern) else None
+            expected = step.green_percent if checks_ratio(release.pattern) else None
             last = number == len(plan.steps)
             for hold in range(params.max_holds + 1):
                 # Every period is judged once: the first window of a step reaches back to the
@@ -278,7 +278,9 @@ class AtOnce(Traffic):
         return serving_only(series, events)
 
 
-def _checks_ratio(pattern: Any) -> bool:
+def checks_ratio(pattern: Any) -> bool:
+    """Whether the pattern's service splits requests itself (a flag), so that each verdict
+    checks green got the share configured (bgkit.sample_ratio)."""
     return bool(getattr(pattern, "checks_sample_ratio", False))
 
 

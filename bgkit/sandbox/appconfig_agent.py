@@ -117,7 +117,7 @@ class AppConfigAgent:
         content = answer["Configuration"].read()
         if content:
             configuration.session_content = content
-            configuration.session_version = answer.get("VersionLabel") or "?"
+            configuration.session_version = answer.get("VersionLabel") or None
         app_id, env_id, profile_id = self._appconfig.ids(application, environment, profile)
         new, previous, percent = self._appconfig.rollout(app_id, env_id, profile_id)
         configuration.new = (new, self._document(app_id, profile_id, new))

@@ -85,28 +85,26 @@ class FlagService:
         self.error_rate, self.added_latency_ms, self.work_ms = error_rate, added_latency_ms, work_ms
         self._random = random.Random()
         self._server = LoopbackServer(self._handler(), name="bgkit-flag-service")
-        self._stop = None
-        self._errors = LoopErrors("flag service")
+        self._stop = threading.Event()
+        self._publisher = threading.Thread(
+            target=lambda: each_second(self._stop, LoopErrors("flag service"), metrics.publish),
+            name="bgkit-flag-metrics",
+            daemon=True,
+        )
 
     @property
     def url(self) -> str:
         return self._server.url
 
     def start(self) -> FlagService:
-        self._stop = threading.Event()
-        self._publisher = threading.Thread(
-            target=lambda: each_second(self._stop, self._errors, self.metrics.publish),
-            name="bgkit-flag-metrics",
-            daemon=True,
-        )
         self._server.start()
         self._publisher.start()
         return self
 
     def stop(self) -> None:
         self._server.stop()
-        if self._stop is not None:
-            self._stop.set()
+        self._stop.set()
+        if self._publisher.is_alive():
             self._publisher.join(timeout=5)
         self.metrics.publish(flush_all=True)
 
@@ -132,7 +130,7 @@ class FlagService:
                 user = self.headers.get(USER_HEADER) or f"anonymous-{uuid.uuid4().hex[:8]}"
                 try:
                     variant = service.variant(user)
-                except Exception as error:  # no flag, no answer: a 500 of the off path
+                except Exception as error:  # no flag, no answer: the service says so (502)
                     self.reply(502, json.dumps({"error": str(error)}).encode())
                     return
                 low, high = service.work_ms
