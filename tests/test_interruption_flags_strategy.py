@@ -13,7 +13,9 @@ STRATEGY = [
     Runbook(
         "feature_flag",
         POINTS,
-        scenario={"minute_seconds": 3.0},
+        # a strategy of 6 s (one AppConfig minute) shifts slowly enough, at 30 requests a second,
+        # for a verdict while both variants serve: the promotion point needs one
+        scenario={"minute_seconds": 6.0, "request_rate": 30},
         parameters={"plan": "AppConfig.Linear50PercentEvery30Seconds"},
         mark_calls=("start_deployment",),
     ),
