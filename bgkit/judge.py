@@ -17,14 +17,18 @@ back when it does keeps the false-rollback probability at most alpha however oft
 looks and however long the canary runs (anytime-valid inference; Wald's SPRT is the one-theta
 case).
 
-`Judge` runs one such test per metric (a slow request is one slower than blue's p90 before the
-release, plus a margin), gives verdicts (ROLLBACK, CONTINUE, PASS, NO_DATA) with the numbers
-behind them, and checks optional absolute guard rails (SLO limits), labelled as such.
+`Judge` runs one such test per metric: 5xx answers, and slow requests at each of several
+thresholds (blue's p90, p99 and p99.9 before the release, each plus a margin), so that a green
+whose slowest requests alone got slower is seen too. It gives verdicts (ROLLBACK, CONTINUE,
+PASS, NO_DATA) with the numbers behind them, and checks optional absolute guard rails (SLO
+limits), labelled as such.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -44,6 +48,9 @@ def _logsumexp(values: list[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
+# A pure function of small counts that recur period after period (a canary's periods look
+# alike): memoised, it costs a lookup.
+@functools.lru_cache(maxsize=1 << 16)
 def noncentral_hypergeometric_log_pmf(
     x: int, green_trials: int, blue_trials: int, events: int, theta: float
 ) -> float:
@@ -280,7 +287,16 @@ class Counts:
 
     requests: int
     errors: int  # 5xx answers
-    slow: int | None = None  # requests slower than the judge's threshold (None: not measured)
+    # requests slower than each of the judge's thresholds, by name ("p90", "p99", "p99.9");
+    # None: latency not measured
+    slow: Mapping[str, int] | None = None
+
+    def __add__(self, other: Counts) -> Counts:
+        """Sums; the slow counts stay None (not measured) until a period has them."""
+        slow = self.slow
+        if other.slow is not None:
+            slow = {q: (self.slow or {}).get(q, 0) + n for q, n in other.slow.items()}
+        return Counts(self.requests + other.requests, self.errors + other.errors, slow)
 
 
 class StepTests(_EValue):
@@ -319,34 +335,87 @@ class StepTests(_EValue):
         return self.tests[0].boundary
 
 
-# what each compared metric is called in verdicts and plots
-METRICS = {"errors": "5xx errors", "slow": "slow requests"}
-# How alpha is split between the metrics (Bonferroni): most to errors, whose events are rare
+# The slow-request thresholds: quantiles of blue's latency measured before green gets traffic.
+# Three of them, so that a green whose slowest requests alone got slower (its p90 unchanged)
+# moves a count too: above p90 that is a small shift among many events, above p99 or p99.9 a
+# large one among few.
+QUANTILES = {"p90": 0.90, "p99": 0.99, "p99.9": 0.999}
+# A tail quantile q is estimated from blue's baseline when at least this many of its requests
+# are expected above it, n (1 - q) >= 10: p99 needs 1,000 requests, p99.9 10,000. p90 is judged
+# whenever the baseline is (it has min_requests).
+MIN_REQUESTS_ABOVE = 10
+# How alpha is split between the metrics (Bonferroni): most to 5xx, whose events are rare
 # (0.5 % of requests), so that a rare-event regression needs little more evidence than with
-# alpha whole; slow requests are common by construction (about 10 % of blue's are above its
-# p90), so their test affords a higher boundary at little cost in time.
+# alpha whole; slow requests share the rest, weighted among the thresholds judged (renormalised
+# when one is left out). Above blue's p90 about 10 % of requests count, so that test affords a
+# higher boundary at little cost in time; a tail regression moves the odds above p99 or p99.9
+# several-fold, so their tests reach even their higher boundaries quickly.
 ALPHA_SHARE = {"errors": 0.8, "slow": 0.2}
+SLOW_WEIGHTS = {"p90": 0.5, "p99": 0.3, "p99.9": 0.2}
+
+
+def metric_label(metric: str) -> str:
+    """What a metric is called where only its name is known (a record's verdicts)."""
+    return "5xx" if metric == "errors" else f"slower than blue's {metric.removeprefix('slow_')}"
+
+
+def slow_metric(quantile: str) -> str:
+    """The metric name of the slow-request test at blue's `quantile` ("p99" -> "slow_p99")."""
+    return f"slow_{quantile}"
+
+
+def slow_thresholds(
+    quantiles_ms: Mapping[str, float | None], requests: int, margin_ms: float
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The judge's slow thresholds from blue's baseline: each quantile (`QUANTILES`) plus
+    `margin_ms`, where the baseline's `requests` estimate it; and, for each one left out, why."""
+    thresholds, left_out = {}, {}
+    for name, q in QUANTILES.items():
+        value = quantiles_ms.get(name)
+        needed = 0 if name == "p90" else math.ceil(MIN_REQUESTS_ABOVE / (1 - q) - 1e-9)
+        if value is None:
+            left_out[name] = f"CloudWatch gave no {name} for blue's baseline"
+        elif requests < needed:
+            left_out[name] = (
+                f"blue's baseline has {requests:,} requests; estimating its {name} needs "
+                f"{needed:,} ({MIN_REQUESTS_ABOVE} expected above it)"
+            )
+        else:
+            thresholds[name] = round(value + margin_ms, 3)
+    return thresholds, left_out
+
+
+def alpha_shares(alpha: float, quantiles: list[str]) -> dict[str, float]:
+    """Each metric's share of `alpha`: 5xx's, and slow requests' split among `quantiles`."""
+    weights = {q: SLOW_WEIGHTS[q] for q in quantiles}
+    total = sum(weights.values())
+    return {
+        "errors": alpha * ALPHA_SHARE["errors"],
+        **{slow_metric(q): alpha * ALPHA_SHARE["slow"] * w / total for q, w in weights.items()},
+    }
 
 
 @dataclass
 class Judge:
     """Compares green with blue on 5xx errors and slow requests, one metric period at a time.
 
-    Each metric has its own anytime-valid test at its share of alpha (`ALPHA_SHARE`), so the probability of
-    any false rollback of a healthy green stays at most alpha over the whole release, however
-    often the judge looks. A *slow* request is one above `slow_threshold_ms`, which the release
-    sets from blue's latency before green got traffic; CloudWatch counts them with the
-    percentile-rank statistic, per colour and period.
+    Each metric has its own anytime-valid test at its share of alpha (`alpha_shares`), so the
+    probability of any false rollback of a healthy green stays at most alpha over the whole
+    release, however often the judge looks. A request is slow at a threshold of
+    `slow_thresholds_ms` (by quantile name: "p90", "p99", "p99.9"), which the release sets from
+    blue's latency before green got traffic (`slow_thresholds`); CloudWatch counts them with the
+    percentile-rank statistic, per colour, threshold and period.
 
     With `steps` > 1 (a plan's steps), each metric's test is a `StepTests`: the release calls
     `start_step` at each step. With `baseline` (blue measured before an all-at-once switch),
     green is tested against blue's baseline counts instead of blue's concurrent ones (see
-    `BaselineTest`).
+    `BaselineTest`). PASS (with `pass_margin`) needs non-inferiority on 5xx and above p90: the
+    tail tests, whose events are rare, only ever roll back.
     """
 
     alpha: float = 0.01
     min_requests: int = 20
-    slow_threshold_ms: float | None = None
+    slow_thresholds_ms: Mapping[str, float] = field(default_factory=dict)
     pass_margin: float = 0.0  # 0: PASS not configured; else an odds ratio above 1
     error_rate_slo: float = 0.0  # guard rails (absolute, not comparisons); 0: off
     p99_slo_ms: float = 0.0
@@ -355,29 +424,55 @@ class Judge:
     evidence: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        share = {m: self.alpha * ALPHA_SHARE[m] for m in METRICS}
+        if unknown := set(self.slow_thresholds_ms) - set(QUANTILES):
+            raise ValueError(f"slow thresholds must be among {list(QUANTILES)}, got {unknown}")
+        quantiles = [q for q in QUANTILES if q in self.slow_thresholds_ms]
+        self.slow_thresholds_ms = {q: self.slow_thresholds_ms[q] for q in quantiles}
+        # each metric: where its events come from in Counts, and what it is called
+        self.metrics = {"errors": "5xx"} | {
+            slow_metric(q): f"slower than {self.slow_thresholds_ms[q]:g} ms (blue's {q})"
+            for q in quantiles
+        }
+        share = alpha_shares(self.alpha, quantiles)
+        passing = [m for m in ("errors", slow_metric("p90")) if m in self.metrics]
         self.worse: dict[str, Any]
         self.not_worse: dict[str, Any] = {}
         if self.baseline is None:
             self.worse = {
-                m: StepTests(lambda a=share[m]: WorseTest(alpha=a), self.steps) for m in METRICS
+                m: StepTests(lambda a=share[m]: WorseTest(alpha=a), self.steps)
+                for m in self.metrics
             }
             if self.pass_margin:
-                self.not_worse = {m: NotWorseTest(share[m], self.pass_margin) for m in METRICS}
+                self.not_worse = {m: NotWorseTest(share[m], self.pass_margin) for m in passing}
         else:
-            base = self.baseline
-            # a baseline without a slow count gives the slow test nothing: it stays at 1
-            events = {"errors": base.errors, "slow": base.slow or 0}
-            self.worse = {m: BaselineTest(events[m], base.requests, share[m]) for m in METRICS}
+            # a baseline without slow counts gives the slow tests nothing: they stay at 1
+            self.worse = {
+                m: BaselineTest(
+                    self._events(self.baseline, m) or 0, self.baseline.requests, share[m]
+                )
+                for m in self.metrics
+            }
             if self.pass_margin:
                 self.not_worse = {
                     m: BaselineTest(
-                        events[m], base.requests, share[m], worse=False, margin=self.pass_margin
+                        self._events(self.baseline, m) or 0,
+                        self.baseline.requests,
+                        share[m],
+                        worse=False,
+                        margin=self.pass_margin,
                     )
-                    for m in METRICS
+                    for m in passing
                 }
         self.window, self.step, self.total = _zero(), _zero(), _zero()
         self._steps_started = 0
+
+    @staticmethod
+    def _events(counts: Counts, metric: str) -> int | None:
+        """The counts' events for `metric`: 5xx, or the requests above one threshold (None:
+        latency not measured)."""
+        if metric == "errors":
+            return counts.errors
+        return None if counts.slow is None else counts.slow.get(metric.removeprefix("slow_"))
 
     def start_window(self) -> None:
         """A new bake window: the guard rails look at the window's own traffic."""
@@ -398,20 +493,17 @@ class Judge:
         for colour, counts in (("blue", blue), ("green", green)):
             if counts is not None:
                 for kept in (self.window, self.step, self.total):
-                    kept[colour] = _add(kept[colour], counts)
+                    kept[colour] = kept[colour] + counts
         for tests in (self.worse, self.not_worse):
             for metric, test in tests.items():
-                green_events = green.errors if metric == "errors" else green.slow
-                if green_events is None or (
-                    metric == "slow" and self.baseline is not None and self.baseline.slow is None
-                ):
+                green_events = self._events(green, metric)
+                if green_events is None:
                     continue  # latency not measured: no evidence either way
                 if self.baseline is not None:
-                    test.update(green_events, green.requests)
+                    if self._events(self.baseline, metric) is not None:
+                        test.update(green_events, green.requests)
                     continue
-                blue_events = None if blue is None else (
-                    blue.errors if metric == "errors" else blue.slow
-                )  # fmt: skip
+                blue_events = None if blue is None else self._events(blue, metric)
                 if blue is None or blue_events is None:
                     continue
                 test.update(green_events, green.requests, blue_events, blue.requests)
@@ -463,7 +555,7 @@ class Judge:
                 f"({self.min_requests}): too little traffic to judge, holding",
                 numbers,
             )
-        if green.slow is None:
+        if green.slow is None and self.slow_thresholds_ms:
             return Verdict(
                 Decision.NO_DATA,
                 f"green served {green.requests} requests in this step but CloudWatch gave no "
@@ -474,8 +566,8 @@ class Judge:
         if self.not_worse and all(t.rejected for t in self.not_worse.values()):
             return Verdict(
                 Decision.PASS,
-                f"green is not worse than blue by {self.pass_margin:g}x or more on 5xx errors and "
-                f"slow requests ({evidence})",
+                f"green is not worse than blue by {self.pass_margin:g}x or more on "
+                f"{' and '.join(self.metrics[m] for m in self.not_worse)} ({evidence})",
                 numbers,
             )
         return Verdict(Decision.CONTINUE, f"no evidence that green is worse ({evidence})", numbers)
@@ -493,7 +585,7 @@ class Judge:
         return {
             "alpha": self.alpha,
             "boundaries": {m: t.boundary for m, t in self.worse.items()},
-            "slow_threshold_ms": self.slow_threshold_ms,
+            "slow_thresholds_ms": dict(self.slow_thresholds_ms),
             "blue_is": base,
             "window_counts": {c: _counts_dict(v) for c, v in self.window.items()},
             "step_counts": {c: _counts_dict(v) for c, v in self.step.items()},
@@ -505,40 +597,35 @@ class Judge:
 
     def _worse_reason(self, metrics: list[str]) -> str:
         parts = []
+        green, blue = self.total["green"], self._blue_total
         for metric in metrics:
             test = self.worse[metric]
-            green = self.total["green"]
-            blue = self._blue_total
-            g = green.errors if metric == "errors" else green.slow or 0
-            b = blue.errors if metric == "errors" else blue.slow or 0
-            what = (
-                "5xx"
-                if metric == "errors"
-                else "slow requests"
-                if self.slow_threshold_ms is None
-                else f"slower than {self.slow_threshold_ms:.1f} ms"
-            )
+            g, b = self._events(green, metric) or 0, self._events(blue, metric) or 0
             parts.append(
-                f"green {what} {_rate(g, green.requests)} against blue"
+                f"green {self.metrics[metric]} {_rate(g, green.requests)} against blue"
                 f"{' before the deployment' if self.baseline is not None else ''} "
-                f"{_rate(b, blue.requests)}: evidence {test.e_value:.3g} ≥ {test.boundary:g}"
+                f"{_rate(b, blue.requests)}: evidence {test.e_value:.3g} ≥ {test.boundary:.4g}"
             )
         return "green is worse than blue: " + "; ".join(parts)
 
     def pass_blockers(self) -> list[str]:
         """Why PASS cannot come yet, where the reason is plain: a metric with no events."""
-        green = self.total["green"]
-        blue = self._blue_total
+        green, blue = self.total["green"], self._blue_total
         return [
-            f"no {METRICS[m]} on either colour: nothing to compare"
+            f"no requests {self.metrics[m]} on either colour: nothing to compare"
+            if m != "errors"
+            else "no 5xx on either colour: nothing to compare"
             for m, test in self.not_worse.items()
             if not test.rejected
-            and not ((getattr(green, m) or 0) + (0 if self.baseline else getattr(blue, m) or 0))
+            and not (
+                (self._events(green, m) or 0) + (0 if self.baseline else self._events(blue, m) or 0)
+            )
         ]
 
     def _evidence_text(self) -> str:
         return ", ".join(
-            f"{METRICS[m]} evidence {t.e_value:.2g} < {t.boundary:g}" for m, t in self.worse.items()
+            f"{self.metrics[m]}: evidence {t.e_value:.2g} < {t.boundary:.4g}"
+            for m, t in self.worse.items()
         )
 
 
@@ -553,14 +640,12 @@ def _zero() -> dict[str, Counts]:
     return {"blue": Counts(0, 0, None), "green": Counts(0, 0, None)}
 
 
-def _add(a: Counts, b: Counts) -> Counts:
-    """Sums; the slow count stays None (not measured) until a period has one."""
-    slow = a.slow if b.slow is None else (a.slow or 0) + b.slow
-    return Counts(a.requests + b.requests, a.errors + b.errors, slow)
-
-
 def _counts_dict(c: Counts) -> dict[str, Any]:
-    return {"requests": c.requests, "errors": c.errors, "slow": c.slow}
+    return {
+        "requests": c.requests,
+        "errors": c.errors,
+        "slow": None if c.slow is None else dict(c.slow),
+    }
 
 
 def _rate(events: int, trials: int) -> str:

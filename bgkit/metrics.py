@@ -18,6 +18,8 @@ from .aws import AwsSession
 from .judge import Counts
 
 PERCENTILES = ("p50", "p90", "p99")
+# read for blue's baseline too: the judge's slowest threshold (bgkit.judge.QUANTILES)
+WINDOW_PERCENTILES = (*PERCENTILES, "p99.9")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,12 @@ class WindowStats:
     p50_ms: float | None
     p99_ms: float | None
     p90_ms: float | None = None
+    p999_ms: float | None = None
+
+    @property
+    def quantiles_ms(self) -> dict[str, float | None]:
+        """The latency percentiles by CloudWatch's names ("p90", "p99", "p99.9")."""
+        return {"p50": self.p50_ms, "p90": self.p90_ms, "p99": self.p99_ms, "p99.9": self.p999_ms}
 
     @property
     def error_rate(self) -> float | None:
@@ -85,10 +93,13 @@ class WindowStats:
             "p50_ms": self.p50_ms,
             "p90_ms": self.p90_ms,
             "p99_ms": self.p99_ms,
+            "p99.9_ms": self.p999_ms,
         }
 
 
-def _queries(source: MetricSource, period: int, hosts: bool = False) -> list[dict[str, Any]]:
+def _queries(
+    source: MetricSource, period: int, hosts: bool = False, percentiles=PERCENTILES
+) -> list[dict[str, Any]]:
     queries = []
     for colour, dims in source.dimensions.items():
         dimensions = [{"Name": k, "Value": v} for k, v in dims.items()]
@@ -98,8 +109,8 @@ def _queries(source: MetricSource, period: int, hosts: bool = False) -> list[dic
 
         queries.append(stat(f"{colour}_requests", source.requests, "Sum"))
         queries.append(stat(f"{colour}_errors", source.errors, "Sum"))
-        for p in PERCENTILES:
-            queries.append(stat(f"{colour}_{p}", source.latency, p))
+        for p in percentiles:  # a query's id has no dot: p99.9 is p99_9
+            queries.append(stat(f"{colour}_{p.replace('.', '_')}", source.latency, p))
         if hosts and source.healthy_hosts:  # the fewest healthy targets in the period
             queries.append(stat(f"{colour}_hosts", source.healthy_hosts, "Minimum"))
     return queries
@@ -133,14 +144,14 @@ def read_window(
 ) -> dict[str, WindowStats]:
     """Counts and percentiles per colour over [start, end), one CloudWatch period wide."""
     period = int((end - start).total_seconds())
-    results = _fetch(session, _queries(source, period), start, end)
+    results = _fetch(session, _queries(source, period, percentiles=WINDOW_PERCENTILES), start, end)
     stats = {}
     for colour in source.dimensions:
 
         def value(qid: str, colour=colour) -> float | None:
             return results[f"{colour}_{qid}"].get(start)
 
-        p50, p90, p99 = value("p50"), value("p90"), value("p99")
+        p50, p90, p99, p999 = (value(p) for p in ("p50", "p90", "p99", "p99_9"))
         stats[colour] = WindowStats(
             colour=colour,
             start=start,
@@ -150,6 +161,7 @@ def read_window(
             p50_ms=None if p50 is None else p50 * source.latency_to_ms,
             p99_ms=None if p99 is None else p99 * source.latency_to_ms,
             p90_ms=None if p90 is None else p90 * source.latency_to_ms,
+            p999_ms=None if p999 is None else p999 * source.latency_to_ms,
         )
     return stats
 
@@ -160,14 +172,14 @@ def read_periods(
     start: datetime,
     end: datetime,
     period: int,
-    slow_threshold_ms: float | None,
+    slow_thresholds_ms: Mapping[str, float],
 ) -> list[tuple[datetime, dict[str, Counts]]]:
-    """The judge's inputs per metric period in [start, end): per colour, requests, 5xx and
-    requests slower than `slow_threshold_ms`. The slow count is CloudWatch's percentile rank
-    (`PR(:threshold)`, the share at or under it) applied to the latency's SampleCount; a
-    period with requests but no latency datapoint has no slow count (None), never a guess. A
-    period whose numbers do not fit together yet (a 5xx count but no request count, more 5xx
-    than requests) is left out: CloudWatch has not published all of it."""
+    """The judge's inputs per metric period in [start, end): per colour, requests, 5xx and the
+    requests slower than each of `slow_thresholds_ms` (by name). A slow count is CloudWatch's
+    percentile rank (`PR(:threshold)`, the share at or under it) applied to the latency's
+    SampleCount; a period with requests but no latency datapoint has no slow counts (None),
+    never a guess. A period whose numbers do not fit together yet (a 5xx count but no request
+    count, more 5xx than requests) is left out: CloudWatch has not published all of it."""
     queries = []
     for colour, dims in source.dimensions.items():
         metric_dims = [{"Name": k, "Value": v} for k, v in dims.items()]
@@ -177,17 +189,11 @@ def read_periods(
             ("samples", source.latency, "SampleCount"),
         ):
             queries.append(_stat(f"{colour}_{qid}", source, name, statistic, metric_dims, period))
-        if slow_threshold_ms is not None:
-            threshold = f"{slow_threshold_ms / source.latency_to_ms:.9f}".rstrip("0").rstrip(".")
+        for n, threshold_ms in enumerate(slow_thresholds_ms.values()):
+            threshold = f"{threshold_ms / source.latency_to_ms:.9f}".rstrip("0").rstrip(".")
+            rank = f"PR(:{threshold})"
             queries.append(
-                _stat(
-                    f"{colour}_fast",
-                    source,
-                    source.latency,
-                    f"PR(:{threshold})",
-                    metric_dims,
-                    period,
-                )
+                _stat(f"{colour}_fast{n}", source, source.latency, rank, metric_dims, period)
             )
     results = _fetch(session, queries, start, end)
     stamps = sorted({ts for r in results.values() for ts in r if start <= ts < end})
@@ -195,20 +201,24 @@ def read_periods(
     for ts in stamps:
         counts = {}
         for colour in source.dimensions:
+            fast_ids = [f"{colour}_fast{n}" for n in range(len(slow_thresholds_ms))]
             if ts not in results[f"{colour}_requests"] and any(
-                ts in results.get(f"{colour}_{q}", {}) for q in ("errors", "samples", "fast")
+                ts in results[q] for q in (f"{colour}_errors", f"{colour}_samples", *fast_ids)
             ):
                 break  # the period's request count is not published yet: incomplete
             requests = int(results[f"{colour}_requests"].get(ts) or 0)
             samples = results[f"{colour}_samples"].get(ts)
-            fast = results.get(f"{colour}_fast", {}).get(ts)
-            slow = None
-            if samples and fast is not None:
-                slow = int(samples) - round(fast / 100 * samples)
-            elif requests == 0:
-                slow = 0
+            fast = [results[q].get(ts) for q in fast_ids]
+            slow: dict[str, int] | None = None
+            if samples and fast and None not in fast:
+                slow = {
+                    name: int(samples) - round(share / 100 * samples)
+                    for name, share in zip(slow_thresholds_ms, fast, strict=True)
+                }
+            elif requests == 0 and slow_thresholds_ms:
+                slow = dict.fromkeys(slow_thresholds_ms, 0)
             errors = int(results[f"{colour}_errors"].get(ts) or 0)
-            if errors > requests or (slow or 0) > requests:
+            if errors > requests or max((slow or {}).values(), default=0) > requests:
                 break  # metrics of one period published at different times: incomplete
             counts[colour] = Counts(requests=requests, errors=errors, slow=slow)
         else:

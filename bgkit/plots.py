@@ -11,10 +11,18 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .judge import metric_label
+
 COLOURS = {"blue": "#1f5fbf", "green": "#2a9d3c"}
 
 
-EVIDENCE = {"errors": ("5xx", "#c0392b"), "slow": ("slow requests", "#8e44ad")}
+# each judged metric's colour in the evidence panel (bgkit.judge: 5xx, slow at each threshold)
+EVIDENCE_COLOURS = {
+    "errors": "#c0392b",
+    "slow_p90": "#8e44ad",
+    "slow_p99": "#d35400",
+    "slow_p99.9": "#7f6000",
+}
 
 
 def release_figure(
@@ -83,22 +91,21 @@ def release_figure(
 
 def _plot_evidence(ax: Axes, evidence: list[dict[str, Any]], boundaries: dict[str, float]) -> None:
     """The judge's e-values (how many times likelier the data are if green is worse), log
-    scale, with each metric's boundary: crossing it is a rollback."""
+    scale, one line per test (5xx, and slow requests at each of blue's thresholds) with its
+    boundary: crossing it is a rollback. A series of one verdict is drawn as a marker."""
     at = [pd.Timestamp(datetime.fromisoformat(e["at"])) for e in evidence]
     ax.set_yscale("log")
     # shown between 1e-3 and a million times the boundary: a catastrophic green's evidence
     # (1e300) would otherwise overflow the log axis, and the decision is the crossing anyway
     ceiling = 1e6 * max(boundaries.values(), default=1.0)
-    for metric, (label, colour) in EVIDENCE.items():
+    metrics = [m for m in boundaries if all(f"{m}_e_value" in e for e in evidence)]
+    for metric in metrics:
+        colour, boundary = EVIDENCE_COLOURS.get(metric, "#555555"), boundaries[metric]
         values = [min(max(e[f"{metric}_e_value"], 1e-3), ceiling) for e in evidence]
-        ax.plot(at, values, color=colour, label=f"{label} evidence", drawstyle="steps-post")
-        if metric in boundaries:
-            ax.axhline(boundaries[metric], color=colour, linestyle="--", linewidth=1)
-            ax.text(
-                at[0], boundaries[metric], f" {label}: roll back", fontsize=7, va="bottom",
-                color=colour,
-            )  # fmt: skip
-    top = max([*boundaries.values(), *(max(e[f"{m}_e_value"] for e in evidence) for m in EVIDENCE)])
+        ax.plot(at, values, color=colour, drawstyle="steps-post", marker="." if len(at) < 4 else None,
+                label=f"{metric_label(metric)} (rolls back at {boundary:.4g}, dashed)")  # fmt: skip
+        ax.axhline(boundary, color=colour, linestyle="--", linewidth=1)
+    top = max([*boundaries.values(), *(e[f"{m}_e_value"] for e in evidence for m in metrics)])
     ax.set_ylim(1e-3, min(top, ceiling) * 10)
     ax.set_ylabel("evidence green\nis worse (e-value)")
     ax.legend(loc="upper left", fontsize=8)

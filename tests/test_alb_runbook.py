@@ -80,7 +80,10 @@ def test_healthy_green_is_promoted_and_the_listener_sends_everything_to_green(
     key = {"target": {"S": resources["listener_arn"]}}
     assert "Item" not in dynamodb.get_item(TableName="bgkit-locks", Key=key)
     # the verdict table shows each reason whole: "<" is escaped, not read as an HTML tag
-    assert re.search(r"5xx errors evidence [0-9.e+-]+ &lt; 125, slow requests evidence", text)
+    assert re.search(
+        r"5xx: evidence [0-9.e+-]+ &lt; 125, slower than [0-9.]+ ms \(blue.{1,6}s p90\): evidence",
+        text,
+    )
     assert run.path.stat().st_size < 1_000_000
 
 
@@ -115,19 +118,29 @@ def test_green_with_errors_is_rolled_back_and_traffic_is_on_blue(shared_sandbox,
 
 
 def test_slow_green_is_rolled_back_by_the_judge_on_measured_latency(shared_sandbox, tmp_path):
-    run = run_runbook(
-        tmp_path, "alb_weighted", green_added_latency_ms=150, **{**FAST, "slow_margin_ms": 10.0}
-    )
+    # 30 s windows at 100 requests/s: blue's baseline, 2,000-3,000 requests (its window may begin
+    # before the load does), estimates its p99 (1,000 needed), not its p99.9 (10,000)
+    slow = {"bake_seconds": 30, "sandbox_request_rate": 100, "slow_margin_ms": 10.0}
+    run = run_runbook(tmp_path, "alb_weighted", green_added_latency_ms=150, **{**FAST, **slow})
     record = run.record
     assert record["outcome"] == "rolled_back"
     verdict = record["verdicts"][0]
     assert verdict["decision"] == "ROLLBACK" and "slower than" in verdict["reason"]
-    # every green request was slow (150 ms more than blue's p90 + 10 ms); few of blue's were
+    thresholds = verdict["slow_thresholds_ms"]
+    assert list(thresholds) == ["p90", "p99"] and thresholds["p90"] <= thresholds["p99"] < 150
+    (judge,) = [e for e in record["events"] if e["kind"] == "judge" and "thresholds_left_out" in e]
+    assert judge["slow_thresholds_ms"] == thresholds
+    assert "p99.9 not judged: blue's baseline has" in judge["message"]
+    assert "needs 10,000" in judge["thresholds_left_out"]["p99.9"]
+    # every green request was slow at both thresholds (150 ms more than blue); few of blue's were
     green, blue = verdict["total"]["green"], verdict["total"]["blue"]
-    assert green["slow"] == green["requests"] > 0
-    assert blue["slow"] < 0.5 * blue["requests"]
-    assert verdict["e_values"]["slow"] >= verdict["boundaries"]["slow"]
-    assert verdict["slow_threshold_ms"] < 150
+    for q in thresholds:
+        assert green["slow"][q] == green["requests"] > 0
+        assert blue["slow"][q] < 0.5 * blue["requests"]
+    assert {"slow_p90", "slow_p99"} <= set(verdict["e_values"])
+    assert any(verdict["e_values"][m] >= verdict["boundaries"][m] for m in ("slow_p90", "slow_p99"))
+    text = run.outputs_text()
+    assert "slow p99 evidence" in text  # the verdict table has a column per threshold
     resources = record["parameters"]
     assert (
         listener_weights(shared_sandbox, resources["listener_arn"])[

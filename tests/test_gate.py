@@ -122,7 +122,7 @@ def test_the_evidence_is_shown_before_the_decision():
     (table,) = shown.tables
     assert list(table["green %"]) == [50]
     assert list(table["decision"]) == ["CONTINUE"]
-    assert {"green 5xx", "blue 5xx", "5xx evidence", "slow evidence"} <= set(table.columns)
+    assert {"green 5xx", "blue 5xx", "5xx evidence", "slow p90 evidence"} <= set(table.columns)
     assert "traffic now: blue 50%, green 50% (read back)" in shown.texts
 
 

@@ -70,7 +70,7 @@ class FakeCloudWatch:
             colour, what = query["Id"].split("_", 1)
             stat, period = query["MetricStat"]["Stat"], query["MetricStat"]["Period"]
             requests, errors, latency = self.traffic(colour, self.pattern.green)
-            if what == "fast":  # PR(:threshold): the share at or under the threshold
+            if what.startswith("fast"):  # PR(:threshold): the share at or under the threshold
                 value = 100.0 if latency <= float(stat[4:-1]) else 0.0
             else:
                 counts = {"requests": requests, "errors": errors, "samples": requests}
@@ -164,7 +164,13 @@ def test_error_regression_rolls_back_to_blue_with_the_evidence():
     verdict = record["verdicts"][0]
     assert verdict["decision"] == "ROLLBACK"
     # rolled back on the first one-second period: 50 of green's 250 requests failed, none of blue's
-    assert verdict["window_counts"]["green"] == {"requests": 250, "errors": 50, "slow": 0}
+    thresholds = verdict["slow_thresholds_ms"]  # blue's 60 s baseline: 45,000 requests
+    assert list(thresholds) == ["p90", "p99", "p99.9"]
+    assert verdict["window_counts"]["green"] == {
+        "requests": 250,
+        "errors": 50,
+        "slow": dict.fromkeys(thresholds, 0),
+    }
     assert verdict["window_counts"]["blue"]["errors"] == 0
     assert verdict["e_values"]["errors"] >= verdict["boundaries"]["errors"]
     assert "step 1 at 25%" in record["reason"]
@@ -202,10 +208,10 @@ def test_a_slow_green_is_rolled_back_on_slow_requests():
     assert record["outcome"] == "rolled_back" and pattern.green == 0
     verdict = record["verdicts"][0]
     # blue's p90 before the release was 10 ms: slow means above 10 + slow_margin_ms (10) ms
-    assert verdict["slow_threshold_ms"] == 20.0
-    assert verdict["total"]["green"]["slow"] == verdict["total"]["green"]["requests"] > 0
-    assert verdict["total"]["blue"]["slow"] == 0
-    assert "slower than 20.0 ms" in record["reason"]
+    assert verdict["slow_thresholds_ms"]["p90"] == 20.0
+    assert verdict["total"]["green"]["slow"]["p90"] == verdict["total"]["green"]["requests"] > 0
+    assert verdict["total"]["blue"]["slow"]["p90"] == 0
+    assert "slower than 20 ms (blue's p90)" in record["reason"]
 
 
 def test_a_guard_rail_rolls_back_what_the_comparison_cannot_see():
@@ -524,7 +530,7 @@ def test_the_evidence_panel_plots_even_a_catastrophic_green():
     base = {"rps": 1.0, "error_rate": 0.0, "p50_ms": 5.0, "p99_ms": 9.0}
     frame = pd.DataFrame(dict(base), index=index)
     evidence = [
-        {"at": at.isoformat(), "errors_e_value": value, "slow_e_value": 0.5}
+        {"at": at.isoformat(), "errors_e_value": value, "slow_p90_e_value": 0.5}
         for at, value in zip(index, (1.0, 1e150, 1e304), strict=True)
     ]
     figure = release_figure(
@@ -532,7 +538,7 @@ def test_the_evidence_panel_plots_even_a_catastrophic_green():
         [],
         "t",
         evidence=evidence,
-        boundaries={"errors": 125.0, "slow": 500.0},
+        boundaries={"errors": 125.0, "slow_p90": 500.0},
     )
     assert figure.axes[-1].get_ylabel().startswith("evidence")
     assert figure.axes[-1].get_ylim()[1] <= 1e6 * 500 * 10
@@ -550,11 +556,11 @@ class PartsCloudWatch:
         values = {
             "blue_requests": {first: 90, second: 90},
             "blue_samples": {first: 90, second: 90},
-            "blue_fast": {first: 100.0, second: 100.0},
+            "blue_fast0": {first: 100.0, second: 100.0},
             "green_requests": {second: 10},  # the first period's count is not in yet
             "green_errors": {first: 3, second: 1},
             "green_samples": {first: 10, second: 10},
-            "green_fast": {first: 100.0, second: 90.0},
+            "green_fast0": {first: 100.0, second: 90.0},
         }
         results = []
         for query in MetricDataQueries:
@@ -571,9 +577,14 @@ def test_a_period_published_in_parts_is_left_for_later_not_judged_half():
     start = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
     source = FakePattern().metric_source()
     periods = read_periods(
-        FakeSession(PartsCloudWatch()), source, start, start + timedelta(seconds=2), 1, 20.0
+        FakeSession(PartsCloudWatch()),
+        source,
+        start,
+        start + timedelta(seconds=2),
+        1,
+        {"p90": 20.0},
     )
     assert [at for at, _ in periods] == [start + timedelta(seconds=1)]
     counts = periods[0][1]
-    assert counts["green"] == bgkit.Counts(requests=10, errors=1, slow=1)
-    assert counts["blue"] == bgkit.Counts(requests=90, errors=0, slow=0)
+    assert counts["green"] == bgkit.Counts(requests=10, errors=1, slow={"p90": 1})
+    assert counts["blue"] == bgkit.Counts(requests=90, errors=0, slow={"p90": 0})

@@ -15,7 +15,7 @@ from .. import metrics as _metrics
 from .. import sample_ratio
 from ..clock import ceil_to, floor_to
 from ..errors import PreflightError
-from ..judge import Counts, Decision, Judge, Verdict
+from ..judge import Counts, Decision, Judge, Verdict, metric_label, slow_thresholds
 
 
 class Evidence:
@@ -51,31 +51,29 @@ class Evidence:
         )
 
     def _start_judge(self) -> None:
-        """Blue's latency before green gets traffic sets what a slow request is; then the judge
-        is made. An all-at-once service's green is judged against that same blue window."""
+        """Blue's latency before green gets traffic sets what a slow request is, at each
+        threshold its baseline can estimate; then the judge is made. An all-at-once service's
+        green is judged against that same blue window."""
         if self.judge is not None:
             return
         blue = self.baseline if self.baseline is not None else self._measure_baseline()
-        threshold = round(blue.p90_ms + self.params.slow_margin_ms, 3)
+        margin = self.params.slow_margin_ms
+        thresholds, left_out = slow_thresholds(blue.quantiles_ms, blue.requests, margin)
         baseline = None
         if self.baseline is not None:  # green is judged against blue before an all-at-once switch
             period = self.params.metric_period_seconds
             source = self.pattern.metric_source()
             periods = _metrics.read_periods(
-                self.session, source, blue.start, blue.end, period, threshold
+                self.session, source, blue.start, blue.end, period, thresholds
             )
-            counts = [p["blue"] for _, p in periods]
-            slow = [c.slow for c in counts]
-            baseline = Counts(
-                sum(c.requests for c in counts),
-                sum(c.errors for c in counts),
-                None if None in slow else sum(slow),  # type: ignore[arg-type]
-            )
+            baseline = sum((p["blue"] for _, p in periods), start=Counts(0, 0, None))
+            if any(p["blue"].slow is None and p["blue"].requests for _, p in periods):
+                baseline = Counts(baseline.requests, baseline.errors, None)
         self.judge = Judge(
             steps=self.traffic.judged_steps(),
             alpha=self.params.judge_alpha,
             min_requests=self.params.min_requests,
-            slow_threshold_ms=threshold,
+            slow_thresholds_ms=thresholds,
             pass_margin=self.params.pass_margin,
             error_rate_slo=self.params.error_rate_slo,
             p99_slo_ms=self.params.p99_slo_ms,
@@ -89,16 +87,22 @@ class Evidence:
             )
             if value
         ]
+        tests = "; ".join(
+            f"{label}: rolls back at evidence {self.judge.worse[m].boundary:.4g}"
+            for m, label in self.judge.metrics.items()
+        )
+        quantiles = blue.quantiles_ms
         self._event(
             "judge",
-            f"the judge compares green with blue on 5xx and on requests slower than {threshold:g} ms "
-            f"(blue's p90 {blue.p90_ms:.1f} ms + slow_margin_ms {self.params.slow_margin_ms:g}), "
-            f"every {self.params.metric_period_seconds} s period; it rolls back at evidence "
-            f"{self.judge.worse['errors'].boundary:g} (5xx) or {self.judge.worse['slow'].boundary:g} "
-            f"(slow), so a healthy green is rolled back with probability at most "
-            f"{self.params.judge_alpha:g} (judge_alpha)"
+            f"the judge compares green with blue every {self.params.metric_period_seconds} s "
+            f"period on 5xx and on slow requests at {len(thresholds)} threshold(s), blue's "
+            + ", ".join(f"{q} {quantiles[q]:.1f} ms" for q in thresholds)
+            + f" + slow_margin_ms {margin:g}; {tests}; so a healthy green is rolled back with "
+            f"probability at most {self.params.judge_alpha:g} (judge_alpha)"
+            + "".join(f"; {q} not judged: {why}" for q, why in left_out.items())
             + (f"; guard rails (absolute SLO limits): {', '.join(rails)}" if rails else ""),
-            slow_threshold_ms=threshold,
+            slow_thresholds_ms=thresholds,
+            thresholds_left_out=left_out,
         )
 
     def _judge(
@@ -129,7 +133,7 @@ class Evidence:
 
         def take(upto: datetime) -> None:
             for at, counts in _metrics.read_periods(
-                self.session, source, start, upto, period, judge.slow_threshold_ms
+                self.session, source, start, upto, period, judge.slow_thresholds_ms
             ):
                 if at not in seen:
                     seen.add(at)
@@ -239,11 +243,13 @@ class Evidence:
         if judged:
             last = judged[-1]
             passed = " (PASS)" if last["decision"] == "PASS" else ""
+            evidence = ", ".join(
+                f"{metric_label(m)} {e:.2g} / {last['boundaries'][m]:.4g}"
+                for m, e in last["e_values"].items()
+            )
             return (
                 f"{len(judged)} verdict(s) without evidence that green is worse{passed}; final "
-                f"evidence: 5xx {last['e_values']['errors']:.2g}, slow requests "
-                f"{last['e_values']['slow']:.2g}, against boundaries "
-                f"{last['boundaries']['errors']:g} and {last['boundaries']['slow']:g}"
+                f"evidence against boundaries: {evidence}"
             )
         return "smoke test passed (all at once: no canary analysis)"
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import metrics as _metrics
 from ..clock import ceil_to
+from ..judge import slow_metric
 from ..lab_record import published
 from ..record import Record
 from .states import TERMINAL
@@ -106,19 +107,21 @@ class Publishing:
 def verdict_row(v: dict[str, Any]) -> dict[str, Any]:
     """A verdict as one row of the notebook's table (the record's verdicts, the gate's)."""
     window, blue_is = v["window"], v["blue_is"]
+    thresholds = v["slow_thresholds_ms"]  # blue's quantiles (+ margin) that a slow request is above
     g, b = v["window_counts"]["green"], v["window_counts"]["blue"]
     if blue_is == "baseline":  # blue measured before an all-at-once switch
         b = v["total"]["blue"]
 
     def share(counts: dict[str, Any], what: str) -> str:
-        n, k = counts["requests"], counts[what]
+        n = counts["requests"]
+        k = counts["errors"] if what == "errors" else (counts["slow"] or {}).get(what)
         return "" if not n or k is None else f"{100 * k / n:.2f}% ({k})"
 
     def ms(x: float | None) -> str:
         return "" if x is None else f"{x:.1f}"
 
     def evidence(metric: str) -> str:
-        return f"{v['e_values'][metric]:.3g} / {v['boundaries'][metric]:g}"
+        return f"{v['e_values'][metric]:.3g} / {v['boundaries'][metric]:.4g}"
 
     return {
         "step": v.get("step", ""),
@@ -132,13 +135,13 @@ def verdict_row(v: dict[str, Any]) -> dict[str, Any]:
         "decision": v["decision"],
         "blue" + (" (before)" if blue_is == "baseline" else "") + " req": b["requests"],
         "blue 5xx": share(b, "errors"),
-        "blue slow": share(b, "slow"),
+        **{f"blue slow {q}": share(b, q) for q in thresholds},
         "green req": g["requests"],
         "green 5xx": share(g, "errors"),
-        "green slow": share(g, "slow"),
+        **{f"green slow {q}": share(g, q) for q in thresholds},
         "green p99 ms": ms(v["p99_ms"]["green"]),
         "5xx evidence": evidence("errors"),
-        "slow evidence": evidence("slow"),
+        **{f"slow {q} evidence": evidence(slow_metric(q)) for q in thresholds},
         **(
             {"green share (set / measured)": _ratio(v["sample_ratio"])}
             if "sample_ratio" in v

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import TrafficError
-from ..judge import METRICS
 from .states import MANAGED_WAIT_SECONDS
 
 
@@ -116,7 +115,7 @@ class Waits:
             rows.append((
                 "evidence that green is worse",
                 " · ".join(
-                    f"{METRICS[m]} {t.e_value:.3g} (rolls back at {t.boundary:g})"
+                    f"{self.judge.metrics[m]} {t.e_value:.3g} (rolls back at {t.boundary:.4g})"
                     for m, t in self.judge.worse.items()
                 ),
             ))  # fmt: skip
