@@ -42,6 +42,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+from ..clock import cloudwatch_alignment
 from .calls import CallLog
 
 _PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d+)?|100)$")
@@ -71,11 +72,7 @@ def _percentile_rank(values: list[float], stat: str) -> float | None:
 def round_start_time(start, period: int):  # type: ignore[no-untyped-def]
     """Round a GetMetricData start down as CloudWatch does for recent data."""
     start = start.replace(microsecond=0)
-    if period >= 60:
-        return start.replace(second=0)
-    if period in (5, 10, 20, 30):
-        return start.replace(second=start.second - start.second % period)
-    return start
+    return start.replace(second=start.second - start.second % cloudwatch_alignment(period))
 
 
 def install_gap_fills() -> None:
