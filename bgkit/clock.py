@@ -48,3 +48,13 @@ def floor_to(when: datetime, period: int) -> datetime:
 def ceil_to(when: datetime, period: int) -> datetime:
     """`when` rounded up to a multiple of `period` seconds since the epoch (a metric period's end)."""
     return datetime.fromtimestamp(math.ceil(when.timestamp() / period) * period, tz=when.tzinfo)
+
+
+def cloudwatch_alignment(period: int) -> int:
+    """The seconds to which CloudWatch rounds down the start of a query with this period
+    (GetMetricData, recent data): whole minutes for 60 s and more, 5-, 10-, 20- or 30-second
+    divisions of a minute for those periods, else the second. A window of one `period` is
+    returned as asked only when it starts on such a multiple."""
+    if period >= 60:
+        return 60
+    return period if period in (5, 10, 20, 30) else 1

@@ -98,7 +98,7 @@ def test_a_one_step_plan_given_as_a_number_is_accepted():
 
 
 def test_metric_period_and_lag_default_to_the_targets():
-    assert (validate().metric_period_seconds, validate().metric_lag_seconds) == (1, 1.5)
+    assert (validate().metric_period_seconds, validate().metric_lag_seconds) == (1, 0.5)
     aws = validate(
         target="aws",
         listener_arn=LISTENER,

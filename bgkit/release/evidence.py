@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import metrics as _metrics
 from .. import sample_ratio
-from ..clock import ceil_to, floor_to
+from ..clock import ceil_to, cloudwatch_alignment, floor_to
 from ..errors import PreflightError
 from ..judge import Counts, Decision, Judge, Verdict, metric_label, slow_thresholds
 
@@ -145,20 +145,26 @@ class Evidence:
             cursor = min(cursor + timedelta(seconds=period), end)
             self.traffic.wait_until(cursor + lag)
             take(cursor)
-        green_p99 = blue_p99 = None
+        green_p99 = blue_p99 = p99_window = None
         if not judge.rejected:  # the whole window: late periods, and p99 for the guard rail
             self._await_metrics(source, end)
             take(end)
-            stats = _metrics.read_window(self.session, source, end - timedelta(seconds=window), end)
+            # The window's p99 over the last bake-long window CloudWatch returns whole (where
+            # it rounds the start to; `end` is aligned to the metric period only), and the
+            # requests per colour over the bake itself, summed period by period.
+            p99_end = floor_to(end, cloudwatch_alignment(window))
+            p99_window = (p99_end - timedelta(seconds=window), p99_end)
+            stats = _metrics.read_window(self.session, source, *p99_window)
+            served = _metrics.read_requests(
+                self.session, source, end - timedelta(seconds=window), end, period
+            )
             green_p99, blue_p99 = stats["green"].p99_ms, stats["blue"].p99_ms
             if self.baseline is not None:
                 blue_p99 = self.baseline.p99_ms
         verdict = judge.verdict(green_p99_ms=green_p99)
         ratio = None
         if expected_percent is not None and not judge.rejected:
-            ratio = sample_ratio.check(
-                stats["blue"].requests, stats["green"].requests, expected_percent
-            )
+            ratio = sample_ratio.check(served["blue"], served["green"], expected_percent)
             if ratio.mismatch and verdict.decision is not Decision.ROLLBACK:
                 verdict = Verdict(
                     Decision.NO_DATA,
@@ -185,6 +191,16 @@ class Evidence:
                     else {}
                 ),
                 "p99_ms": {"blue": blue_p99, "green": green_p99},
+                **(
+                    {
+                        "p99_window": {
+                            "start": p99_window[0].isoformat(),
+                            "end": p99_window[1].isoformat(),
+                        }
+                    }
+                    if p99_window is not None
+                    else {}
+                ),
                 **({"sample_ratio": ratio.as_dict()} if ratio is not None else {}),
                 **numbers,
             }
@@ -211,7 +227,9 @@ class Evidence:
         while self.clock.now() < deadline:
             if _metrics.has_datapoint(self.session, source, end - period, end, period.seconds):
                 return
-            self._pause(min(0.25, (deadline - self.clock.now()).total_seconds()))
+            # a twentieth of a period between polls: 0.05 s in the sandbox, 0.25 s from 5 s on
+            poll = min(0.25, period.total_seconds() / 20)
+            self._pause(min(poll, (deadline - self.clock.now()).total_seconds()))
 
     def _may_go_on(self, decision: Decision, last: bool) -> bool:
         """CONTINUE lets a step end after its bake; NO_DATA holds; with pass_margin the last

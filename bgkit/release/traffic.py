@@ -159,7 +159,12 @@ class Steps(Traffic):
                 split=release.split,
             )
             window = int(step.bake_seconds)  # validated to be a CloudWatch period
-            end = ceil_to(shifted_at + timedelta(seconds=window), window)
+            # The bake ends on the first metric period's end at least a bake after the shift:
+            # the judge reads whole periods, and the whole window's statistics are read where
+            # CloudWatch returns them whole (Evidence._judge). Aligning to the bake instead
+            # would make each step after the first last twice its bake (the shift comes a
+            # metric lag after the last window's end).
+            end = ceil_to(shifted_at + timedelta(seconds=window), params.metric_period_seconds)
             # where the service splits requests itself (a flag), that green gets its share
             expected = step.green_percent if checks_ratio(release.pattern) else None
             last = number == len(plan.steps)

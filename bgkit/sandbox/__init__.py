@@ -55,8 +55,7 @@ class Sandbox:
         from .instances import InstanceRuntime
         from .lambda_runtime import LambdaInvoke, LocalLambda
 
-        apigateway.install_canary_model()
-        self._control.start()
+        self._control.start()  # API Gateway's canary model: on its first call (control.py)
         self._create_lock_table()
         self.instances = InstanceRuntime(self.session(), changes=self.calls.changes).start()
         self.lambda_runtime = LocalLambda(self.session()).start()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from typing import Any
 
 from moto.cloudwatch import models as cloudwatch_models
 from moto.moto_server.werkzeug_app import (
@@ -42,6 +43,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
+from ..clock import cloudwatch_alignment
 from .calls import CallLog
 
 _PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d+)?|100)$")
@@ -71,11 +73,7 @@ def _percentile_rank(values: list[float], stat: str) -> float | None:
 def round_start_time(start, period: int):  # type: ignore[no-untyped-def]
     """Round a GetMetricData start down as CloudWatch does for recent data."""
     start = start.replace(microsecond=0)
-    if period >= 60:
-        return start.replace(second=0)
-    if period in (5, 10, 20, 30):
-        return start.replace(second=start.second - start.second % period)
-    return start
+    return start.replace(second=start.second - start.second % cloudwatch_alignment(period))
 
 
 def install_gap_fills() -> None:
@@ -110,6 +108,23 @@ def install_gap_fills() -> None:
 
         install_target_health()
         _installed = True
+
+
+def _apigateway_on_first_use(app: Any) -> Any:
+    """moto's API Gateway module takes a sandbox 1.4 s to import (its OpenAPI validator loads
+    jsonschema, which compiles its URI grammars), and most scenarios never call API Gateway:
+    the sandbox's canary model is installed (importing moto's) before the first API Gateway
+    request is answered, rather than when the sandbox starts."""
+    signed_for_apigateway = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/apigateway/")
+
+    def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
+        if signed_for_apigateway.search(environ.get("HTTP_AUTHORIZATION", "")):
+            from .apigateway import install_canary_model
+
+            install_canary_model()  # once; idempotent
+        return app(environ, start_response)
+
+    return dispatch
 
 
 def _install_dispatch_cache() -> None:
@@ -251,7 +266,9 @@ class ControlPlane:
 
         install_gap_fills()
         app = self.calls.middleware(
-            middleware(DomainDispatcherApplication(create_backend_app), self.extensions)
+            _apigateway_on_first_use(
+                middleware(DomainDispatcherApplication(create_backend_app), self.extensions)
+            )
         )
         self._server = make_server(
             "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler
