@@ -55,8 +55,8 @@ def test_a_watched_bake_updates_one_display_a_second_with_step_time_left_and_evi
     assert rows["traffic (as last read back)"] == "blue 50%, green 50%"
     assert rows["last verdict"].startswith("step 1: CONTINUE: no evidence that green is worse")
     assert re.fullmatch(
-        r"5xx errors [\d.e+-]+ \(rolls back at 125\) · slow requests [\d.e+-]+ \(rolls back at "
-        r"500\)",
+        r"5xx [\d.e+-]+ \(rolls back at 125\)"
+        r"( · slower than 20 ms \(blue's p(90|99|99\.9)\) [\d.e+-]+ \(rolls back at \d+\)){3}",
         rows["evidence that green is worse"],
     )
 

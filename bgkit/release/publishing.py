@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import metrics as _metrics
-from ..clock import ceil_to
+from ..clock import floor_to
 from ..judge import slow_metric
 from ..lab_record import published
 from ..record import Record
@@ -55,7 +55,9 @@ class Publishing:
         first = datetime.fromisoformat(self.record.events[0]["at"])
         if self.baseline is not None:  # show the window green was judged against
             first = min(first, self.baseline.start)
-        end = ceil_to(self.clock.now(), self.params.metric_period_seconds)
+        # up to the last whole metric period: the one still running has no datapoint yet, and
+        # waiting for it to end and be published would hold every release up to a period
+        end = floor_to(self.clock.now(), self.params.metric_period_seconds)
         self._await_metrics(self.pattern.metric_source(), end)
         series = _metrics.read_series(
             self.session,
