@@ -56,6 +56,7 @@ class Evidence:
         green is judged against that same blue window."""
         if self.judge is not None:
             return
+        self._load_plots_meanwhile()
         blue = self.baseline if self.baseline is not None else self._measure_baseline()
         margin = self.params.slow_margin_ms
         thresholds, left_out = slow_thresholds(blue.quantiles_ms, blue.requests, margin)

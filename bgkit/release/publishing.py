@@ -8,6 +8,8 @@ A mixin of `Release`; it uses the release's record, pattern, judge, traffic and 
 
 from __future__ import annotations
 
+import importlib
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +23,13 @@ from .traffic import checks_ratio
 
 
 class Publishing:
+    def _load_plots_meanwhile(self) -> None:
+        """Import the plotting library (bgkit.plots: matplotlib) on a thread while the release
+        waits for CloudWatch: a second of the record's making otherwise, at the very end."""
+        threading.Thread(
+            target=importlib.import_module, args=("bgkit.plots",), name="bgkit-plots", daemon=True
+        ).start()
+
     def _publish(self, *, plot: bool) -> dict[str, Any]:
         """Read the final state back, plot, show and return the record; an ended release
         unlocks its target first."""
