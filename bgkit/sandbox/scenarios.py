@@ -28,6 +28,7 @@ def register(cls: type[Scenario]) -> type[Scenario]:
 
 class Scenario:
     pattern: ClassVar[str]
+    hook_relay: ClassVar[bool] = False  # CodeDeploy's: bgkit's hook relay is installed first
 
     def __init__(
         self,
@@ -250,7 +251,7 @@ RELAY_FUNCTION = "bgkit-hook-relay"
 
 def install_hook_relay(session: AwsSession) -> str:
     """bgkit's lifecycle hook relay (bgkit/relay.py), installed as its docstring says; the
-    sandbox does this once when it starts. Returns the function's name."""
+    sandbox does this before its first CodeDeploy scenario. Returns the function's name."""
     from pathlib import Path
 
     lam, iam = session.client("lambda"), session.client("iam")
@@ -342,6 +343,7 @@ class EcsCodeDeployScenario(AlbScenario):
     """
 
     pattern = "ecs_codedeploy"
+    hook_relay = True
 
     def start(self) -> EcsCodeDeployScenario:
         ecs = self.session.client("ecs")
@@ -647,6 +649,7 @@ class LambdaCodeDeployScenario(Scenario):
     application and deployment group; a function URL on the alias taking the load."""
 
     pattern = "lambda_codedeploy"
+    hook_relay = True
 
     def start(self) -> LambdaCodeDeployScenario:
         from .lambda_runtime import FunctionUrl
