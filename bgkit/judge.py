@@ -464,6 +464,7 @@ class Judge:
                     for m in passing
                 }
         self.window, self.step, self.total = _zero(), _zero(), _zero()
+        self.step_compared = _zero()  # the step's periods in which green was compared
         self._steps_started = 0
 
     @staticmethod
@@ -482,7 +483,7 @@ class Judge:
         """A release step begins: NO_DATA looks at the traffic since then (holds add up), and
         with `steps` > 1 the step's own tests start."""
         self._steps_started += 1
-        self.step = _zero()
+        self.step, self.step_compared = _zero(), _zero()
         if self._steps_started > 1:
             for test in self.worse.values():
                 if isinstance(test, StepTests):
@@ -490,10 +491,16 @@ class Judge:
 
     def observe(self, at: Any, blue: Counts | None, green: Counts) -> None:
         """Add one metric period. `blue` is None when blue is judged from its baseline."""
+        # green is compared in a period where blue served too (or with blue's baseline): only
+        # those periods count towards min_requests, so that a window in which blue served
+        # nothing (a service's jump to 100 %) is no verdict on green, never a pass
+        compared = self.baseline is not None or bool(blue and blue.requests and green.requests)
         for colour, counts in (("blue", blue), ("green", green)):
             if counts is not None:
                 for kept in (self.window, self.step, self.total):
                     kept[colour] = kept[colour] + counts
+                if compared:
+                    self.step_compared[colour] = self.step_compared[colour] + counts
         for tests in (self.worse, self.not_worse):
             for metric, test in tests.items():
                 green_events = self._events(green, metric)
@@ -542,19 +549,21 @@ class Judge:
                     f"exceeds p99_slo_ms {self.p99_slo_ms:g} ms",
                     numbers,
                 )
-        green, blue = self.step["green"], self.step["blue"]  # holds add up
+        green, blue = self.step_compared["green"], self.step_compared["blue"]  # holds add up
         short = [
             f"{colour} served {counts.requests}"
             for colour, counts in (("green", green), ("blue", blue))
             if counts.requests < self.min_requests and (colour == "green" or self.baseline is None)
         ]
         if short:
+            side_by_side = "" if self.baseline is not None else " while both colours served"
             return Verdict(
                 Decision.NO_DATA,
-                f"{' and '.join(short)} requests in this step, fewer than min_requests "
-                f"({self.min_requests}): too little traffic to judge, holding",
+                f"{' and '.join(short)} requests in this step{side_by_side}, fewer than "
+                f"min_requests ({self.min_requests}): too little traffic to judge, holding",
                 numbers,
             )
+        green = self.step["green"]
         if green.slow is None and self.slow_thresholds_ms:
             return Verdict(
                 Decision.NO_DATA,

@@ -888,3 +888,22 @@ def test_counts_add_per_threshold_and_stay_unmeasured_until_a_period_has_latency
     assert total == Counts(10, 1, None)
     total = total + Counts(5, 0, {"p90": 2, "p99": 1}) + Counts(5, 0, {"p90": 1, "p99": 0})
     assert total == Counts(20, 1, {"p90": 3, "p99": 1})
+
+
+def test_periods_in_which_blue_served_nothing_are_no_verdict_on_green_never_a_pass():
+    """A managed service's jump to 100 % inside a window: green served, blue did not, so nothing
+    was compared. That is NO_DATA (a hold), however many requests green served; periods with
+    both colours count towards min_requests."""
+    judge = Judge(alpha=0.01, slow_thresholds_ms={"p90": 250.0}, min_requests=20)
+    for period in range(5):
+        judge.observe(period, Counts(0, 0, {"p90": 0}), Counts(100, 20, {"p90": 10}))
+    verdict = judge.verdict()
+    assert judge.rejected == []  # no evidence either way: green's 20 % of 5xx was not compared
+    assert verdict.decision is Decision.NO_DATA
+    assert "green served 0 and blue served 0 requests in this step while both colours served" in (
+        verdict.reason
+    )
+    assert verdict.numbers["step_counts"]["green"]["requests"] == 500  # served, not compared
+    for period in range(5, 10):
+        judge.observe(period, Counts(50, 0, {"p90": 5}), Counts(50, 0, {"p90": 5}))
+    assert judge.verdict().decision is Decision.CONTINUE
