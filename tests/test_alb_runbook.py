@@ -118,29 +118,34 @@ def test_green_with_errors_is_rolled_back_and_traffic_is_on_blue(shared_sandbox,
 
 
 def test_slow_green_is_rolled_back_by_the_judge_on_measured_latency(shared_sandbox, tmp_path):
-    # 30 s windows at 100 requests/s: blue's baseline, 2,000-3,000 requests (its window may begin
-    # before the load does), estimates its p99 (1,000 needed), not its p99.9 (10,000)
-    slow = {"bake_seconds": 30, "sandbox_request_rate": 100, "slow_margin_ms": 10.0}
+    # 20 s windows at 100 requests/s: blue's baseline (up to 2,000 requests; fewer when its
+    # window began before the load did, or under the suite's load) estimates its p99 when it has
+    # 1,000 (tests/test_windows.py reads every threshold from known latencies), never its p99.9
+    slow = {"bake_seconds": 20, "sandbox_request_rate": 100, "slow_margin_ms": 10.0}
     run = run_runbook(tmp_path, "alb_weighted", green_added_latency_ms=150, **{**FAST, **slow})
     record = run.record
     assert record["outcome"] == "rolled_back"
     verdict = record["verdicts"][0]
     assert verdict["decision"] == "ROLLBACK" and "slower than" in verdict["reason"]
-    thresholds = verdict["slow_thresholds_ms"]
-    assert list(thresholds) == ["p90", "p99"] and thresholds["p90"] <= thresholds["p99"] < 150
     (judge,) = [e for e in record["events"] if e["kind"] == "judge" and "thresholds_left_out" in e]
-    assert judge["slow_thresholds_ms"] == thresholds
-    assert "p99.9 not judged: blue's baseline has" in judge["message"]
-    assert "needs 10,000" in judge["thresholds_left_out"]["p99.9"]
-    # every green request was slow at both thresholds (150 ms more than blue); few of blue's were
+    thresholds, left_out = verdict["slow_thresholds_ms"], judge["thresholds_left_out"]
+    assert judge["slow_thresholds_ms"] == thresholds and thresholds["p90"] < 150
+    assert set(thresholds) | set(left_out) == {"p90", "p99", "p99.9"}
+    assert "needs 10,000" in left_out["p99.9"] and "p99.9 not judged" in judge["message"]
+    measured = int(
+        re.search(r"blue's baseline has ([\d,]+) requests", left_out["p99.9"])[1].replace(",", "")
+    )
+    assert ("p99" in thresholds) == (measured >= 1000)
+    # every green request was slow at each threshold (150 ms more than blue); few of blue's were
     green, blue = verdict["total"]["green"], verdict["total"]["blue"]
     for q in thresholds:
         assert green["slow"][q] == green["requests"] > 0
         assert blue["slow"][q] < 0.5 * blue["requests"]
-    assert {"slow_p90", "slow_p99"} <= set(verdict["e_values"])
-    assert any(verdict["e_values"][m] >= verdict["boundaries"][m] for m in ("slow_p90", "slow_p99"))
+    assert any(
+        verdict["e_values"][f"slow_{q}"] >= verdict["boundaries"][f"slow_{q}"] for q in thresholds
+    )
     text = run.outputs_text()
-    assert "slow p99 evidence" in text  # the verdict table has a column per threshold
+    assert all(f"slow {q} evidence" in text for q in thresholds)  # a column per threshold
     resources = record["parameters"]
     assert (
         listener_weights(shared_sandbox, resources["listener_arn"])[

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import bgkit
-from bgkit import FakeClock, Release
+from bgkit import FakeClock, Release, metrics
 from bgkit.clock import cloudwatch_alignment, floor_to
 from bgkit.metrics import MetricSource
 
@@ -160,3 +160,44 @@ def test_a_release_reads_the_windows_it_means_on_cloudwatch_that_rounds_as_aws_d
             assert verdict["p99_ms"][colour] == pytest.approx(
                 latency_ms(colour, last_second, first)
             )
+
+
+def test_slow_counts_at_each_threshold_are_cloudwatch_percentile_ranks(sandbox):
+    """One second of known latencies per colour in the sandbox's CloudWatch: read_periods counts
+    the requests above each of the judge's thresholds with one PR(:threshold) query each, and
+    read_window gives the p90, p99 and p99.9 the thresholds come from."""
+    namespace, first = (
+        "bgkit/test-thresholds",
+        floor_to(datetime.now(UTC) - timedelta(minutes=20), 60),
+    )
+    cloudwatch = sandbox.session().client("cloudwatch")
+    latencies = {
+        "blue": [n / 1000 for n in range(1, 1001)],
+        "green": [n / 500 for n in range(1, 1001)],
+    }
+    data = []
+    for colour, values in latencies.items():
+        base = {
+            "Dimensions": [{"Name": "TargetGroup", "Value": f"tg/{colour}"}],
+            "Timestamp": first,
+        }
+        data.append({**base, "MetricName": "RequestCount", "Value": 1000, "Unit": "Count"})
+        for chunk in range(0, 1000, 150):  # at most 150 distinct values a datum
+            part = values[chunk : chunk + 150]
+            data.append(
+                {**base, "MetricName": "Latency", "Values": part, "Counts": [1] * len(part)}
+            )
+    cloudwatch.put_metric_data(Namespace=namespace, MetricData=data)
+    dims = {"blue": {"TargetGroup": "tg/blue"}, "green": {"TargetGroup": "tg/green"}}
+    source = MetricSource(namespace, "RequestCount", "Errors", "Latency", 1000.0, dims)
+    session, end = sandbox.session(), first + timedelta(seconds=1)
+
+    blue = metrics.read_window(session, source, first, end)["blue"]
+    assert (blue.p90_ms, blue.p99_ms, blue.p999_ms) == pytest.approx((900.0, 990.0, 999.0))
+
+    thresholds = {"p90": 900.5, "p99": 990.5, "p99.9": 999.5}  # blue's, + 0.5 ms
+    ((at, counts),) = metrics.read_periods(session, source, first, end, 1, thresholds)
+    assert at == first
+    assert counts["blue"] == bgkit.Counts(1000, 0, {"p90": 100, "p99": 10, "p99.9": 1})
+    # green is twice as slow: above 900.5 ms from its 451st request on
+    assert counts["green"] == bgkit.Counts(1000, 0, {"p90": 550, "p99": 505, "p99.9": 501})

@@ -57,7 +57,8 @@ def _percentile(values: list[float], stat: str) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, math.ceil(float(stat[1:]) / 100 * len(ordered)))
+    # nearest rank; rounded first, since 99.9 / 100 * 1000 is 999.0000000000001 in floats
+    rank = max(1, math.ceil(round(float(stat[1:]) / 100 * len(ordered), 9)))
     return ordered[rank - 1]
 
 
