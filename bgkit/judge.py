@@ -372,7 +372,7 @@ def slow_thresholds(
     thresholds, left_out = {}, {}
     for name, q in QUANTILES.items():
         value = quantiles_ms.get(name)
-        needed = 0 if name == "p90" else math.ceil(MIN_REQUESTS_ABOVE / (1 - q) - 1e-9)
+        needed = 0 if name == "p90" else round(MIN_REQUESTS_ABOVE / (1 - q))  # 1,000; 10,000
         if value is None:
             left_out[name] = f"CloudWatch gave no {name} for blue's baseline"
         elif requests < needed:
@@ -428,7 +428,7 @@ class Judge:
             raise ValueError(f"slow thresholds must be among {list(QUANTILES)}, got {unknown}")
         quantiles = [q for q in QUANTILES if q in self.slow_thresholds_ms]
         self.slow_thresholds_ms = {q: self.slow_thresholds_ms[q] for q in quantiles}
-        # each metric: where its events come from in Counts, and what it is called
+        # each metric's name and what verdicts call it
         self.metrics = {"errors": "5xx"} | {
             slow_metric(q): f"slower than {self.slow_thresholds_ms[q]:g} ms (blue's {q})"
             for q in quantiles

@@ -98,7 +98,10 @@ class WindowStats:
 
 
 def _queries(
-    source: MetricSource, period: int, hosts: bool = False, percentiles=PERCENTILES
+    source: MetricSource,
+    period: int,
+    hosts: bool = False,
+    percentiles: tuple[str, ...] = PERCENTILES,
 ) -> list[dict[str, Any]]:
     queries = []
     for colour, dims in source.dimensions.items():
@@ -265,16 +268,3 @@ def read_series(
             )
         frames[colour] = frame
     return pd.concat(frames, axis=1)
-
-
-def read_requests(
-    session: AwsSession, source: MetricSource, start: datetime, end: datetime, period: int
-) -> dict[str, int]:
-    """Requests per colour in [start, end), summed over its metric periods (a window that need
-    not start where CloudWatch rounds a query of its own length)."""
-    queries = [q for q in _queries(source, period) if q["Id"].endswith("_requests")]
-    results = _fetch(session, queries, start, end)
-    return {
-        colour: int(sum(v for ts, v in results[f"{colour}_requests"].items() if start <= ts < end))
-        for colour in source.dimensions
-    }

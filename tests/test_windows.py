@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from test_release import FakePattern, Quiet
 
 import bgkit
 from bgkit import FakeClock, Release, metrics
@@ -25,33 +26,12 @@ BAKE = 5
 LATENCY_MS = {"blue": 100.0, "green": 100.02}
 
 
-class Pattern:
-    name = "alb_weighted"
-    title = "fake"
-    parameters: dict = {}
-
-    def __init__(self) -> None:
-        self.green = 0
-
-    def target_id(self) -> str:
-        return "fake-listener"
-
-    def preflight(self):
-        return self.read_split()
-
-    def read_split(self):
-        return {"blue": 100 - self.green, "green": self.green}
-
-    def set_split(self, green_percent: int):
-        self.green = green_percent
-        return self.read_split()
+class Pattern(FakePattern):
+    """test_release's fake listener, its metrics where this test puts them."""
 
     def metric_source(self) -> MetricSource:
         dims = {"blue": {"TargetGroup": "tg/blue"}, "green": {"TargetGroup": "tg/green"}}
         return MetricSource(NAMESPACE, "RequestCount", "Errors", "Latency", 1000.0, dims)
-
-    def describe(self) -> dict:
-        return {"split": self.read_split()}
 
 
 class WatchedSession:
@@ -77,11 +57,6 @@ class WatchedSession:
 
     def __getattr__(self, name):
         return getattr(self._session, name)
-
-
-class Quiet:
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None
 
 
 def latency_ms(colour: str, second: datetime, first: datetime) -> float:

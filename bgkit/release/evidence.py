@@ -130,14 +130,14 @@ class Evidence:
         if since is not None:
             start = min(start, ceil_to(since, period))
         self._window = (start, end)
-        seen: set[datetime] = set()
+        seen: dict[datetime, dict[str, Counts]] = {}  # each period judged, once
 
         def take(upto: datetime) -> None:
             for at, counts in _metrics.read_periods(
                 self.session, source, start, upto, period, judge.slow_thresholds_ms
             ):
                 if at not in seen:
-                    seen.add(at)
+                    seen[at] = counts
                     blue = None if self.baseline is not None else counts["blue"]
                     judge.observe(at.isoformat(), blue, counts["green"])
 
@@ -152,13 +152,12 @@ class Evidence:
             take(end)
             # The window's p99 over the last bake-long window CloudWatch returns whole (where
             # it rounds the start to; `end` is aligned to the metric period only), and the
-            # requests per colour over the bake itself, summed period by period.
+            # requests per colour over the bake itself: its judged periods, summed.
             p99_end = floor_to(end, cloudwatch_alignment(window))
             p99_window = (p99_end - timedelta(seconds=window), p99_end)
             stats = _metrics.read_window(self.session, source, *p99_window)
-            served = _metrics.read_requests(
-                self.session, source, end - timedelta(seconds=window), end, period
-            )
+            bake = [c for at, c in seen.items() if at >= end - timedelta(seconds=window)]
+            served = {c: sum(p[c].requests for p in bake) for c in ("blue", "green")}
             green_p99, blue_p99 = stats["green"].p99_ms, stats["blue"].p99_ms
             if self.baseline is not None:
                 blue_p99 = self.baseline.p99_ms
