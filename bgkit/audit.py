@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # imported on use: a kernel that imports bgkit need not pay f
 
 CHAIN_KEY = "bgkit_chain"
 FORMATS = ("table", "csv", "json")
-OUTCOMES = ("promoted", "rolled_back", "failed", "no record", "not run")
+OUTCOMES = ("promoted", "rolled_back", "failed", "planned", "no record", "not run")
 LAB_KEY = "bgkit_lab"  # a record notebook that `bgkit lab` prepared (bgkit.lab, bgkit.lab_record)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from .errors import AwsRefused
+from .errors import AwsRefused, MutationRefused
 
 # Throttling and 5xx are retried by botocore's standard retry mode, not by hand-written loops.
 # total_max_attempts counts the first attempt (botocore's client `max_attempts` counts only
@@ -89,6 +89,8 @@ _RESOURCE_KEY = re.compile(r"(Arn|ARN|Arns|ARNs|Id|ID|Ids|Name|Names|Identifier)
 _RESOURCE_KEYS = frozenset({"cluster", "service", "taskSet", "taskDefinition", "Qualifier"})
 _SECRET_KEY = re.compile(r"(key|token|secret|password|credential)", re.I)
 _PARAMS = "bgkit_api_params"  # where the request context keeps the call's parameters
+# Operations that only read (the sandbox's call log and a plan's read-only session use it too).
+READ_OPERATION = re.compile(r"^(Get|Describe|List|BatchGet|Query|Scan|Search|Lookup)[A-Z]")
 
 
 def release_agent(runbook: str) -> str:
@@ -104,6 +106,12 @@ class AwsSession:
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     agent: str = f"bgkit/{VERSION}"  # appended to botocore's User-Agent (see release_agent)
+    # A plan's session (bgkit.planning): any call that is not a read is refused before it is
+    # sent, whichever code makes it, so a plan cannot change anything.
+    read_only: bool = False
+    # Every call that changes something, as made (after botocore's retries), in order: what a
+    # release following a plan is held to (bgkit.planning.compare).
+    changes: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _session: Any = field(default=None, init=False, repr=False)
     _clients: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
@@ -121,8 +129,30 @@ class AwsSession:
                 config=_CONFIG.merge(Config(user_agent_extra=self.agent)),
             )
             raise_refusals(client)
+            client.meta.events.register("before-call", self._before_call)
+            client.meta.events.register("after-call", self._after_call)
             self._clients[service] = client
         return self._clients[service]
+
+    def _before_call(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        if self.read_only and not READ_OPERATION.match(model.name):
+            raise MutationRefused(
+                f"{iam_action(model)} refused: this session only reads (a plan changes nothing)"
+            )
+
+    def _after_call(
+        self, http_response: Any, model: Any, context: dict[str, Any], **_: Any
+    ) -> None:
+        if READ_OPERATION.match(model.name):
+            return
+        self.changes.append(
+            {
+                "action": iam_action(model),
+                "operation": model.name,
+                "resource": resource_of(context.get(_PARAMS) or {}),
+                "status": http_response.status_code,
+            }
+        )
 
     def caller_arn(self) -> str:
         """The STS caller identity: who is running this release."""

@@ -1,6 +1,8 @@
 """The `bgkit` command.
 
     bgkit run <runbook name or path> [-p NAME VALUE]... [-s SECRET_NAME]... [--output PATH]
+              [--plan PLAN.ipynb]
+    bgkit plan <runbook name or path> [-p NAME VALUE]... [-s SECRET_NAME]... [--output PATH]
     bgkit lab <runbook name or path> [-p NAME VALUE]... [-s SECRET_NAME]... [--output PATH]
     bgkit runbooks
     bgkit iam-policy <runbook name> [--lock-table TABLE]
@@ -8,7 +10,8 @@
     bgkit audit render RECORD [--out PAGE.html]
 
 `run` exits 0 when the release was promoted, 3 when it was rolled back, 4 when it failed,
-and 2 when the command line itself is wrong (nothing was run).
+and 2 when the command line itself is wrong (nothing was run). `plan` exits 0 when the plan
+was written (outcome `planned`), 4 when the release could not be planned (refused at preflight).
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ from . import audit, patterns
 from .params import RELEASE_ID, default_release_id, secret_env
 
 EXIT_PROMOTED, EXIT_USAGE, EXIT_ROLLED_BACK, EXIT_FAILED = 0, 2, 3, 4
-_EXIT = {"promoted": EXIT_PROMOTED, "rolled_back": EXIT_ROLLED_BACK, "failed": EXIT_FAILED}
+_EXIT = {
+    "promoted": EXIT_PROMOTED,
+    "planned": EXIT_PROMOTED,
+    "rolled_back": EXIT_ROLLED_BACK,
+    "failed": EXIT_FAILED,
+}
+PLAN_PARAMETERS = ("dry_run", "follow_plan")  # set by `bgkit plan` and `run --plan`, not -p
 REPO_RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
 
 
@@ -154,6 +163,10 @@ def prepare(args: argparse.Namespace) -> Prepared:
 
     path = runbook_path(args.runbook)
     for name, _ in args.parameter:
+        if name in PLAN_PARAMETERS:
+            raise UsageError(
+                f"-p {name}: set by `bgkit plan` (dry_run) and `bgkit run --plan` (follow_plan)"
+            )
         if is_secret(name):
             raise UsageError(
                 f"-p {name}: {name} is a secret, and papermill writes -p values into the "
@@ -161,7 +174,9 @@ def prepare(args: argparse.Namespace) -> Prepared:
             )
     # Secrets reach the kernel only through its environment, which it inherits from this process.
     secrets = read_secrets(path, args.secret)
-    parameters = coerce_parameters(path, args.parameter)
+    parameters = {**_planned_parameters(args, path), **coerce_parameters(path, args.parameter)}
+    if getattr(args, "dry_run", False):
+        parameters["dry_run"] = True
     migrations = parameters.get("migrations")
     if isinstance(migrations, str) and migrations and not migrations.startswith("s3://"):
         # the kernel runs elsewhere: a path is the one the person meant, from here
@@ -175,8 +190,35 @@ def prepare(args: argparse.Namespace) -> Prepared:
     target = _target(path, parameters)
     if args.output and audit.is_s3(args.output):
         _use_s3(args.output, target)
-    out, chain_root = record_location(args.output, path.stem, str(parameters["release"]))
+    named = str(parameters["release"]) + ("-plan" if parameters.get("dry_run") else "")
+    out, chain_root = record_location(args.output, path.stem, named)
     return Prepared(path, parameters, secrets, out, chain_root, target)
+
+
+def _planned_parameters(args: argparse.Namespace, path: Path) -> dict[str, Any]:
+    """`run --plan PLAN`: the plan's parameters (what was approved), and the plan to follow.
+    A -p given as well overrides one; the release then refuses it as drift, naming it."""
+    plan = getattr(args, "plan", None)
+    if not plan:
+        return {}
+    from .record import from_notebook
+
+    where = plan if audit.is_s3(plan) else str(Path(plan).expanduser().resolve())
+    try:
+        nb = audit.read(where)
+    except Exception as error:
+        raise UsageError(f"--plan: cannot read {plan} ({type(error).__name__}: {error})") from None
+    record = from_notebook(nb) or {}
+    if record.get("outcome") != "planned":
+        raise UsageError(
+            f"--plan: {plan} is not a plan (its outcome is {record.get('outcome') or 'missing'}); "
+            "make one with `bgkit plan`"
+        )
+    if record.get("runbook") != path.stem:
+        raise UsageError(f"--plan: {plan} is a plan for {record.get('runbook')}, not {path.stem}")
+    given = dict(nb.metadata.get("papermill", {}).get("parameters", {}))
+    given.pop("dry_run", None)
+    return {**given, "release": record["release"], "follow_plan": where}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -484,7 +526,27 @@ def main(argv: list[str] | None = None) -> int:
         "--log-output", action="store_true", help="stream cell output to the terminal"
     )
     run_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    run_parser.add_argument(
+        "--plan",
+        metavar="PLAN.ipynb",
+        help="a plan's record (`bgkit plan`): run with its parameters, refused before any change "
+        "if anything drifted since; the record links the plan's hash",
+    )
     run_parser.set_defaults(handler=run)
+    plan_parser = commands.add_parser(
+        "plan",
+        help="write a plan for review: every AWS call the release would make, and each "
+        "rollback's; changes nothing",
+    )
+    _release_arguments(plan_parser)
+    plan_parser.add_argument(
+        "--html", action="store_true", help="also write the reviewer's HTML page beside the plan"
+    )
+    plan_parser.add_argument(
+        "--log-output", action="store_true", help="stream cell output to the terminal"
+    )
+    plan_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    plan_parser.set_defaults(handler=run, dry_run=True)
     lab_parser = commands.add_parser(
         "lab",
         help="prepare a release's record notebook and open it in JupyterLab, to step through it",

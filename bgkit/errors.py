@@ -8,6 +8,7 @@
     │   └── RollbackFailed    traffic could not be returned to blue; carries where it is now
     ├── AwsRefused            AWS refused a call outright (access denied, invalid request): not
     │                         retried; names the IAM action and the resource (also a ClientError)
+    ├── MutationRefused       a plan's read-only session refused a call that would change something
     ├── SandboxError          the embedded sandbox could not start or provision a scenario
     ├── SchemaError           green's migrations cannot be checked as given (a missing file, a
     │                         database that cannot be read); names the parameter
@@ -46,6 +47,11 @@ class PreflightError(BgkitError):
     def __init__(self, message: str, *, parameter: str | None = None) -> None:
         self.parameter = parameter
         super().__init__(f"{parameter}: {message}" if parameter else message)
+
+
+class MutationRefused(BgkitError):
+    """A call that would change something, refused before it was sent: the session is a
+    plan's (bgkit.planning), which only reads."""
 
 
 class TrafficError(BgkitError):

@@ -94,6 +94,10 @@ class ReleaseParams:
     database_url: str = ""  # a secret: postgresql://... of the database both colours use
     schema_check: str = "enforce"  # enforce (refuse what breaks blue), warn, off
     apply_migrations: bool = False  # after both checks pass: apply them to database_url
+    # Plans (bgkit.planning): stop after the read-only checks and record every change the
+    # release would make; or follow such a plan, refused if anything drifted since.
+    dry_run: bool = False
+    follow_plan: str = ""  # the plan's record: a .ipynb path or s3:// URL
     resources: Mapping[str, str] = field(default_factory=dict)
     # set by validate: `plan` names the service's own way of moving traffic (an AppConfig
     # deployment strategy), which the pattern runs; not a parameter of its own
@@ -351,6 +355,24 @@ def validate(
     _number("sandbox_request_rate", got["sandbox_request_rate"], 1.0, 1000.0)
     _number("sandbox_minute_seconds", got["sandbox_minute_seconds"], 0.1, 60.0)
     _schema(got)
+    if not isinstance(got["dry_run"], bool):
+        raise ParameterError(
+            "dry_run", "must be True or False (a boolean, not text)", got["dry_run"]
+        )
+    if not isinstance(got["follow_plan"], str) or (
+        got["follow_plan"] and not got["follow_plan"].endswith(".ipynb")
+    ):
+        raise ParameterError(
+            "follow_plan",
+            "must be a plan's record (a .ipynb path or s3:// URL), or empty",
+            got["follow_plan"],
+        )
+    if got["dry_run"] and got["follow_plan"]:
+        raise ParameterError(
+            "follow_plan",
+            "must be empty when dry_run is True (a plan follows no plan)",
+            got["follow_plan"],
+        )
 
     resources: dict[str, str] = {}
     for name, check in resource_checks.items():

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # nbformat's import (jsonschema's) costs a kernel about a sec
     import nbformat
 
 RECORD_MIME = "application/vnd.bgkit.record+json"
-OUTCOMES = ("promoted", "rolled_back", "failed")
+OUTCOMES = ("promoted", "rolled_back", "failed", "planned")
 
 
 @dataclass
@@ -43,6 +43,8 @@ class Record:
     schema: dict[str, Any] | None = None  # the schema step: green's migrations against blue
     events: list[dict[str, Any]] = field(default_factory=list)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    planned: dict[str, Any] | None = None  # a plan's calls, rollbacks, duration (bgkit.planning)
+    followed_plan: dict[str, Any] | None = None  # the plan this release followed: hash, path taken
 
     def add_event(self, at: datetime, kind: str, message: str, **data: Any) -> dict[str, Any]:
         event = {"at": at.isoformat(), "kind": kind, "message": message, **data}
@@ -77,6 +79,8 @@ class Record:
             "schema": self.schema,
             "events": self.events,
             "verdicts": self.verdicts,
+            "planned": self.planned,
+            "followed_plan": self.followed_plan,
         }
 
     def summary_markdown(self) -> str:

@@ -17,6 +17,7 @@ from ..aws import AwsSession
 from ..errors import PreflightError, TrafficError
 from ..metrics import MetricSource, alb_source
 from ..params import arn_checker
+from ..planning import Change, send_all
 from . import register
 from .base import Split, forward_action, forward_weights, split_of
 
@@ -183,6 +184,16 @@ class AlbWeighted:
     # -- the one write ------------------------------------------------------------------
 
     def set_split(self, green_percent: int) -> Split:
+        send_all(self.changes_to(green_percent))
+        split = self.read_split()
+        if split["green"] != green_percent:
+            raise TrafficError(
+                f"asked for green {green_percent}% but the listener reads back", split=split
+            )
+        return split
+
+    def changes_to(self, green_percent: int) -> list[Change]:
+        """The listener's forward weights for `green_percent`: one ModifyListener."""
         forward: dict[str, Any] = {
             "TargetGroups": [
                 {"TargetGroupArn": self.blue, "Weight": 100 - green_percent},
@@ -200,10 +211,23 @@ class AlbWeighted:
                 kept = {k: v for k, v in action.items() if k in ("Order",)}
                 action = {**kept, "Type": "forward", "ForwardConfig": forward}
             actions.append(action)
-        self._elb.modify_listener(ListenerArn=self.listener_arn, DefaultActions=actions)
-        split = self.read_split()
-        if split["green"] != green_percent:
-            raise TrafficError(
-                f"asked for green {green_percent}% but the listener reads back", split=split
+        return [
+            Change(
+                self._elb,
+                "ModifyListener",
+                {"ListenerArn": self.listener_arn, "DefaultActions": actions},
+                f"forward weights blue {100 - green_percent} / green {green_percent}",
             )
-        return split
+        ]
+
+    def versions(self) -> dict[str, str]:
+        """What each colour serves: its target group's registered targets."""
+        found = {}
+        for colour, arn in (("blue", self.blue), ("green", self.green)):
+            health = self._elb.describe_target_health(TargetGroupArn=arn)[
+                "TargetHealthDescriptions"
+            ]
+            found[colour] = ", ".join(
+                sorted(f"{t['Target']['Id']}:{t['Target'].get('Port', '')}" for t in health)
+            )
+        return found

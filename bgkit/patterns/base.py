@@ -44,12 +44,26 @@ class Pattern(Protocol):
     def set_split(self, green_percent: int) -> Split:
         """Send `green_percent` of traffic to green, the rest to blue; return the read-back split."""
 
+    def changes_to(self, green_percent: int) -> list[Any]:
+        """The calls `set_split(green_percent)` sends, as bgkit.planning `Change`s (and `Wait`s):
+        `set_split` sends exactly these, and a plan lists them. One builder for both."""
+
     def metric_source(self) -> MetricSource:
         """Where CloudWatch holds this pattern's per-colour evidence."""
 
     def describe(self) -> dict[str, Any]:
         """The traffic control's state as AWS reports it, for the record."""
 
+    # Optional, for plans (bgkit.planning), each built by the code that sends the same calls:
+    #
+    #   def versions(self) -> dict[str, str]:
+    #       """What blue and green run, as AWS reports it (a plan's state: a release following
+    #       the plan is refused if it changed)."""
+    #   def deploy_changes(self, release: str) -> list[Change | Wait]:   # with deploy_green
+    #   def retire_changes(self) -> list[Change | Wait]:                  # with retire_blue
+    #   def rollback_changes(self, green_percent: int) -> list[Change | Wait]:
+    #       """A rollback's calls with green at `green_percent` (default: changes_to(0))."""
+    #
     # Optional, for a self-driven pattern that creates green itself (a new Auto Scaling group,
     # an API Gateway canary deployment) instead of finding it deployed:
     #
@@ -118,6 +132,13 @@ class ManagedPattern(Pattern, Protocol):
         """How long the service keeps blue after the shift when it cannot be ended early."""
 
     def all_at_once(self) -> bool: ...
+
+    # For plans (bgkit.planning): the calls each of the methods above sends, built by the same
+    # code (the method sends what its builder returns), as `Change`s and `Wait`s.
+    def start_changes(self, release: str) -> list[Any]: ...
+    def continue_changes(self) -> list[Any]: ...
+    def promote_changes(self) -> list[Any]: ...
+    def stop_changes(self) -> list[Any]: ...
 
 
 class TargetGroupPair:

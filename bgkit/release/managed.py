@@ -15,6 +15,7 @@ from ..clock import ceil_to
 from ..errors import TrafficError
 from ..judge import Decision
 from ..patterns.base import Progress, Split
+from ..planning import ByService, Point, Wait
 from .states import MANAGED_WAIT_SECONDS
 from .traffic import Traffic, checks_ratio
 
@@ -175,6 +176,41 @@ class Managed(Traffic):
             )
             return
         release.state = "shifted"
+
+    def planned(self) -> list[Point]:
+        """The managed pattern's calls (start, continue after the smoke test, end blue's wait,
+        stop with rollback: `*_changes`, the builders of what it sends) and the service's own
+        schedule (its `plan_description`, as read at preflight)."""
+        release, pattern = self.release, self.release.pattern
+        stop = pattern.stop_changes()
+        shifts = ByService(pattern.title, f"shifts traffic by {pattern.plan_description()}")
+        start = pattern.start_changes(release.params.release)
+        if pattern.ready_wait:
+            held = Wait("green deployed and held on the test route, no production traffic")
+            return [
+                Point("deploy green", [*start, held], stop),
+                Point("after the smoke test", [*pattern.continue_changes(), shifts], stop),
+                Point("promote", pattern.promote_changes(), stop),
+            ]
+        return [
+            Point("after the smoke test: start the deployment", [*start, shifts], stop),
+            Point("promote", pattern.promote_changes(), stop),
+        ]
+
+    def planned_schedule(self) -> list[dict[str, Any]]:
+        pattern = self.release.pattern
+        return [
+            {
+                "what": f"{pattern.title}: the service's shift",
+                "seconds": pattern.max_shift_seconds(),
+                "note": pattern.plan_description(),
+            },
+            {
+                "what": "blue kept after the shift",
+                "seconds": pattern.wait_after_shift_seconds(),
+                "note": "ended early once every verdict passed, where the service allows it",
+            },
+        ]
 
     def to_green(self) -> Split | None:
         pattern = self.release.pattern

@@ -36,6 +36,7 @@ class Publishing:
         record = self.record
         if self.state in TERMINAL:
             self._unlock()
+            self._held_to_plan()
         for field, read in (
             ("final_split", self.pattern.read_split),
             ("final_state", self.pattern.describe),
@@ -47,7 +48,7 @@ class Publishing:
                     "error", f"could not read the {field} back: {type(error).__name__}: {error}"
                 )
         figure = None
-        if plot and record.events:
+        if plot and record.events and record.outcome != "planned":  # a plan measured nothing
             try:
                 figure = self._figure()
             except Exception as error:  # recorded: a missing plot must never lose the record
@@ -93,6 +94,8 @@ class Publishing:
         from ..record import to_json
 
         self._display.markdown(record.summary_markdown())
+        if record.planned:
+            self._show_plan(record.planned)
         timeline = pd.DataFrame(
             [
                 {"at (UTC)": e["at"][11:23], "kind": e["kind"], "what": e["message"]}
@@ -113,6 +116,63 @@ class Publishing:
             self._display.markdown("### Traffic, latency and errors (measured, from CloudWatch)")
             self._display.figure(figure)
         self._display.record(record.to_dict(), to_json)
+
+    def _show_plan(self, plan: dict[str, Any]) -> None:
+        """A plan as a change ticket: what is there now, the calls, the rollbacks, how long."""
+        import pandas as pd
+
+        state = plan["state"]
+        split = " / ".join(f"{c} {p}%" for c, p in state["split"].items())
+        versions = "; ".join(f"{c}: {v}" for c, v in state["versions"].items()) or "not read"
+        self._display.markdown(
+            "## Plan: every change this release would make\n\n"
+            f"**Now** (read from AWS): target `{state['target_id']}`; traffic {split}; "
+            f"versions: {versions}.\n\n"
+            "**The calls**, in order, per point of the release (a wait or the service's own "
+            "move between them). None has been made: the plan's session only reads."
+        )
+        self._display.table(
+            pd.DataFrame(
+                [{"point": p["point"], **row} for p in plan["points"] for row in p["calls"]]
+            )
+        )
+        self._display.markdown(
+            "**Rollback** from each point: the calls that put all traffic back on blue."
+        )
+        self._display.table(
+            pd.DataFrame(
+                [
+                    {"from": p["point"], **row}
+                    for p in plan["points"]
+                    for row in (p["rollback"] or [_none(p["note"])])
+                ]
+            )
+        )
+        duration = plan["duration"]
+        self._display.markdown(
+            f"**Duration**: about {duration['expected_seconds']:.0f} s, at most "
+            f"{duration['longest_seconds']:.0f} s with every hold (plus deploying green and "
+            "the smoke test)."
+        )
+        self._display.table(pd.DataFrame(duration["rows"]))
+        judge = plan["judge"]
+        settings = ", ".join(f"{k} {v}" for k, v in judge.items() if k != "boundaries")
+        bounds = "; ".join(f"{m}: {b:.4g}" if isinstance(b, float) else f"{m}: {b}"
+                           for m, b in judge["boundaries"].items())  # fmt: skip
+        lines = [
+            f"**The judge**: {settings}. Rolls back at evidence: {bounds}.",
+            "",
+            "**Not known until the release runs:**",
+            *(f"* {u}" for u in plan["unknown"]),
+        ]
+        if plan["bookkeeping"]:
+            lines += ["", "**bgkit's own bookkeeping** (not in the tables):"]
+            lines += [f"* {b}" for b in plan["bookkeeping"]]
+        self._display.markdown("\n".join(lines))
+
+
+def _none(note: str) -> dict[str, str]:
+    return {"call": "none", "IAM action": "", "resource": "", "what": note or "nothing to undo"}
 
 
 def verdict_row(v: dict[str, Any]) -> dict[str, Any]:

@@ -6,10 +6,10 @@
 
 A step runs only from the state before it; called again (a re-run notebook cell), it says so
 and does nothing. The last three states are terminal: the release has ended and the record says
-how.
+how. A plan (`dry_run`) ends `planned` where deploy would begin (bgkit.release.planned).
 """
 
 from __future__ import annotations
 
-TERMINAL = ("promoted", "rolled_back", "failed")
+TERMINAL = ("promoted", "rolled_back", "failed", "planned")
 MANAGED_WAIT_SECONDS = 900.0  # longest wait for AWS to apply a change, or a deployment to move on

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from .. import patterns
+from .. import patterns, planning
 from ..aws import AwsSession
 from ..clock import Clock, SystemClock
 from ..errors import PreflightError, RollbackFailed
@@ -38,6 +38,7 @@ from ..record import Record
 from . import display as displays
 from .evidence import Evidence
 from .managed import Managed
+from .planned import Planned
 from .publishing import Publishing
 from .recovery import Recovery
 from .schema import SchemaStep
@@ -47,7 +48,7 @@ from .traffic import AtOnce, Steps, Traffic
 from .waits import Waits, shows_progress
 
 
-class Release(Evidence, Recovery, Publishing, SchemaStep, Waits):
+class Release(Evidence, Recovery, Publishing, SchemaStep, Planned, Waits):
     """One release of one target, by one pattern, with its record. A runbook makes it and calls
     its steps; a person's gate (bgkit.gate) stands between `shift` and `promote`."""
 
@@ -62,6 +63,8 @@ class Release(Evidence, Recovery, Publishing, SchemaStep, Waits):
     ) -> None:
         self.params = params
         self.session = session
+        # A plan only reads: its session refuses any other call before it is sent.
+        session.read_only = params.dry_run
         self.clock = clock or SystemClock()
         self.pattern = pattern or patterns.get(params.runbook)(session, params.resources)
         # A pattern that waits for AWS to finish a change it made (a new group's instances to
@@ -88,6 +91,8 @@ class Release(Evidence, Recovery, Publishing, SchemaStep, Waits):
         self._resume_step = 1  # the first plan step to shift to (a resumed release: later)
         self._exit_hook = False  # _at_exit is registered (from the first change on)
         self._notifier = Notifier(session, params.notify_topic_arn, params.notify_webhook)
+        self._planned_state: dict[str, Any] = {}  # what a plan read at preflight
+        self._plan_to_follow: dict[str, Any] | None = None  # follow_plan: the plan's calls
         describe = getattr(self.pattern, "plan_description", None)
         plan = describe() if describe is not None else self.plan.describe()
         self.record = Record(
@@ -110,6 +115,13 @@ class Release(Evidence, Recovery, Publishing, SchemaStep, Waits):
             self.record.operator = self.session.caller_arn()
             self.record.target_id = self.pattern.target_id()
             found = self._find_interrupted()
+            if found is not None and self.params.dry_run:
+                raise PreflightError(
+                    f"an earlier release of this target ({found.get('release')}) died mid-way "
+                    f"in phase {found.get('phase')}; a plan cannot say what the release would "
+                    "do until it is rolled back or resumed: run the release (on_interrupted)",
+                    parameter="dry_run",
+                )
             if found is not None:  # an earlier release of this target died mid-way
                 self._take_on(found)
                 if self.state != "new":  # resumed: carried on where it was
@@ -120,7 +132,11 @@ class Release(Evidence, Recovery, Publishing, SchemaStep, Waits):
                 # nothing, not even a lock item. The split is read again under the lock.
                 split = self.pattern.preflight()
                 self._schema_preflight()
-                if self._lock_target():
+                if self.params.follow_plan:  # refused here if anything drifted since the plan
+                    self._check_plan(split)
+                if self.params.dry_run:
+                    self._planned_state = planning.state_of(self, split)
+                elif self._lock_target():
                     split = self.pattern.read_split()
             self.split = split
             plan = self.traffic.described_plan()  # a service's, read now that it is locked
@@ -146,6 +162,9 @@ class Release(Evidence, Recovery, Publishing, SchemaStep, Waits):
         if self.state != "ready":
             return self._note(f"deploy not run (state: {self.state})")
         with self._guard("deploy"):
+            if self.params.dry_run:  # a plan stops here, having changed nothing
+                self._plan_release()
+                return self.state
             self._schema_before_traffic()
             if self.state == "ready":  # not refused by the schema check
                 self.traffic.deploy()
@@ -367,7 +386,7 @@ class Release(Evidence, Recovery, Publishing, SchemaStep, Waits):
 
     def _notify(self, event: str) -> None:
         """Tell the release's SNS topic and webhook (if any); the record says what was sent."""
-        if self._notifier.enabled:
+        if self._notifier.enabled and not self.params.dry_run:  # a plan tells no one
             for line in self._notifier.send(event, self.record, self.split):
                 self._event("notify", line)
 

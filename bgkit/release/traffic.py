@@ -24,6 +24,7 @@ from ..clock import ceil_to
 from ..errors import DeploymentStopped
 from ..judge import Decision
 from ..patterns.base import Progress, Split
+from ..planning import ByService, Point
 
 GREEN_INCOMPLETE = "it died while creating green, which may be incomplete"
 
@@ -97,6 +98,11 @@ class Traffic:
     def as_served(self, series: Any, events: list[dict[str, Any]]) -> Any:
         """The plotted metrics, per colour."""
         return series
+
+    def planned(self) -> list[Point]:
+        """The release's points, each with the calls that reach it and a rollback's from it,
+        built by the pattern's own builders of the calls it sends (bgkit.planning)."""
+        raise NotImplementedError
 
 
 class Steps(Traffic):
@@ -197,6 +203,26 @@ class Steps(Traffic):
                 return
         release.state = "shifted"
 
+    def planned(self) -> list[Point]:
+        release, pattern = self.release, self.release.pattern
+        points = []
+        if self.deploys_green():
+            deploy = pattern.deploy_changes(release.params.release)
+            points.append(Point("deploy green", deploy, rollback_from(pattern, 0)))
+        for number, step in enumerate(release.plan.steps, start=1):
+            percent = step.green_percent
+            points.append(
+                Point(
+                    f"step {number}: green {percent}%",
+                    pattern.changes_to(percent),
+                    rollback_from(pattern, percent),
+                )
+            )
+        points.append(
+            Point("promote: green 100%", pattern.changes_to(100), rollback_from(pattern, 100))
+        )
+        return points + retired(pattern)
+
     def resume(self, found: dict[str, Any], what: str) -> str | None:
         release = self.release
         if found.get("phase") == "shifting":
@@ -281,6 +307,34 @@ class AtOnce(Traffic):
 
     def as_served(self, series: Any, events: list[dict[str, Any]]) -> Any:
         return serving_only(series, events)
+
+    def planned(self) -> list[Point]:
+        release, pattern = self.release, self.release.pattern
+        moves = ByService(
+            pattern.title, "moves all traffic to green as soon as green is deployed and healthy"
+        )
+        deploy = [*pattern.deploy_changes(release.params.release), moves]
+        return [
+            Point("deploy green (all traffic moves)", deploy, rollback_from(pattern, 100)),
+            Point("promote", pattern.changes_to(100), rollback_from(pattern, 100)),
+            *retired(pattern),
+        ]
+
+
+def rollback_from(pattern: Any, green_percent: int) -> list[Any]:
+    """The calls of a rollback with green at `green_percent` (a pattern whose rollback depends
+    on where traffic is says so: `rollback_changes`; else it sets blue 100)."""
+    planned = getattr(pattern, "rollback_changes", None)
+    return planned(green_percent) if planned is not None else pattern.changes_to(0)
+
+
+def retired(pattern: Any) -> list[Point]:
+    """After the promotion, where the pattern takes blue out of service (Release._retire_blue)."""
+    retire = getattr(pattern, "retire_changes", None)
+    if retire is None:
+        return []
+    note = "none: the release has ended promoted (green passed every verdict); blue is kept"
+    return [Point("after the promotion: blue out of service", retire(), note=note)]
 
 
 def checks_ratio(pattern: Any) -> bool:

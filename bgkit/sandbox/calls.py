@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..aws import READ_OPERATION as _READ
 from ..aws import iam_action as aws_iam_action
 
 RUNBOOK_AGENT = "bgkit-runbook/"
 # signing name -> botocore service, where they differ (the IAM name is bgkit.aws.iam_action's)
 _SERVICES = {"elasticloadbalancing": "elbv2", "monitoring": "cloudwatch"}
-_READ = re.compile(r"^(Get|Describe|List|BatchGet|Query|Scan|Search|Lookup)[A-Z]")
 
 
 @dataclass(frozen=True)
