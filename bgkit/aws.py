@@ -20,7 +20,10 @@ How AWS errors reach a release:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,6 +153,7 @@ class AwsSession:
                 "action": iam_action(model),
                 "operation": model.name,
                 "resource": resource_of(context.get(_PARAMS) or {}),
+                "digest": params_digest(context.get(_PARAMS) or {}, model),
                 "status": http_response.status_code,
             }
         )
@@ -206,6 +210,15 @@ def iam_action(operation: Any) -> str:
     if service.service_name == "apigateway":
         return f"apigateway:{operation.http['method']}"
     return f"{prefix}:{_IAM_ACTION.get((service.service_name, operation.name), operation.name)}"
+
+
+def params_digest(params: Mapping[str, Any], operation: Any) -> str:
+    """A short hash of a call's parameters: a plan's call and the release's are the same call
+    if their hashes are (the parameters themselves may hold what no record should). Tokens
+    that botocore fills in itself (idempotency) are left out."""
+    own = {k: v for k, v in params.items() if k not in operation.idempotent_members}
+    canonical = json.dumps(own, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def resource_of(params: dict[str, Any]) -> str:

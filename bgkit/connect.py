@@ -52,7 +52,11 @@ def connect(params: ReleaseParams) -> Connection:
     }
     shared = _sandbox_url()
     if shared:
-        info, close = _attach(shared, params.runbook, options)
+        # A plan and the release that follows it must see one target: the plan's scenario is
+        # kept for its release, which attaches to it and ends it.
+        if params.dry_run or params.follow_plan:
+            options["release"] = params.release
+        info, close = _attach(shared, params.runbook, options, keep=params.dry_run)
     else:
         info, close = _start_local(params.runbook, options)
     from .sandbox import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
@@ -109,7 +113,7 @@ def _shared_sandbox_url() -> str | None:
 
 
 def _attach(
-    url: str, pattern: str, options: dict[str, Any]
+    url: str, pattern: str, options: dict[str, Any], *, keep: bool = False
 ) -> tuple[dict[str, Any], Callable[[], None]]:
     body = json.dumps({"pattern": pattern, **options}).encode()
     request = urllib.request.Request(f"{url}/scenarios", data=body, method="POST")
@@ -118,6 +122,8 @@ def _attach(
 
     def close() -> None:
         atexit.unregister(close)
+        if keep:  # a plan's scenario: its release will run on it
+            return
         delete = urllib.request.Request(f"{url}/scenarios/{info['scenario_id']}", method="DELETE")
         with urllib.request.urlopen(delete, timeout=60) as response:
             response.read()

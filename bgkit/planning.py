@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore import xform_name
 
-from .aws import iam_action, resource_of
+from .aws import iam_action, params_digest, resource_of
 
 # Calls on bgkit's own bookkeeping, not on the target: the lock item (DynamoDB), messages
 # (SNS), the CodeDeploy hook relay's parameter (SSM), the smoke test's invocations (Lambda).
@@ -54,6 +54,10 @@ class Change:
             "IAM action": iam_action(model),
             "resource": resource_of(dict(self.params)),
             "what": self.means,
+            # what the call sends, hashed; "" where it holds a value only AWS will know
+            "digest": ""
+            if LATER in json.dumps(self.params, default=str)
+            else params_digest(self.params, model),
         }
 
 
@@ -64,7 +68,7 @@ class Wait:
     means: str
 
     def row(self) -> dict[str, str]:
-        return {"call": "wait", "IAM action": "", "resource": "", "what": self.means}
+        return {"call": "wait", "IAM action": "", "resource": "", "what": self.means, "digest": ""}
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class ByService:
 
     def row(self) -> dict[str, str]:
         call = f"{self.service}, by itself"
-        return {"call": call, "IAM action": "", "resource": "", "what": self.means}
+        return {"call": call, "IAM action": "", "resource": "", "what": self.means, "digest": ""}
 
 
 Item = Change | Wait | ByService
@@ -140,7 +144,7 @@ def paths(plan: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
 def made(changes: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
     """The calls a release made to its target (its session's log), bookkeeping left out."""
     return [
-        {"IAM action": c["action"], "resource": c["resource"]}
+        {"IAM action": c["action"], "resource": c["resource"], "digest": c["digest"]}
         for c in changes
         if not c["action"].startswith(BOOKKEEPING)
     ]
@@ -149,13 +153,19 @@ def made(changes: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
 def _same(planned: dict[str, str], call: Mapping[str, str]) -> bool:
     if planned["IAM action"] != call["IAM action"]:
         return False
-    # A value the plan could not know (an id AWS returned) matches whatever the release sent.
-    return LATER in planned["resource"] or planned["resource"] == call["resource"]
+    if not planned["digest"]:  # it sends a value the plan could not know (an id AWS returns)
+        return LATER in planned["resource"] or planned["resource"] == call["resource"]
+    return planned["digest"] == call["digest"]
 
 
-def compare(plan: Mapping[str, Any], calls: Sequence[Mapping[str, str]]) -> dict[str, Any]:
-    """Which of the plan's paths the release's calls are, exactly and in order (None: none)."""
+def compare(
+    plan: Mapping[str, Any], calls: Sequence[Mapping[str, str]], outcome: str | None = None
+) -> dict[str, Any]:
+    """Which of the plan's paths the release's calls are, exactly and in order (None: none);
+    with `outcome`, only the paths that end that way."""
     for name, expected in paths(plan).items():
+        if outcome and (name == "promoted") != (outcome == "promoted"):
+            continue
         if len(expected) == len(calls) and all(map(_same, expected, calls)):
             return {"path": name, "followed": True, "calls": len(calls)}
     return {"path": None, "followed": False, "calls": len(calls), "made": list(calls)}

@@ -15,6 +15,7 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from bgkit.connect import SANDBOX_URL_ENV
+from bgkit.planning import BOOKKEEPING
 from bgkit.sandbox import Sandbox
 from bgkit.sandbox.shared import STATE_DIR_ENV
 
@@ -122,6 +123,8 @@ class Run:
         self.nb = nb
         self.error = error
         self.record = nb.metadata.get("bgkit")
+        self.changes: list[str] = []  # planned_run: the run's changes in the sandbox's log
+        self.plan: dict[str, Any] = {}  # planned_run: the plan's record
 
     def outputs_text(self) -> str:
         return nbformat.writes(self.nb)
@@ -144,6 +147,46 @@ def run_runbook(
     except PapermillExecutionError as exc:
         error = exc
     return Run(out, nbformat.read(str(out), as_version=4), error)
+
+
+def planned_run(
+    sandbox: Sandbox, tmp_path: Path, name: str, *, engine: str | None = "bgkit", **parameters: Any
+) -> tuple[Run, Run]:
+    """`bgkit plan`, then `bgkit run --plan`, as a reviewer's release goes: the release planned
+    (dry_run) in the shared sandbox, the plan checked to have changed nothing (the sandbox's
+    log of the runbook's calls), then run following it (follow_plan) on the plan's scenario."""
+    import uuid
+
+    parameters.setdefault("release", f"rel-{uuid.uuid4().hex[:10]}")
+    (tmp_path / "plan").mkdir(exist_ok=True)
+    mark = sandbox.calls.mark()
+    plan = run_runbook(tmp_path / "plan", name, engine=engine, dry_run=True, **parameters)
+    assert plan.error is None, plan.error
+    assert plan.record["outcome"] == "planned", plan.record["reason"]
+    logged = sandbox.calls.calls(mark, runbook=name)
+    assert logged and [c.action for c in logged if c.mutating] == []  # read, changed nothing
+    mark = sandbox.calls.mark()
+    run = run_runbook(tmp_path, name, engine=engine, follow_plan=str(plan.path), **parameters)
+    run.changes = [  # what the sandbox's AWS was asked to change, as it logged it
+        c.action
+        for c in sandbox.calls.calls(mark, runbook=name)
+        if c.mutating and not c.action.startswith(BOOKKEEPING)
+    ]
+    run.plan = plan.record
+    return plan, run
+
+
+def assert_followed(run: Run, path: str) -> None:
+    """The release made exactly the calls of the plan's `path` ("promoted", "rolled back from
+    step 1: green 30%"...), in order, as its record says and as the sandbox logged them; and
+    it linked the plan by its hash."""
+    from bgkit.planning import paths
+
+    followed = run.record["followed_plan"]
+    assert followed["followed"] and followed["path"].startswith(path), followed
+    assert len(followed["hash"]) == 64
+    planned = paths(run.plan["planned"])[followed["path"]]
+    assert run.changes == [call["IAM action"] for call in planned]
 
 
 def assert_refused(run: Run, error: str, parameter: str, *, step: str = "deploy") -> None:

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import STEADY, run_cells, run_runbook
+from conftest import STEADY, assert_followed, planned_run, run_cells, run_runbook
 
 FAST = {"bake_seconds": 5, "plan": "30,60", **STEADY}
 
@@ -36,10 +36,10 @@ def control_plane_state(sandbox) -> str:
 def test_healthy_green_is_promoted_and_the_listener_sends_everything_to_green(
     shared_sandbox, tmp_path
 ):
-    run = run_runbook(
-        tmp_path, "alb_weighted", engine=None, **FAST
-    )  # plain papermill: default engine
+    # planned first, then run following the plan; plain papermill: the default engine
+    _, run = planned_run(shared_sandbox, tmp_path, "alb_weighted", engine=None, **FAST)
     assert run.error is None
+    assert_followed(run, "promoted")
     record = run.record
     assert record["outcome"] == "promoted", record["reason"]
     for field in (
@@ -88,8 +88,9 @@ def test_healthy_green_is_promoted_and_the_listener_sends_everything_to_green(
 
 
 def test_green_with_errors_is_rolled_back_and_traffic_is_on_blue(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "alb_weighted", green_error_rate=0.2, **FAST)
+    _, run = planned_run(shared_sandbox, tmp_path, "alb_weighted", green_error_rate=0.2, **FAST)
     assert run.error is None  # a rollback is a completed release, not a crashed notebook
+    assert_followed(run, "rolled back")
     record = run.record
     assert record["outcome"] == "rolled_back"
     assert record["final_split"] == {"blue": 100, "green": 0}

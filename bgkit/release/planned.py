@@ -101,7 +101,8 @@ class Planned:
         """As a release that followed a plan ends: which of the plan's paths its changes took."""
         if self._plan_to_follow is None or self.record.followed_plan is None:
             return
-        result = planning.compare(self._plan_to_follow, planning.made(self.session.changes))
+        made = planning.made(self.session.changes)
+        result = planning.compare(self._plan_to_follow, made, self.record.outcome)
         self.record.followed_plan.update(result)
         if result["followed"]:
             self._event(

@@ -32,6 +32,7 @@ class Sandbox:
         self.region = region
         self._control = ControlPlane()
         self._scenarios: dict[str, Scenario] = {}
+        self._by_release: dict[tuple[str, str], str] = {}  # (pattern, release) -> scenario id
         self._lock = threading.Lock()
         self._admin: Any = None
         from .database import Databases
@@ -107,9 +108,17 @@ class Sandbox:
         """What releases asked the control plane (`calls.calls()`), and faults to inject."""
         return self._control.calls
 
-    def provision(self, pattern: str, *, database: bool = False, **options: Any) -> Scenario:
+    def provision(
+        self, pattern: str, *, database: bool = False, release: str = "", **options: Any
+    ) -> Scenario:
         """A scenario of `pattern`; with `database`, its colours use a real PostgreSQL database
-        of their own (bgkit.sandbox.database), whose URL is in its parameters."""
+        of their own (bgkit.sandbox.database), whose URL is in its parameters. With `release`,
+        the scenario already provisioned for that release of the pattern, while it runs: a
+        plan and the release that follows it see one target (bgkit.planning)."""
+        with self._lock:
+            kept = self._scenarios.get(self._by_release.get((pattern, release), ""))
+        if release and kept is not None:
+            return kept
         try:
             scenario_class = SCENARIOS[pattern]
         except KeyError:
@@ -128,6 +137,8 @@ class Sandbox:
             raise
         with self._lock:
             self._scenarios[scenario.id] = scenario
+            if release:
+                self._by_release[(pattern, release)] = scenario.id
         return scenario
 
     def release_scenario(self, scenario_id: str) -> bool:

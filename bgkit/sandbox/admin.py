@@ -1,6 +1,7 @@
 """A small JSON API over a running sandbox, so runbook kernels can share one sandbox.
 
 POST   /scenarios        {"pattern": ..., "green_error_rate": ..., ...} -> scenario parameters
+                         ("release": ... : that release's scenario if it runs, for a plan's run)
 DELETE /scenarios/<id>   stop that scenario's data plane (its AWS resources stay for inspection)
 GET    /health
 GET    /calls?since=N    the calls releases made (calls.py); since: a position from a previous answer
@@ -27,6 +28,7 @@ _OPTIONS = (
     "plan",
     "step_percent",
     "canary_percent",
+    "release",
 )
 
 
