@@ -1,7 +1,8 @@
 """The reviewer's page of a record: one HTML file that reads offline.
 
 `ReviewerLayout` rearranges a copy of the executed notebook before nbconvert's HTMLExporter
-renders it: a title naming runbook, release and outcome; a banner unless the release was promoted
+renders it: a title naming runbook, release and outcome (a plan's: "plan: ...", its calls,
+rollbacks and duration first, as a change ticket); a banner unless the release was promoted
 (rolled back, failed, or no record at all); the release summary and the plots (outputs of the
 record cell); then the whole run, step by step, each cell's code folded in a <details>.
 The machine-readable record output is left out: it is in the notebook's metadata["bgkit"].
@@ -52,12 +53,16 @@ class ReviewerLayout(Preprocessor):
         runbook = (record or {}).get("runbook") or Path(run.get("input_path") or "notebook").stem
         release = (record or {}).get("release") or run.get("parameters", {}).get("release", "")
         outcome = (record or {}).get("outcome") or "no record"
-        nb.metadata["title"] = f"{runbook} release {release}: {outcome}"
+        nb.metadata["title"] = (
+            f"plan: {runbook} release {release}"  # a change ticket, for approval
+            if outcome == "planned"
+            else f"{runbook} release {release}: {outcome}"
+        )
         head = f"<h1>{escape(nb.metadata['title'])}</h1>\n{_banner(nb, record)}"
         front = [nbformat.v4.new_markdown_cell(head)]
         record_cell = next((c for c in reversed(nb.cells) if _record_outputs(c)), None)
         if record_cell is not None:
-            shown, kept = _split(record_cell.outputs)
+            shown, kept = _split(record_cell.outputs, whole=outcome == "planned")
             record_cell.outputs = kept
             front.append(nbformat.v4.new_code_cell(outputs=shown))
         front.append(nbformat.v4.new_markdown_cell("---\n\n# The run, step by step"))
@@ -69,13 +74,17 @@ def _record_outputs(cell: Any) -> bool:
     return any(RECORD_MIME in out.get("data", {}) for out in cell.get("outputs", []))
 
 
-def _split(outputs: list[Any]) -> tuple[list[Any], list[Any]]:
-    """(summary, and each plot with the heading just before it; the rest but the record JSON)."""
+def _split(outputs: list[Any], *, whole: bool = False) -> tuple[list[Any], list[Any]]:
+    """(summary, and each plot with the heading just before it; the rest but the record JSON).
+    `whole`: a plan's, all of it first (summary, calls, rollbacks, duration, judge)."""
     shown, kept = [], []
     for i, out in enumerate(outputs):
         data = out.get("data", {})
         following = outputs[i + 1].get("data", {}) if i + 1 < len(outputs) else {}
         if RECORD_MIME in data:
+            continue
+        if whole:
+            shown.append(out)
             continue
         summary = str(data.get("text/markdown", "")).startswith("## Release summary")
         heading = "text/markdown" in data and any(k.startswith("image/") for k in following)

@@ -84,7 +84,14 @@ class Record:
         }
 
     def summary_markdown(self) -> str:
-        outcome = {"promoted": "✅ promoted", "rolled_back": "↩️ rolled back", "failed": "❌ failed"}
+        # Symbols that text fonts have (DejaVu, Liberation, Arial...): emoji ones draw as empty
+        # boxes where no emoji font is installed, as on most servers a reviewer's page is read.
+        outcome = {
+            "promoted": "✓ promoted",
+            "rolled_back": "↩ rolled back",
+            "failed": "✗ failed",
+            "planned": "planned: nothing was changed",
+        }
         split = ", ".join(f"{c} {p}%" for c, p in (self.final_split or {}).items()) or "unknown"
         rows = [
             ("Outcome", outcome.get(self.outcome or "", self.outcome or "in progress")),

@@ -1,7 +1,8 @@
-"""The reviewer's page (bgkit.html) of real records: a promoted release and a failed run.
+"""The reviewer's page (bgkit.html) of real records: a promoted release, a failed run, a plan.
 
-Both runs start together: the promoted one (an embedded sandbox, ~30-60 s) and one refused at
-its first step (a bad parameter: exit 4 in seconds, no record, papermill's failing cell marked).
+The runs start together: the promoted one (an embedded sandbox, ~30-60 s), one refused at its
+first step (a bad parameter: exit 4 in seconds, no record, papermill's failing cell marked),
+and a plan (`bgkit plan`: read-only, ~10 s).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import pytest
 from bgkit.html import render
 
 BGKIT = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "bgkit"
-RUNS = {  # name: (parameters, expected exit code)
-    "promoted": (["-p", "plan", "all_at_once"], 0),
-    "failed": (["-p", "step_percent", "500"], 4),
+RUNS = {  # name: (command and parameters, expected exit code)
+    "promoted": (["run", "-p", "plan", "all_at_once"], 0),
+    "failed": (["run", "-p", "step_percent", "500"], 4),
+    "planned": (["plan", "-p", "plan", "canary"], 0),
 }
 
 
@@ -28,7 +30,16 @@ def records(tmp_path_factory) -> dict[str, Path]:
     started = {}
     for name, (parameters, _) in RUNS.items():
         out = folder / f"{name}.ipynb"
-        command = [str(BGKIT), "run", "alb_weighted", *parameters, "--quiet", "--output", str(out)]
+        command, *parameters = parameters
+        command = [
+            str(BGKIT),
+            command,
+            "alb_weighted",
+            *parameters,
+            "--quiet",
+            "--output",
+            str(out),
+        ]
         started[name] = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, text=True)
     for name, process in started.items():
         output, _ = process.communicate(timeout=300)
@@ -107,3 +118,32 @@ def test_render_takes_a_notebook_node_and_leaves_it_unchanged(records, tmp_path)
     page = render(nb, tmp_path / "page.html")
     assert page == tmp_path / "page.html" and "Release summary" in page.read_text()
     assert nbformat.writes(nb) == before
+
+
+def test_a_plan_reads_as_a_change_ticket(pages, records):
+    page, release = pages["planned"], release_of(records["planned"])
+    assert f"<title>plan: alb_weighted release {release}</title>" in page
+    front = page.split("The run, step by step", 1)[0]  # before the notebook's own cells
+    # the calls as a table: operation, IAM action, what it sets
+    for shown in (
+        "Elastic Load Balancing v2 ModifyListener",
+        "elasticloadbalancing:ModifyListener",
+        "forward weights blue 90 / green 10",
+        "forward weights blue 0 / green 100",
+    ):
+        assert re.search(rf"<td [^>]*>{re.escape(shown)}</td>", front), shown
+    assert "<strong>Rollback</strong> from each point" in front
+    assert front.count("forward weights blue 100 / green 0") == 2  # from the step, from promote
+    assert "<strong>Duration</strong>" in front and "step 1: green 10%" in front
+    assert "Not known until the release runs" in front
+    assert "bgkit-banner" not in page.split("</head>", 1)[1]
+
+
+def test_no_symbol_on_a_page_needs_an_emoji_font(pages):
+    """An emoji (a checked box, a cross mark) is an empty box where no emoji font is installed."""
+    for name, page in pages.items():
+        emoji = [
+            c for c in page if ord(c) >= 0x1F000 or (0x2600 <= ord(c) <= 0x27BF and c not in "✓✗")
+        ]
+        assert not emoji and "\ufe0f" not in page, (name, emoji[:5])
+    assert "✓ promoted" in pages["promoted"]

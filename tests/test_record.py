@@ -33,7 +33,7 @@ def test_record_fields_and_duration():
     assert data["finished_at"] == "2026-01-01T00:01:00+00:00"
     assert data["events"][0]["green_percent"] == 25
     summary = make_record(operator="me").summary_markdown()
-    assert "✅ promoted" in summary and "blue 0%, green 100%" in summary
+    assert "✓ promoted" in summary and "blue 0%, green 100%" in summary
 
 
 def test_engine_copies_the_last_record_output_into_metadata():

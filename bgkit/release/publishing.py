@@ -133,7 +133,7 @@ class Publishing:
         )
         self._display.table(
             pd.DataFrame(
-                [{"point": p["point"], **row} for p in plan["points"] for row in p["calls"]]
+                [{"point": p["point"], **_shown(row)} for p in plan["points"] for row in p["calls"]]
             )
         )
         self._display.markdown(
@@ -142,7 +142,7 @@ class Publishing:
         self._display.table(
             pd.DataFrame(
                 [
-                    {"from": p["point"], **row}
+                    {"from": p["point"], **_shown(row)}
                     for p in plan["points"]
                     for row in (p["rollback"] or [_none(p["note"])])
                 ]
@@ -169,6 +169,11 @@ class Publishing:
             lines += ["", "**bgkit's own bookkeeping** (not in the tables):"]
             lines += [f"* {b}" for b in plan["bookkeeping"]]
         self._display.markdown("\n".join(lines))
+
+
+def _shown(row: dict[str, str]) -> dict[str, str]:
+    """A call as the plan's tables show it: its parameters' hash is for machines."""
+    return {k: v for k, v in row.items() if k != "digest"}
 
 
 def _none(note: str) -> dict[str, str]:
