@@ -53,10 +53,12 @@ def connect(params: ReleaseParams) -> Connection:
     shared = _sandbox_url()
     if shared:
         # A plan and the release that follows it must see one target: the plan's scenario is
-        # kept for its release, which attaches to it and ends it.
-        if params.dry_run or params.follow_plan:
+        # kept for its release, which attaches to it, and ends it once it has run (a release
+        # refused for drift, say, leaves it for the next try).
+        keep = "always" if params.dry_run else "unless ran" if params.follow_plan else ""
+        if keep:
             options["release"] = params.release
-        info, close = _attach(shared, params.runbook, options, keep=params.dry_run)
+        info, close = _attach(shared, params.runbook, options, keep=keep)
     else:
         info, close = _start_local(params.runbook, options)
     from .sandbox import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
@@ -113,24 +115,26 @@ def _shared_sandbox_url() -> str | None:
 
 
 def _attach(
-    url: str, pattern: str, options: dict[str, Any], *, keep: bool = False
+    url: str, pattern: str, options: dict[str, Any], *, keep: str = ""
 ) -> tuple[dict[str, Any], Callable[[], None]]:
     body = json.dumps({"pattern": pattern, **options}).encode()
     request = urllib.request.Request(f"{url}/scenarios", data=body, method="POST")
     with urllib.request.urlopen(request, timeout=60) as response:
         info = json.loads(response.read())
 
-    def close() -> None:
-        atexit.unregister(close)
-        if keep:  # a plan's scenario: its release will run on it
-            return
+    def close(ran: bool = True) -> None:
+        atexit.unregister(stopped)
+        if keep == "always" or (keep == "unless ran" and not ran):
+            return  # a plan's scenario: its release will run on it
         delete = urllib.request.Request(f"{url}/scenarios/{info['scenario_id']}", method="DELETE")
         with urllib.request.urlopen(delete, timeout=60) as response:
             response.read()
 
-    atexit.register(
-        close
-    )  # a failed cell must not leave the scenario's load running in the sandbox
+    def stopped() -> None:  # the runbook stopped before its last cell closed the connection
+        close(ran=False)
+
+    # a failed cell must not leave the scenario's load running in the sandbox
+    atexit.register(stopped)
     return info, close
 
 
