@@ -107,8 +107,10 @@ def _plot_evidence(ax: Axes, evidence: list[dict[str, Any]], boundaries: dict[st
     for metric in metrics:
         colour, boundary = EVIDENCE_COLOURS.get(metric, "#555555"), boundaries[metric]
         values = [min(max(e[f"{metric}_e_value"], 1e-3), ceiling) for e in evidence]
-        ax.plot(at, values, color=colour, drawstyle="steps-post", marker="." if len(at) < 4 else None,
-                label=f"{metric_label(metric)} (rolls back at {boundary:.4g}, dashed)")  # fmt: skip
+        # a step line needs two points: a release rolled back at its first verdict has one,
+        # the number that decided, so a short series is also drawn as markers
+        ax.plot(at, values, color=colour, drawstyle="steps-post", marker="o" if len(at) < 4 else None,
+                markersize=5, label=f"{metric_label(metric)} (rolls back at {boundary:.4g}, dashed)")  # fmt: skip
         ax.axhline(boundary, color=colour, linestyle="--", linewidth=1)
     top = max([*boundaries.values(), *(e[f"{m}_e_value"] for e in evidence for m in metrics)])
     ax.set_ylim(1e-3, min(top, ceiling) * 10)

@@ -545,6 +545,39 @@ def test_the_evidence_panel_plots_even_a_catastrophic_green():
     assert png(figure).startswith(b"\x89PNG")
 
 
+def test_a_release_rolled_back_at_its_first_verdict_shows_that_verdicts_evidence():
+    """One verdict is one point: no step line can draw it, so it is drawn as a marker."""
+    import numpy as np
+    import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from bgkit.plots import EVIDENCE_COLOURS, release_figure
+
+    index = pd.date_range("2026-01-01T00:00:00Z", periods=3, freq="1s")
+    frame = pd.DataFrame({"rps": 1.0, "error_rate": 0.0, "p50_ms": 5.0, "p99_ms": 9.0}, index=index)
+    decided = [{"at": index[1].isoformat(), "errors_e_value": 300.0, "slow_p90_e_value": 1.0}]
+    figure = release_figure(
+        pd.concat({"blue": frame, "green": frame}, axis=1),
+        [],
+        "t",
+        evidence=decided,
+        boundaries={"errors": 125.0, "slow_p90": 500.0},
+    )
+    evidence = [line for line in figure.axes[-1].get_lines() if "5xx" in str(line.get_label())]
+    assert len(evidence) == 1 and list(evidence[0].get_ydata()) == [300.0]
+    assert evidence[0].get_marker() == "o"
+    # and it is drawn: the 5xx colour's pixels above its dashed boundary line, at 300
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3].astype(int)
+    ax = figure.axes[-1]
+    x, y = ax.transData.transform(evidence[0].get_xydata()[0])
+    row, column = pixels.shape[0] - round(y), round(x)
+    colour = np.array([int(EVIDENCE_COLOURS["errors"][i : i + 2], 16) for i in (1, 3, 5)])
+    near = pixels[row - 3 : row + 4, column - 3 : column + 4]
+    assert (np.abs(near - colour).sum(axis=-1) < 40).any()
+
+
 class PartsCloudWatch:
     """One period whose 5xx count is published before its request count."""
 
