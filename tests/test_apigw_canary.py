@@ -13,7 +13,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import STEADY, Capture, assert_refused, run_cells, run_runbook
+from conftest import (
+    STEADY,
+    Capture,
+    assert_followed,
+    assert_refused,
+    planned_run,
+    run_cells,
+)
 
 from bgkit.sandbox.apigateway import StageDataPlane
 from bgkit.sandbox.services import ColourService
@@ -268,12 +275,12 @@ def test_the_stage_splits_by_percent_traffic_and_measures_its_canary_apart(
 # -- the pattern against a provisioned stage -------------------------------------------------
 
 
-def _pattern(sandbox, scenario, **changes):
+def _pattern(sandbox, scenario, session=None, **changes):
     from bgkit.patterns.apigw_canary import ApiGatewayCanary
 
     p = {**scenario.parameters, **changes}
     names = ("rest_api_id", "stage_name", "green_stage_variables", "canary_deployment_id")
-    return ApiGatewayCanary(sandbox.session(), {k: p.get(k, "") for k in names})
+    return ApiGatewayCanary(session or sandbox.session(), {k: p.get(k, "") for k in names})
 
 
 def test_a_stage_with_a_canary_in_flight_is_refused_before_any_change(shared_sandbox):
@@ -308,9 +315,17 @@ def test_an_existing_deployment_is_released_and_a_promotion_can_be_undone(
         api = scenario.parameters["rest_api_id"]
         apigw = shared_sandbox.session().client("apigateway")
         built = apigw.create_deployment(restApiId=api, description="CI build 42")["id"]
-        pattern = _pattern(shared_sandbox, scenario, canary_deployment_id=built)
+        session = shared_sandbox.session()
+        pattern = _pattern(shared_sandbox, scenario, session, canary_deployment_id=built)
         before = _stage(apigw, api)
         assert pattern.preflight() == {"blue": 100, "green": 0}
+        # a plan of this path, built before any change: each call's parameters are known
+        planned = [
+            *pattern.deploy_changes("r1"),
+            *pattern.changes_to(30),
+            *pattern.changes_to(100),
+            *pattern.rollback_changes(100),  # after the promotion
+        ]
         assert f"deployment {built} attached as the canary" in pattern.deploy_green("r1", print)
         assert pattern.set_split(30) == {"blue": 70, "green": 30}
         assert _stage(apigw, api)["canarySettings"]["percentTraffic"] == 30.0
@@ -323,6 +338,8 @@ def test_an_existing_deployment_is_released_and_a_promotion_can_be_undone(
         after = _stage(apigw, api)
         assert after["deploymentId"] == before["deploymentId"]
         assert after["variables"] == before["variables"]
+        made = [(c["operation"], c["digest"]) for c in session.changes]
+        assert made == [(c.operation, c.row()["digest"]) for c in planned]
     finally:
         shared_sandbox.release_scenario(scenario.id)
 
@@ -375,8 +392,9 @@ def _final_stage(sandbox, record):
 
 
 def test_healthy_green_is_promoted_and_the_stage_runs_its_deployment(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "apigw_canary", plan="25,50", **FAST)
+    _, run = planned_run(shared_sandbox, tmp_path, "apigw_canary", plan="25,50", **FAST)
     assert run.error is None
+    assert_followed(run, "promoted")
     record = run.record
     assert record["outcome"] == "promoted", record["reason"]
     stage = _final_stage(shared_sandbox, record)
@@ -397,7 +415,10 @@ def test_healthy_green_is_promoted_and_the_stage_runs_its_deployment(shared_sand
 
 
 def test_green_with_errors_is_rolled_back_to_the_stage_deployment(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "apigw_canary", green_error_rate=0.2, smoke_requests=1, **FAST)
+    _, run = planned_run(
+        shared_sandbox, tmp_path, "apigw_canary", green_error_rate=0.2, smoke_requests=1, **FAST
+    )
+    assert_followed(run, "rolled back")
     record = run.record
     assert record["outcome"] == "rolled_back", record["reason"]
     stage = _final_stage(shared_sandbox, record)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import STEADY, assert_refused, run_cells, run_runbook
+from conftest import STEADY, assert_followed, assert_refused, planned_run, run_cells, run_runbook
 
 FAST = {"bake_seconds": 5, "sandbox_minute_seconds": 2.0, **STEADY}
 
@@ -24,8 +24,9 @@ def events(record, kind: str) -> list[dict]:
 def test_healthy_green_is_promoted_and_judged_against_blue_before_the_switch(
     shared_sandbox, tmp_path
 ):
-    run = run_runbook(tmp_path, "app_runner", **FAST)
+    _, run = planned_run(shared_sandbox, tmp_path, "app_runner", **FAST)
     assert run.error is None
+    assert_followed(run, "promoted")
     record = run.record
     assert record["outcome"] == "promoted", record["reason"]
     image, latest = service_state(shared_sandbox, record)
@@ -62,8 +63,11 @@ def test_a_slow_green_is_judged_and_the_previous_image_redeployed(shared_sandbox
 
 
 def test_green_with_errors_is_rolled_back_to_the_previous_image(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "app_runner", green_error_rate=0.2, smoke_requests=1, **FAST)
+    _, run = planned_run(
+        shared_sandbox, tmp_path, "app_runner", green_error_rate=0.2, smoke_requests=1, **FAST
+    )
     assert run.error is None
+    assert_followed(run, "rolled back")
     record = run.record
     assert record["outcome"] == "rolled_back", record["reason"]
     image, latest = service_state(shared_sandbox, record)

@@ -8,7 +8,14 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import STEADY, Capture, assert_refused, run_cells, run_runbook
+from conftest import (
+    STEADY,
+    Capture,
+    assert_followed,
+    assert_refused,
+    planned_run,
+    run_cells,
+)
 
 from bgkit.sandbox.dns import CachingClients, WeightedResolver
 
@@ -96,8 +103,10 @@ def records_of(sandbox, record):
 
 
 def test_healthy_green_is_promoted_with_bakes_after_the_ttl(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "route53_weighted", plan="25,50", **FAST)  # two steps: chained
+    # planned first, then run following the plan; two steps: chained
+    _, run = planned_run(shared_sandbox, tmp_path, "route53_weighted", plan="25,50", **FAST)
     assert run.error is None
+    assert_followed(run, "promoted")
     record = run.record
     assert record["outcome"] == "promoted", record["reason"]
     assert records_of(shared_sandbox, record) == {"blue": 0, "green": 100}
@@ -122,7 +131,15 @@ def _plus(iso: str, seconds: float) -> str:
 
 
 def test_green_with_errors_is_rolled_back_to_blue(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "route53_weighted", green_error_rate=0.2, smoke_requests=1, **FAST)
+    _, run = planned_run(
+        shared_sandbox,
+        tmp_path,
+        "route53_weighted",
+        green_error_rate=0.2,
+        smoke_requests=1,
+        **FAST,
+    )
+    assert_followed(run, "rolled back")
     record = run.record
     assert record["outcome"] == "rolled_back"
     assert records_of(shared_sandbox, record) == {"blue": 100, "green": 0}

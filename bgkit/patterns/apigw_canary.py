@@ -37,6 +37,7 @@ from ..aws import AwsSession
 from ..errors import AwsRefused, ParameterError, PreflightError, TrafficError
 from ..metrics import MetricSource
 from ..params import regex_checker
+from ..planning import Change, later
 from . import register
 from .base import Split
 
@@ -49,6 +50,8 @@ _DEPLOYMENT = re.compile(r"^[a-z0-9]{1,64}$")
 # API Reference, CreateDeployment.variables: names alphanumeric and underscore, values
 # [A-Za-z0-9-._~:/?#&=,]+; here a comma separates pairs, so values cannot contain one.
 _VARIABLE = re.compile(r"^([A-Za-z0-9_]+)=([A-Za-z0-9\-._~:/?#&=]+)$")
+# green's deployment id before CreateDeployment has made it: a plan's placeholder
+NEW_DEPLOYMENT = later("the id CreateDeployment returns")
 
 
 def parse_stage_variables(text: str) -> dict[str, str]:
@@ -247,36 +250,35 @@ class ApiGatewayCanary:
             "split": self._split_of(stage),
         }
 
+    def versions(self) -> dict[str, str]:
+        """Blue: the stage's deployment and variables. Green: the deployment to attach, or the
+        new one CreateDeployment will make of the API as it is then."""
+        stage = self._stage()
+        variables = ", ".join(f"{k}={v}" for k, v in sorted((stage.get("variables") or {}).items()))
+        blue = f"{self._deployment_text(stage['deploymentId'])}, variables {variables or 'none'}"
+        if self.given_deployment is None:
+            green = f"a new deployment of REST API {self.rest_api_id} (CreateDeployment)"
+        else:
+            green = self._deployment_text(self.given_deployment)
+        return {"blue": blue, "green": green}
+
+    def _deployment_text(self, deployment_id: str) -> str:
+        deployment = self._apigw.get_deployment(
+            restApiId=self.rest_api_id, deploymentId=deployment_id
+        )
+        return f"deployment {deployment_id} ({deployment.get('description') or 'no description'})"
+
     # -- writes ------------------------------------------------------------------------
 
     def deploy_green(self, release: str, note: Callable[[str], None]) -> str:
         overrides = ", ".join(f"{k}={v}" for k, v in self.overrides.items()) or "none"
+        [change] = self.deploy_changes(release)
         if self.given_deployment is None:
-            answer = self._apigw.create_deployment(
-                restApiId=self.rest_api_id,
-                stageName=self.stage_name,
-                description=f"bgkit release {release}",
-                canarySettings={
-                    "percentTraffic": 0.0,
-                    "useStageCache": False,
-                    "stageVariableOverrides": self.overrides,
-                },
-            )
-            self.canary_id = answer["id"]
+            self.canary_id = change.send()["id"]
             done = f"canary deployment {self.canary_id} created"
         else:
             self.canary_id = self.given_deployment
-            self._update(
-                [
-                    _replace("/canarySettings/deploymentId", self.canary_id),
-                    _replace("/canarySettings/percentTraffic", "0.0"),
-                    _replace("/canarySettings/useStageCache", "false"),
-                    *(
-                        _replace(f"/canarySettings/stageVariableOverrides/{k}", v)
-                        for k, v in self.overrides.items()
-                    ),
-                ]
-            )
+            self._update(change)
             done = f"deployment {self.canary_id} attached as the canary"
         canary = self._stage().get("canarySettings") or {}
         if canary.get("deploymentId") != self.canary_id or canary.get("percentTraffic", 0.0) != 0.0:
@@ -288,6 +290,13 @@ class ApiGatewayCanary:
             f"{done} on stage {self.stage_name!r} at 0% of traffic "
             f"(stage variable overrides: {overrides})"
         )
+
+    def deploy_changes(self, release: str) -> list[Change]:
+        """Green as the stage's canary at 0%: a new deployment (CreateDeployment), or the given
+        one attached (UpdateStage)."""
+        if self.given_deployment is None:
+            return [self._new_canary(release)]
+        return [self._attached_canary(self.given_deployment)]
 
     def set_split(self, green_percent: int) -> Split:
         stage = self._stage()
@@ -304,13 +313,7 @@ class ApiGatewayCanary:
                 )
             if canary is not None:
                 variables = canary.get("stageVariableOverrides") or {}
-                self._update(
-                    [
-                        _replace("/deploymentId", canary["deploymentId"]),
-                        *(_replace(f"/variables/{k}", v) for k, v in variables.items()),
-                        {"op": "remove", "path": "/canarySettings"},
-                    ]
-                )
+                self._update(self._promotion(canary["deploymentId"], variables))
             elif self._split_of(stage)["green"] != 100:
                 raise TrafficError(
                     f"stage {self.stage_name!r} has no canary to promote",
@@ -323,9 +326,7 @@ class ApiGatewayCanary:
                     f"({self.canary_id}); it reads {canary or 'no canary'}",
                     split=self._split_of(stage),
                 )
-            self._update(
-                [_replace("/canarySettings/percentTraffic", f"{float(green_percent):.1f}")]
-            )
+            self._update(self._canary_share(green_percent))
         split = self.read_split()
         if split["green"] != green_percent:
             raise TrafficError(
@@ -333,6 +334,25 @@ class ApiGatewayCanary:
                 split=split,
             )
         return split
+
+    def changes_to(self, green_percent: int) -> list[Change]:
+        """What `set_split` sends with this release's canary on the stage: the canary's share,
+        its promotion (100), or its removal (0)."""
+        if green_percent == 0:
+            return [self._canary_removal()]
+        if green_percent == 100:
+            green = self.canary_id or self.given_deployment or NEW_DEPLOYMENT
+            return [self._promotion(green, self.overrides)]
+        return [self._canary_share(green_percent)]
+
+    def rollback_changes(self, green_percent: int) -> list[Change]:
+        """Before the promotion the canary is removed; after it, the stage gets blue's
+        deployment and variables back (the stage's variables then: blue's with green's
+        overrides, as the promotion copied them)."""
+        if green_percent < 100:
+            return self.changes_to(0)
+        promoted = {**(self._blue or {}).get("variables", {}), **self.overrides}
+        return [self._blue_restored(promoted)]
 
     def _roll_back(self, stage: dict[str, Any]) -> None:
         canary = stage.get("canarySettings")
@@ -346,25 +366,16 @@ class ApiGatewayCanary:
                     "leaves it to whoever deployed it",
                     split=self._split_of(stage),
                 )
-            self._update([{"op": "remove", "path": "/canarySettings"}])
+            self._update(self._canary_removal())
             return
         if self._blue is None or stage["deploymentId"] == self._blue["deploymentId"]:
             return  # nothing of this release is on the stage
         # Promoted already: put blue's deployment and stage variables back.
-        now, before = stage.get("variables") or {}, self._blue["variables"]
-        self._update(
-            [
-                _replace("/deploymentId", self._blue["deploymentId"]),
-                *(_replace(f"/variables/{k}", v) for k, v in before.items() if now.get(k) != v),
-                *({"op": "remove", "path": f"/variables/{k}"} for k in now if k not in before),
-            ]
-        )
+        self._update(self._blue_restored(stage.get("variables") or {}))
 
-    def _update(self, operations: list[dict[str, str]]) -> None:
+    def _update(self, change: Change) -> None:
         try:
-            self._apigw.update_stage(
-                restApiId=self.rest_api_id, stageName=self.stage_name, patchOperations=operations
-            )
+            change.send()
         except AwsRefused:
             raise  # access denied or invalid: it names the IAM action (apigateway:PATCH) and stage
         except ClientError as error:
@@ -372,6 +383,84 @@ class ApiGatewayCanary:
                 f"API Gateway refused the update of stage {self.stage_name!r} "
                 f"({_code(error)}: {error.response['Error'].get('Message', '')})"
             ) from error
+
+    # -- the changes, built once: sent by the methods above, listed by a plan -------------
+
+    def _new_canary(self, release: str) -> Change:
+        params = {
+            "restApiId": self.rest_api_id,
+            "stageName": self.stage_name,
+            "description": f"bgkit release {release}",
+            "canarySettings": {
+                "percentTraffic": 0.0,
+                "useStageCache": False,
+                "stageVariableOverrides": self.overrides,
+            },
+        }
+        means = f"a new deployment, the canary of stage {self.stage_name!r} at 0% of traffic"
+        return Change(self._apigw, "CreateDeployment", params, means)
+
+    def _attached_canary(self, deployment_id: str) -> Change:
+        operations = [
+            _replace("/canarySettings/deploymentId", deployment_id),
+            _replace("/canarySettings/percentTraffic", "0.0"),
+            _replace("/canarySettings/useStageCache", "false"),
+            *(
+                _replace(f"/canarySettings/stageVariableOverrides/{k}", v)
+                for k, v in self.overrides.items()
+            ),
+        ]
+        return self._stage_update(operations, f"deployment {deployment_id} the canary at 0%")
+
+    def _canary_share(self, green_percent: int) -> Change:
+        share = f"{float(green_percent):.1f}"
+        operations = [_replace("/canarySettings/percentTraffic", share)]
+        return self._stage_update(operations, f"the canary gets {share}% of traffic")
+
+    def _promotion(self, deployment_id: str, variables: Mapping[str, str]) -> Change:
+        """The stage runs the canary's deployment with its stage variables, and has no canary:
+        one update, so no request meets a half-promoted stage. The variables are sorted: the
+        stage's order and the parameter's may differ, the calls must not."""
+        operations = [
+            _replace("/deploymentId", deployment_id),
+            *(_replace(f"/variables/{k}", v) for k, v in sorted(variables.items())),
+            {"op": "remove", "path": "/canarySettings"},
+        ]
+        means = f"promote: the stage runs deployment {deployment_id}, its canary removed"
+        return self._stage_update(operations, means)
+
+    def _canary_removal(self) -> Change:
+        operations = [{"op": "remove", "path": "/canarySettings"}]
+        return self._stage_update(operations, "the canary removed: blue serves all traffic")
+
+    def _blue_restored(self, variables_now: Mapping[str, str]) -> Change:
+        """After a promotion: blue's deployment and variables back, from `variables_now` (the
+        stage's, whose order AWS decides: the ones to remove are sorted)."""
+        assert self._blue is not None  # read by preflight, before any change
+        before = self._blue["variables"]
+        operations = [
+            _replace("/deploymentId", self._blue["deploymentId"]),
+            *(
+                _replace(f"/variables/{k}", v)
+                for k, v in before.items()
+                if variables_now.get(k) != v
+            ),
+            *(
+                {"op": "remove", "path": f"/variables/{k}"}
+                for k in sorted(variables_now)
+                if k not in before
+            ),
+        ]
+        means = f"blue's deployment {self._blue['deploymentId']} and variables back on the stage"
+        return self._stage_update(operations, means)
+
+    def _stage_update(self, operations: list[dict[str, str]], means: str) -> Change:
+        params = {
+            "restApiId": self.rest_api_id,
+            "stageName": self.stage_name,
+            "patchOperations": operations,
+        }
+        return Change(self._apigw, "UpdateStage", params, means)
 
 
 def _replace(path: str, value: str) -> dict[str, str]:

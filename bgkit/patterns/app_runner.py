@@ -31,6 +31,7 @@ from ..clock import Clock, SystemClock
 from ..errors import DeploymentStopped, PreflightError, TrafficError
 from ..metrics import MetricSource
 from ..params import arn_checker, regex_checker
+from ..planning import Change, Wait, later
 from . import register
 from .base import Split
 
@@ -45,6 +46,8 @@ _PRIVATE = re.compile(
     r"(:(?P<tag>[^@]+)|@(?P<digest>sha256:[0-9a-f]{64}))$"
 )
 OPERATION_WAIT_SECONDS = 1800.0  # longest wait for one App Runner deployment
+# an operation's id before UpdateService has started it: a plan's placeholder
+NEW_OPERATION = later("the OperationId UpdateService returns")
 
 
 @register
@@ -247,6 +250,16 @@ class AppRunner:
             "split": _or_unknown(self.read_split),
         }
 
+    def versions(self) -> dict[str, str]:
+        """Blue: the image the service runs (and its digest, where ECR has it); green: the
+        image to deploy (likewise), so that a tag moved since the plan is drift."""
+        blue = self.blue_image or self._image(self._service()) or "no image"
+        return {"blue": self._image_text(blue), "green": self._image_text(self.green_image)}
+
+    def _image_text(self, image: str) -> str:
+        digest = self._digest(image)
+        return image if digest is None or image.endswith(digest) else f"{image} ({digest})"
+
     # -- changes -----------------------------------------------------------------------
 
     def deploy_green(self, release: str, note: Callable[[str], None]) -> str:
@@ -275,6 +288,10 @@ class AppRunner:
             f"{_seconds(self.clock.now() - started)} after UpdateService"
         )
 
+    def deploy_changes(self, release: str) -> list[Change | Wait]:
+        """UpdateService to green's image, then App Runner's deployment of it."""
+        return [self._update_service(self.green_image), self._operation_ends(NEW_OPERATION)]
+
     def set_split(self, green_percent: int) -> Split:
         if green_percent == 100:
             split = self.read_split()  # App Runner moved it all when the deployment succeeded
@@ -290,6 +307,19 @@ class AppRunner:
                 f"asked for green {green_percent}% but the service reads back", split=split
             )
         return split
+
+    def changes_to(self, green_percent: int) -> list[Change | Wait]:
+        """What `set_split` sends once green serves: nothing for 100 (App Runner moved all
+        traffic itself), blue's image redeployed for 0."""
+        if green_percent == 0:
+            target, _ = self._blue_target()
+            return [self._update_service(target), self._operation_ends(NEW_OPERATION)]
+        return []
+
+    def rollback_changes(self, green_percent: int) -> list[Change | Wait]:
+        """A rollback once green serves (any verdict or smoke test after the switch) redeploys
+        blue's image; before the switch there is nothing to undo."""
+        return self.changes_to(0) if green_percent else []
 
     def how_rolled_back(self) -> str:
         return self._rolled_back
@@ -310,11 +340,7 @@ class AppRunner:
         if self.blue_image is None:
             raise TrafficError("the previous image is unknown (preflight did not run)")
         started = self.clock.now()
-        target, pinned = self.blue_image, ""
-        if self.blue_digest is not None and self._digest(self.blue_image) != self.blue_digest:
-            # The tag was moved since preflight: redeploy what blue ran, by its digest.
-            target = f"{self.blue_image.split('@')[0].rsplit(':', 1)[0]}@{self.blue_digest}"
-            pinned = "; blue's tag now names another image, so it was redeployed by digest"
+        target, pinned = self._blue_target()
         operation_id = self._deploy(target)
         status = self._wait(operation_id)
         if status != "SUCCEEDED":
@@ -329,7 +355,23 @@ class AppRunner:
         )
         return self.read_split()
 
+    def _blue_target(self) -> tuple[str, str]:
+        """The image a rollback redeploys: blue's, by its digest if its tag has moved since
+        preflight; and what the record says of that ("" when not pinned)."""
+        assert self.blue_image is not None  # read by preflight, before any change
+        if self.blue_digest is not None and self._digest(self.blue_image) != self.blue_digest:
+            # The tag was moved since preflight: redeploy what blue ran, by its digest.
+            target = f"{self.blue_image.split('@')[0].rsplit(':', 1)[0]}@{self.blue_digest}"
+            return target, "; blue's tag now names another image, so it was redeployed by digest"
+        return self.blue_image, ""
+
     def _deploy(self, image: str) -> str:
+        """UpdateService to `image`; returns the id of the operation it started."""
+        operation = self._update_service(image).send()["OperationId"]
+        self._ours.add(operation)
+        return operation
+
+    def _update_service(self, image: str) -> Change:
         """UpdateService to `image`, keeping the rest of the source configuration as it is."""
         source = self._service()["SourceConfiguration"]
         repository = {
@@ -338,11 +380,19 @@ class AppRunner:
             "ImageRepositoryType": _repository_type(image),
         }
         configuration = {**source, "ImageRepository": repository}
-        operation = self._apprunner.update_service(
-            ServiceArn=self.service_arn, SourceConfiguration=configuration
-        )["OperationId"]
-        self._ours.add(operation)
-        return operation
+        return Change(
+            self._apprunner,
+            "UpdateService",
+            {"ServiceArn": self.service_arn, "SourceConfiguration": configuration},
+            f"the service deploys image {image}",
+        )
+
+    def _operation_ends(self, operation_id: str) -> Wait:
+        """The wait `_wait(operation_id)` does, in words (a plan has no id yet: NEW_OPERATION)."""
+        return Wait(
+            f"App Runner's operation {operation_id} ends: it health-checks the new version, then "
+            "sends it all traffic (SUCCEEDED) or rolls back itself (ROLLBACK_SUCCEEDED)"
+        )
 
     def _wait(self, operation_id: str) -> str:
         """Wait for an operation to end; returns its final status."""

@@ -21,6 +21,7 @@ from ..aws import AwsSession
 from ..errors import ParameterError, PreflightError, TrafficError
 from ..metrics import MetricSource, albs_source
 from ..params import regex_checker
+from ..planning import Change, send_all
 from . import register
 from .alb_weighted import TARGET_GROUP
 from .base import Split, split_of
@@ -228,18 +229,14 @@ class Route53Weighted:
             "split": self.read_split(),
         }
 
+    def versions(self) -> dict[str, str]:
+        """What each colour's record answers (its type and values, or its alias target)."""
+        return {colour: _serves(record) for colour, record in self._records().items()}
+
     # -- the one write ------------------------------------------------------------------
 
     def set_split(self, green_percent: int) -> Split:
-        records = self._records()
-        changes = []
-        for colour, weight in (("blue", 100 - green_percent), ("green", green_percent)):
-            record = {k: v for k, v in records[colour].items() if k != "Weight"}
-            changes.append({"Action": "UPSERT", "ResourceRecordSet": {**record, "Weight": weight}})
-        answer = self._route53.change_resource_record_sets(
-            HostedZoneId=self.zone,
-            ChangeBatch={"Comment": f"bgkit: green {green_percent}%", "Changes": changes},
-        )
+        [answer] = send_all(self.changes_to(green_percent))
         self._change_id = answer["ChangeInfo"]["Id"]
         split = self.read_split()
         if split["green"] != green_percent:
@@ -247,3 +244,34 @@ class Route53Weighted:
                 f"asked for green {green_percent}% but the records read back", split=split
             )
         return split
+
+    def changes_to(self, green_percent: int) -> list[Change]:
+        """Both records' weights for `green_percent` in one change batch: one
+        ChangeResourceRecordSets, each record sent back as read with only its Weight changed."""
+        records = self._records()
+        changes = []
+        for colour, weight in (("blue", 100 - green_percent), ("green", green_percent)):
+            record = {k: v for k, v in records[colour].items() if k != "Weight"}
+            changes.append({"Action": "UPSERT", "ResourceRecordSet": {**record, "Weight": weight}})
+        return [
+            Change(
+                self._route53,
+                "ChangeResourceRecordSets",
+                {
+                    "HostedZoneId": self.zone,
+                    "ChangeBatch": {
+                        "Comment": f"bgkit: green {green_percent}%",
+                        "Changes": changes,
+                    },
+                },
+                f"weights of {self.record} blue {100 - green_percent} / green {green_percent}",
+            )
+        ]
+
+
+def _serves(record: dict[str, Any]) -> str:
+    """A record's answer in words: 'CNAME blue.example.com' or 'A alias my-lb...elb.amazonaws.com'."""
+    if "AliasTarget" in record:
+        return f"{record['Type']} alias {record['AliasTarget']['DNSName']}"
+    values = ", ".join(r["Value"] for r in record.get("ResourceRecords") or [])
+    return f"{record['Type']} {values}"

@@ -313,9 +313,15 @@ class AtOnce(Traffic):
         moves = ByService(
             pattern.title, "moves all traffic to green as soon as green is deployed and healthy"
         )
-        deploy = [*pattern.deploy_changes(release.params.release), moves]
+        # A green that fails the service's health check never gets traffic: the service puts
+        # blue back itself (create_green's DeploymentStopped), and the rollback is green 0%'s.
+        stopped = ByService(
+            pattern.title, "stops the deployment itself: green failed its health check"
+        )
+        deploy = pattern.deploy_changes(release.params.release)
         return [
-            Point("deploy green (all traffic moves)", deploy, rollback_from(pattern, 100)),
+            Point("deploy green", deploy, [stopped, *rollback_from(pattern, 0)]),
+            Point("all traffic moves to green", [moves], rollback_from(pattern, 100)),
             Point("promote", pattern.changes_to(100), rollback_from(pattern, 100)),
             *retired(pattern),
         ]
