@@ -6,7 +6,15 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import STEADY, Capture, assert_refused, release_all, run_cells, run_runbook
+from conftest import (
+    STEADY,
+    Capture,
+    assert_followed,
+    assert_refused,
+    planned_run,
+    release_all,
+    run_cells,
+)
 
 FAST = {"bake_seconds": 5, "plan": "50", **STEADY}
 
@@ -134,8 +142,10 @@ def test_a_blue_target_that_is_not_blue_groups_instance_is_refused(sandbox, scen
 
 
 def test_healthy_green_is_promoted_and_blue_detached_after_its_drain(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "asg_swap", **FAST)
+    # planned first, then run following the plan
+    _, run = planned_run(shared_sandbox, tmp_path, "asg_swap", **FAST)
     assert run.error is None
+    assert_followed(run, "promoted")
     record = run.record
     assert record["outcome"] == "promoted", record["reason"]
     p = record["parameters"]
@@ -219,8 +229,11 @@ def test_a_rollback_after_the_promotion_re_attaches_blue_first(sandbox, scenario
 
 
 def test_green_with_errors_is_rolled_back_and_detached(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "asg_swap", green_error_rate=0.2, smoke_requests=1, **FAST)
+    _, run = planned_run(
+        shared_sandbox, tmp_path, "asg_swap", green_error_rate=0.2, smoke_requests=1, **FAST
+    )
     assert run.error is None
+    assert_followed(run, "rolled back")  # by the smoke test (deploy green) or step 1
     record = run.record
     assert record["outcome"] == "rolled_back", record["reason"]
     p = record["parameters"]

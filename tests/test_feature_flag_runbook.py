@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 
-from conftest import STEADY, run_runbook
+from conftest import STEADY, assert_followed, planned_run, run_runbook
 from test_feature_flag import in_process_release, wait_for
 
 from bgkit.flags import document as flagdoc
@@ -44,8 +44,10 @@ def flag_for(sandbox, record, users=200) -> float:
 
 
 def test_bgkit_steps_turn_the_flag_on_for_everyone(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "feature_flag", plan="25,75", **FAST)
+    # planned first, then run following the plan
+    _, run = planned_run(shared_sandbox, tmp_path, "feature_flag", plan="25,75", **FAST)
     assert run.error is None, run.error
+    assert_followed(run, "promoted")
     record = run.record
     assert record["outcome"] == "promoted", record["reason"]
     assert [v["green_percent"] for v in record["verdicts"]] == [25, 75]
@@ -63,7 +65,10 @@ def test_bgkit_steps_turn_the_flag_on_for_everyone(shared_sandbox, tmp_path):
 
 
 def test_a_slower_on_path_is_rolled_back_to_off_for_everyone(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "feature_flag", plan="25", green_added_latency_ms=60, **FAST)
+    _, run = planned_run(
+        shared_sandbox, tmp_path, "feature_flag", plan="25", green_added_latency_ms=60, **FAST
+    )
+    assert_followed(run, "rolled back from step 1")
     record = run.record
     assert record["outcome"] == "rolled_back" and "step 1 at 25%" in record["reason"]
     share, newest = flag_for(shared_sandbox, record)
@@ -72,10 +77,11 @@ def test_a_slower_on_path_is_rolled_back_to_off_for_everyone(shared_sandbox, tmp
 
 
 def test_appconfigs_strategy_moves_the_flag_and_bgkit_judges_it(shared_sandbox, tmp_path):
-    run = run_runbook(
-        tmp_path, "feature_flag", plan="AppConfig.Linear50PercentEvery30Seconds",
+    _, run = planned_run(
+        shared_sandbox, tmp_path, "feature_flag", plan="AppConfig.Linear50PercentEvery30Seconds",
         sandbox_minute_seconds=8.0, **FAST,
     )  # fmt: skip
+    assert_followed(run, "promoted")
     record = run.record
     assert record["outcome"] == "promoted", record["reason"]
     assert record["plan"].startswith("AppConfig deployment strategy AppConfig.Linear50Percent")

@@ -35,6 +35,7 @@ from ..clock import Clock, SystemClock
 from ..errors import ParameterError, PreflightError, TrafficError
 from ..metrics import MetricSource
 from ..params import regex_checker
+from ..planning import Change, Item, Wait, send_all
 from . import register
 from .alb_weighted import LISTENER, TARGET_GROUP, AlbWeighted
 from .base import Split
@@ -42,6 +43,7 @@ from .base import Split
 _GROUP_NAME = re.compile(r"^[A-Za-z0-9][\x21-\x7e]{0,254}$")
 _VERSION = re.compile(r"^([1-9][0-9]{0,9}|\$Latest|\$Default)$")
 GROUP_WAIT_SECONDS = 900.0  # longest wait for instances to be InService, targets healthy, a drain
+BLUE_ONLY: Split = {"blue": 100, "green": 0}
 
 
 def _check_pair(resources: Mapping[str, str]) -> None:
@@ -259,23 +261,10 @@ class AsgSwap:
     # -- changes -----------------------------------------------------------------------
 
     def deploy_green(self, release: str, note: Callable[[str], None]) -> str:
-        blue, green = self._blue, self.groups["green"]
-        template = blue["LaunchTemplate"]
-        self._autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=green,
-            LaunchTemplate={"LaunchTemplateId": template["LaunchTemplateId"], "Version": self._version},
-            MinSize=blue["MinSize"],
-            MaxSize=blue["MaxSize"],
-            DesiredCapacity=blue["DesiredCapacity"],
-            **_placement(blue),
-            HealthCheckType=blue["HealthCheckType"],
-            HealthCheckGracePeriod=blue.get("HealthCheckGracePeriod", 0),
-            Tags=[
-                {"Key": "bgkit:release", "Value": release, "PropagateAtLaunch": True},
-                {"Key": "bgkit:colour-of", "Value": blue["AutoScalingGroupName"], "PropagateAtLaunch": False},
-            ],
-        )  # fmt: skip
-        desired = blue["DesiredCapacity"]
+        create, in_service, attach, healthy = self.deploy_changes(release)
+        green, template = self.groups["green"], self._blue["LaunchTemplate"]
+        desired = self._blue["DesiredCapacity"]
+        create.send()
         note(
             f"created Auto Scaling group {green} from {template['LaunchTemplateName']} version "
             f"{self._version}, {desired} instance(s) like blue"
@@ -287,17 +276,11 @@ class AsgSwap:
             )
         )
         started = self.clock.now()
-        self._wait(
-            lambda: _in_service(self._group("green")) >= desired,
-            f"green's {desired} instance(s) to be InService",
-        )
-        self._autoscaling.attach_load_balancer_target_groups(
-            AutoScalingGroupName=green, TargetGroupARNs=[self.target_groups["green"]]
-        )
+        self._wait(lambda: _in_service(self._group("green")) >= desired, in_service.means)
+        attach.send()
         note(f"green's instances are InService; attached {green} to green's target group")
         self._wait(
-            lambda: _states(self._targets("green")).get("healthy", 0) >= desired,
-            f"green's {desired} target(s) to pass the load balancer's health checks",
+            lambda: _states(self._targets("green")).get("healthy", 0) >= desired, healthy.means
         )
         return (
             f"green is deployed: {desired} instance(s) InService and healthy in green's target "
@@ -312,15 +295,14 @@ class AsgSwap:
     def retire_blue(self, note: Callable[[str], None]) -> str:
         blue = self.groups["blue"]
         delay = self._deregistration_delay("blue")
-        self._autoscaling.detach_load_balancer_target_groups(
-            AutoScalingGroupName=blue, TargetGroupARNs=[self.target_groups["blue"]]
-        )
+        detach, drained = self.retire_changes()
+        detach.send()
         note(
             f"detached {blue} from blue's target group: its targets get no new requests and "
             f"drain for the deregistration delay ({delay:g} s)"
         )
         started = self.clock.now()
-        self._wait(lambda: not self._targets("blue"), "blue's targets to drain", longer=delay)
+        self._wait(lambda: not self._targets("blue"), drained.means, longer=delay)
         size = (self._group("blue") or {}).get("DesiredCapacity")
         return (
             f"blue's targets drained in {(self.clock.now() - started).total_seconds():.1f} s; {blue} keeps its "
@@ -330,33 +312,22 @@ class AsgSwap:
         )
 
     def _back_to_blue(self) -> Split:
+        """The rollback: each part only where the state read just before it needs it."""
         done = []
-        if not self._attached("blue"):
-            self._autoscaling.attach_load_balancer_target_groups(
-                AutoScalingGroupName=self.groups["blue"],
-                TargetGroupARNs=[self.target_groups["blue"]],
-            )
-            # Most of blue, not all: green is being rolled back, and one sick blue instance
-            # must not keep it serving.
-            needed = max(1, -(-_in_service(self._group("blue")) // 2))
-            self._wait(
-                lambda: _states(self._targets("blue")).get("healthy", 0) >= needed,
-                f"{needed} of blue's targets to pass health checks again",
-            )
+        reattach = self._reattach_blue_changes(attached=self._attached("blue"))
+        if reattach:
+            send_all(reattach, wait=lambda _: self._wait_for_blue_again())
             done.append(f"re-attached {self.groups['blue']} to blue's target group")
         try:
             split = self.read_split()
         except TrafficError:  # e.g. a third target group in the forward action: rewrite it
             split = {}
-        if split != {"blue": 100, "green": 0}:
-            split = self._listener.set_split(0)
+        if self._listener_to_blue_changes(split):
+            split = self._listener.set_split(0)  # sends those changes, then reads the split back
             done.append("set the listener to blue 100 / green 0")
-        if self._attached("green"):
-            # Green has no weight now; its targets drain in the background.
-            self._autoscaling.detach_load_balancer_target_groups(
-                AutoScalingGroupName=self.groups["green"],
-                TargetGroupARNs=[self.target_groups["green"]],
-            )
+        detach = self._detach_green_changes(attached=self._attached("green"))
+        if detach:
+            send_all(detach)
             done.append(f"detached {self.groups['green']} from green's target group")
         if self._group("green") is not None:
             done.append(
@@ -366,6 +337,128 @@ class AsgSwap:
             )
         self._rolled_back = "; ".join(done)
         return split
+
+    def _wait_for_blue_again(self) -> None:
+        # Most of blue, not all: green is being rolled back, and one sick blue instance
+        # must not keep it serving.
+        needed = max(1, -(-_in_service(self._group("blue")) // 2))
+        self._wait(
+            lambda: _states(self._targets("blue")).get("healthy", 0) >= needed,
+            f"{needed} of blue's targets to pass health checks again",
+        )
+
+    # -- the calls it sends, built once (bgkit.planning): sent above, listed by a plan ------
+
+    def deploy_changes(self, release: str) -> list[Item]:
+        """deploy_green's calls: green's group made like blue's, attached once InService."""
+        blue, green = self._blue, self.groups["green"]
+        template, desired = blue["LaunchTemplate"], blue["DesiredCapacity"]
+        create = {
+            "AutoScalingGroupName": green,
+            "LaunchTemplate": {"LaunchTemplateId": template["LaunchTemplateId"], "Version": self._version},
+            "MinSize": blue["MinSize"],
+            "MaxSize": blue["MaxSize"],
+            "DesiredCapacity": desired,
+            **_placement(blue),
+            "HealthCheckType": blue["HealthCheckType"],
+            "HealthCheckGracePeriod": blue.get("HealthCheckGracePeriod", 0),
+            "Tags": [
+                {"Key": "bgkit:release", "Value": release, "PropagateAtLaunch": True},
+                {"Key": "bgkit:colour-of", "Value": blue["AutoScalingGroupName"], "PropagateAtLaunch": False},
+            ],
+        }  # fmt: skip
+        return [
+            Change(
+                self._autoscaling,
+                "CreateAutoScalingGroup",
+                create,
+                f"create {green} from {template['LaunchTemplateName']} version {self._version}, "
+                f"{desired} instance(s) like blue",
+            ),
+            Wait(f"green's {desired} instance(s) to be InService"),
+            self._attach_change("green"),
+            Wait(f"green's {desired} target(s) to pass the load balancer's health checks"),
+        ]
+
+    def changes_to(self, green_percent: int) -> list[Item]:
+        """A step's or the promotion's calls: the listener's weights. Green 0 is the rollback,
+        whose calls depend on the state (as read now here; `rollback_changes` predicts it)."""
+        if green_percent == 0:
+            try:
+                split = self.read_split()
+            except TrafficError:
+                split = {}
+            return [
+                *self._reattach_blue_changes(attached=self._attached("blue")),
+                *self._listener_to_blue_changes(split),
+                *self._detach_green_changes(attached=self._attached("green")),
+            ]
+        return self._listener.changes_to(green_percent)
+
+    def rollback_changes(self, green_percent: int) -> list[Item]:
+        """A rollback's calls from a point of the release, with the state it will have there:
+        blue still attached (it is detached only after the promotion, which has no rollback),
+        green attached since its deploy, the listener at `green_percent`."""
+        split = {"blue": 100 - green_percent, "green": green_percent}
+        return [
+            *self._reattach_blue_changes(attached=True),
+            *self._listener_to_blue_changes(split),
+            *self._detach_green_changes(attached=True),
+        ]
+
+    def retire_changes(self) -> list[Item]:
+        """retire_blue's calls: blue detached, then its targets drain."""
+        return [self._detach_change("blue"), Wait("blue's targets to drain")]
+
+    def _reattach_blue_changes(self, attached: bool) -> list[Item]:
+        if attached:
+            return []
+        return [
+            self._attach_change("blue"),
+            Wait("most of blue's targets (half, at least one) to pass health checks again"),
+        ]
+
+    def _listener_to_blue_changes(self, split: Split) -> list[Change]:
+        return [] if split == BLUE_ONLY else self._listener.changes_to(0)
+
+    def _detach_green_changes(self, attached: bool) -> list[Change]:
+        # Green has no weight by then; its targets drain in the background.
+        return [self._detach_change("green")] if attached else []
+
+    def _attach_change(self, colour: str) -> Change:
+        return Change(
+            self._autoscaling,
+            "AttachLoadBalancerTargetGroups",
+            {
+                "AutoScalingGroupName": self.groups[colour],
+                "TargetGroupARNs": [self.target_groups[colour]],
+            },
+            f"attach {self.groups[colour]} to {colour}'s target group",
+        )
+
+    def _detach_change(self, colour: str) -> Change:
+        return Change(
+            self._autoscaling,
+            "DetachLoadBalancerTargetGroups",
+            {
+                "AutoScalingGroupName": self.groups[colour],
+                "TargetGroupARNs": [self.target_groups[colour]],
+            },
+            f"detach {self.groups[colour]} from {colour}'s target group (its targets drain)",
+        )
+
+    def versions(self) -> dict[str, str]:
+        """What each colour runs, as preflight read it: blue's instances' launch template
+        version, and the version green will be made from (launch_template_version, resolved)."""
+        template = self._blue["LaunchTemplate"]["LaunchTemplateName"]
+        running = sorted(
+            {str(i.get("LaunchTemplate", {}).get("Version")) for i in self._blue["Instances"]}
+        )
+        return {
+            "blue": f"{template} version {', '.join(running)}",
+            "green": f"{template} version {self._version} "
+            f"(launch_template_version {self.requested_version})",
+        }
 
     def how_rolled_back(self) -> str:
         return self._rolled_back

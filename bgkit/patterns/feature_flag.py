@@ -28,6 +28,7 @@ each verdict also checks that `on` got the share it was configured to get
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -41,6 +42,7 @@ from ..flags import document as flagdoc
 from ..flags.rules import split_rule
 from ..metrics import MetricSource
 from ..params import regex_checker
+from ..planning import Change, Item, Wait, later
 from . import register
 from .base import Progress, ServicePlan, Split
 
@@ -54,6 +56,9 @@ _SMOKE_USER = re.compile(r"^[A-Za-z0-9@._:-]{1,128}$")
 FEATURE_FLAGS = "AWS.AppConfig.FeatureFlags"
 RUNNING = ("DEPLOYING", "BAKING", "VALIDATING", "ROLLING_BACK")
 STOPPED = ("ROLLED_BACK", "REVERTED", "ROLLING_BACK")
+IN_FLIGHT = ("DEPLOYING", "BAKING", "VALIDATING")  # what a rollback stops first
+NEW_VERSION = later("the new version's number")
+SMOKE = "on for the smoke test's user only"
 APPLY_WAIT_SECONDS = 600.0  # a step strategy's deployment reaches every client in this time
 
 
@@ -344,32 +349,20 @@ class FeatureFlag:
 
     # -- writes --------------------------------------------------------------------------
 
-    def _write(self, rule: str, description: str) -> str:
-        """A new hosted version: the live document with `on`'s rule set to `rule`."""
-        assert self.live_version is not None, "preflight reads the live version first"
-        document = flagdoc.with_rule(self._document(self.live_version), self.flag, rule)
-        answer = self._appconfig.create_hosted_configuration_version(
-            ApplicationId=self.application,
-            ConfigurationProfileId=self.profile,
-            Content=flagdoc.dumps(document),
-            ContentType="application/json",
-            Description=description[:1024],
-        )
+    def _write(self, document: dict[str, Any], why: str) -> str:
+        """A new hosted version holding `document`; its number."""
+        answer = self._write_change(document, why).send()
         version = str(answer["VersionNumber"])
         self._documents[version] = document
         return version
 
-    def _start(self, version: str, strategy: str, description: str) -> int:
+    def _start(self, version: str, strategy: str, why: str) -> int:
+        return self._deploy(self._start_change(version, strategy, why))
+
+    def _deploy(self, start: Change) -> int:
+        """Send a StartDeployment once the environment is idle; the deployment's number."""
         self._wait_idle()
-        answer = self._appconfig.start_deployment(
-            ApplicationId=self.application,
-            EnvironmentId=self.environment,
-            DeploymentStrategyId=strategy,
-            ConfigurationProfileId=self.profile,
-            ConfigurationVersion=version,
-            Description=description[:1024],
-        )
-        return int(answer["DeploymentNumber"])
+        return int(start.send()["DeploymentNumber"])
 
     def _wait_idle(self) -> None:
         """Wait for the environment's deployment in flight (a step strategy's bake) to end."""
@@ -403,9 +396,8 @@ class FeatureFlag:
             self.clock.sleep(0.25)
 
     def _step(self, percent: float, why: str) -> int:
-        rule = split_rule(percent, self.split_by, self.seed)
-        version = self._write(rule, f"bgkit {self.seed}: {why}")
-        number = self._start(version, self.step_strategy, f"bgkit {self.seed}: {why}")
+        version = self._write(self._with_rule(self._split(percent)), why)
+        number = self._start(version, self.step_strategy, why)
         self.main_number = number
         self._wait_everyone(number)
         return number
@@ -413,9 +405,8 @@ class FeatureFlag:
     def deploy_green(self, release: str, note: Callable[[str], None]) -> str:
         """The smoke version: `on` for the smoke user only, deployed to every client."""
         self.seed = release
-        rule = f'(eq ${self.split_by} "{self.smoke_user}")'
-        version = self._write(rule, f"bgkit {release}: on for the smoke test's user only")
-        self.smoke_number = self._start(version, self.step_strategy, f"bgkit {release}: smoke test")
+        version = self._write(self._with_rule(self._smoke_rule()), SMOKE)
+        self.smoke_number = self._start(version, self.step_strategy, "smoke test")
         note(
             f"version {version} (on for {self.smoke_user} only) deploying as deployment {self.smoke_number}"
         )
@@ -439,7 +430,7 @@ class FeatureFlag:
         if green_percent == 0:
             self._back_to_live(lambda message: None)
         else:
-            self._step(green_percent, f"on for {green_percent}% of users")
+            self._step(green_percent, _on_for(green_percent))
         split = self.read_split()
         if split["green"] != green_percent:
             raise TrafficError(f"asked for `on` at {green_percent}% but AppConfig has", split=split)
@@ -447,19 +438,12 @@ class FeatureFlag:
 
     def _back_to_live(self, note: Callable[[str], None]) -> None:
         """Stop what is in flight, then deploy the version that was live before the release."""
-        for item in self._deployments():
-            if item["ConfigurationProfileId"] != self.profile:
-                continue
-            if item["State"] in ("DEPLOYING", "BAKING", "VALIDATING"):
-                self._appconfig.stop_deployment(
-                    ApplicationId=self.application,
-                    EnvironmentId=self.environment,
-                    DeploymentNumber=item["DeploymentNumber"],
-                )
-                note(f"deployment {item['DeploymentNumber']} stopped ({item['State']})")
-            break
+        in_flight = self._in_flight()
+        for stop in self._stops_of(in_flight):
+            stop.send()
+            note(f"deployment {in_flight['DeploymentNumber']} stopped ({in_flight['State']})")
         self._wait_idle()
-        number = self._start(self.live_version, self.step_strategy, f"bgkit {self.seed}: rollback")
+        number = self._deploy(self._redeploy_live_change())
         self.main_number = number
         self._wait_everyone(number)
         note(
@@ -502,12 +486,8 @@ class FeatureFlag:
         return str(self.smoke_number)
 
     def continue_after_smoke(self) -> str:
-        version = self._write(
-            split_rule(100, self.split_by, self.seed), f"bgkit {self.seed}: on for everyone"
-        )
-        self.main_number = self._start(
-            version, self.strategy, f"bgkit {self.seed}: {self.strategy}"
-        )
+        version = self._write(self._with_rule(self._split(100)), "on for everyone")
+        self.main_number = self._start(version, self.strategy, self.strategy)
         return f"deployment {self.main_number} of version {version} (on for every user) with strategy {self.strategy}"
 
     def progress(self) -> Progress:
@@ -544,12 +524,7 @@ class FeatureFlag:
                 continue
             d = self._deployment(number)
             if d["State"] == "COMPLETE" and number == self.main_number:
-                self._appconfig.stop_deployment(
-                    ApplicationId=self.application,
-                    EnvironmentId=self.environment,
-                    DeploymentNumber=number,
-                    AllowRevert=True,
-                )
+                self._stop_change(number, d["State"], allow_revert=True).send()
                 note(f"deployment {number} was complete: reverted (AllowRevert)")
             break
         self._back_to_live(note)
@@ -563,6 +538,170 @@ class FeatureFlag:
 
     def all_at_once(self) -> bool:
         return self._strategy()["DeploymentDurationInMinutes"] == 0
+
+    # -- the calls it sends, built once (bgkit.planning): sent above, listed by a plan ------
+
+    def _with_rule(self, rule: str) -> dict[str, Any]:
+        """The live document with `on`'s rule set to `rule`."""
+        assert self.live_version is not None, "preflight reads the live version first"
+        return flagdoc.with_rule(self._document(self.live_version), self.flag, rule)
+
+    def _split(self, percent: float) -> str:
+        return split_rule(percent, self.split_by, self.seed)
+
+    def _smoke_rule(self) -> str:
+        return f'(eq ${self.split_by} "{self.smoke_user}")'
+
+    def _write_change(self, document: dict[str, Any], why: str) -> Change:
+        params = {
+            "ApplicationId": self.application,
+            "ConfigurationProfileId": self.profile,
+            "Content": flagdoc.dumps(document),
+            "ContentType": "application/json",
+            "Description": f"bgkit {self.seed}: {why}"[:1024],
+        }
+        means = f"a new version of profile {self.profile}: flag {self.flag} {why}"
+        return Change(self._appconfig, "CreateHostedConfigurationVersion", params, means)
+
+    def _start_change(self, version: str, strategy: str, why: str) -> Change:
+        params = {
+            "ApplicationId": self.application,
+            "EnvironmentId": self.environment,
+            "DeploymentStrategyId": strategy,
+            "ConfigurationProfileId": self.profile,
+            "ConfigurationVersion": version,
+            "Description": f"bgkit {self.seed}: {why}"[:1024],
+        }
+        means = f"deploy version {version} to environment {self.environment} with {strategy}"
+        return Change(self._appconfig, "StartDeployment", params, means)
+
+    def _stop_change(self, number: Any, state: str, allow_revert: bool = False) -> Change:
+        params: dict[str, Any] = {
+            "ApplicationId": self.application,
+            "EnvironmentId": self.environment,
+            "DeploymentNumber": number,
+        }
+        if allow_revert:  # a complete deployment is stopped only so (UG "Reverting")
+            params["AllowRevert"] = True
+        means = f"stop deployment {number} ({state}): its clients go back to the version before"
+        return Change(self._appconfig, "StopDeployment", params, means)
+
+    def _redeploy_live_change(self) -> Change:
+        assert self.live_version is not None, "preflight reads the live version first"
+        return self._start_change(self.live_version, self.step_strategy, "rollback")
+
+    def _stops_of(self, in_flight: Mapping[str, Any] | None) -> list[Change]:
+        if in_flight is None:
+            return []
+        return [self._stop_change(in_flight["DeploymentNumber"], in_flight["State"])]
+
+    def _in_flight(self) -> dict[str, Any] | None:
+        """The profile's newest deployment if it has not ended (a rollback stops it first)."""
+        for item in self._deployments():
+            if item["ConfigurationProfileId"] == self.profile:
+                return item if item["State"] in IN_FLIGHT else None
+        return None
+
+    def _rollout_changes(self, rule: str, why: str, strategy: str, started: str) -> list[Item]:
+        """A new version with `rule`, deployed with `strategy` (its number is AWS's answer)."""
+        return [
+            self._write_change(self._with_rule(rule), why),
+            self._start_change(NEW_VERSION, strategy, started),
+        ]
+
+    def _reached(self, what: str) -> Wait:
+        return Wait(f"{what} reaches every client (BAKING or COMPLETE)")
+
+    def deploy_changes(self, release: str) -> list[Item]:
+        """deploy_green's calls: the smoke version, deployed with the step strategy."""
+        self.seed = release  # as deploy_green sets it: every version after it names it
+        return [
+            *self._rollout_changes(self._smoke_rule(), SMOKE, self.step_strategy, "smoke test"),
+            self._reached("the smoke version"),
+            Wait(f"{self.agent_poll_seconds:g} s for the agents to poll"),
+        ]
+
+    def changes_to(self, green_percent: int) -> list[Item]:
+        """set_split's calls: a version `on` for that share of users, deployed with the step
+        strategy; for 0, the rollback's (`rollback_changes`)."""
+        if green_percent == 0:
+            return self.rollback_changes(0)
+        why = _on_for(green_percent)
+        rule = self._split(green_percent)
+        return [
+            *self._rollout_changes(rule, why, self.step_strategy, why),
+            self._reached(f"the version {why}"),
+        ]
+
+    def rollback_changes(self, green_percent: int) -> list[Item]:
+        """A rollback's calls from any point of bgkit's steps, whatever the share: the last
+        deployment bgkit started has reached every client, so it is stopped first only if
+        the step strategy still bakes it (assumed: a verdict comes within that bake)."""
+        return self._back_to_live_changes(
+            self._planned_in_flight("the last step's", self._step_baking())
+        )
+
+    def _back_to_live_changes(self, in_flight: Mapping[str, Any] | None) -> list[Item]:
+        return [
+            *self._stops_of(in_flight),
+            self._redeploy_live_change(),
+            self._reached(f"version {self.live_version} (off for everyone)"),
+        ]
+
+    def _planned_in_flight(self, which: str, state: str | None) -> dict[str, Any] | None:
+        """The deployment a rollback will find in flight (None: it will have ended)."""
+        if state is None:
+            return None
+        return {"DeploymentNumber": later(f"{which} deployment number"), "State": state}
+
+    def _step_baking(self) -> str | None:
+        """A step's deployment once it has reached every client: BAKING for the step strategy's
+        final bake, if it has one, else ended (COMPLETE)."""
+        strategy = self._appconfig.get_deployment_strategy(DeploymentStrategyId=self.step_strategy)
+        return "BAKING" if strategy["FinalBakeTimeInMinutes"] > 0 else None
+
+    # AppConfig's strategy (Managed)
+
+    def start_changes(self, release: str) -> list[Item]:
+        return self.deploy_changes(release)  # start_deployment is deploy_green
+
+    def continue_changes(self) -> list[Item]:
+        """continue_after_smoke's: a version `on` for everyone, deployed with the strategy."""
+        return self._rollout_changes(
+            self._split(100), "on for everyone", self.strategy, self.strategy
+        )
+
+    def promote_changes(self) -> list[Item]:
+        return []  # AppConfig's bake cannot be ended early (end_wait_after_shift)
+
+    def stop_changes(self) -> list[Item]:
+        return self.stop_changes_at("shifting")
+
+    def stop_changes_at(self, phase: str) -> list[Item]:
+        """stop_and_roll_back's calls with the deployment at `phase` (bgkit.release.managed):
+        while green waits for its smoke test, the smoke version's deployment is in flight only
+        if the step strategy still bakes it; later, the strategy's shifts or bakes."""
+        if phase == "ready":
+            in_flight = self._planned_in_flight("the smoke version's", self._step_baking())
+        else:
+            in_flight = self._planned_in_flight("the strategy's", "DEPLOYING or BAKING")
+        return self._back_to_live_changes(in_flight)
+
+    def versions(self) -> dict[str, str]:
+        """What each colour gets, in the version live before the release (read at preflight):
+        blue the `off` variant's values, green the `on` variant's (its share's rule apart)."""
+        assert self.live_version is not None, "preflight reads the live version first"
+        found = {"configuration version": self.live_version}
+        for variant in flagdoc.variants(self._document(self.live_version), self.flag):
+            colour = {flagdoc.ON: "green", flagdoc.OFF: "blue"}.get(variant["name"])
+            if colour is not None:
+                values = {k: v for k, v in variant.items() if k not in ("name", "rule")}
+                found[colour] = json.dumps(values, sort_keys=True, default=str)
+        return found
+
+
+def _on_for(percent: int) -> str:
+    return f"on for {percent}% of users"
 
 
 def _why(deployment: dict[str, Any]) -> str:

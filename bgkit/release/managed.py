@@ -182,19 +182,27 @@ class Managed(Traffic):
         stop with rollback: `*_changes`, the builders of what it sends) and the service's own
         schedule (its `plan_description`, as read at preflight)."""
         release, pattern = self.release, self.release.pattern
-        stop = pattern.stop_changes()
-        shifts = ByService(pattern.title, f"shifts traffic by {pattern.plan_description()}")
+        # built first: a pattern's later calls may name the release it learns here
         start = pattern.start_changes(release.params.release)
+        shifts = ByService(pattern.title, f"shifts traffic by {pattern.plan_description()}")
         if pattern.ready_wait:
             held = Wait("green deployed and held on the test route, no production traffic")
             return [
-                Point("deploy green", [*start, held], stop),
-                Point("after the smoke test", [*pattern.continue_changes(), shifts], stop),
-                Point("promote", pattern.promote_changes(), stop),
+                Point("deploy green", [*start, held], stopped_at(pattern, "ready")),
+                Point(
+                    "after the smoke test",
+                    [*pattern.continue_changes(), shifts],
+                    stopped_at(pattern, "shifting"),
+                ),
+                Point("promote", pattern.promote_changes(), stopped_at(pattern, "shifted")),
             ]
         return [
-            Point("after the smoke test: start the deployment", [*start, shifts], stop),
-            Point("promote", pattern.promote_changes(), stop),
+            Point(
+                "after the smoke test: start the deployment",
+                [*start, shifts],
+                stopped_at(pattern, "shifting"),
+            ),
+            Point("promote", pattern.promote_changes(), stopped_at(pattern, "shifted")),
         ]
 
     def planned_schedule(self) -> list[dict[str, Any]]:
@@ -303,3 +311,11 @@ class Managed(Traffic):
         """The split as bgkit last read it at or before `when` (read every second)."""
         seen = [split for at, split in self._split_log if at <= when]
         return seen[-1] if seen else self._split_log[0][1]
+
+
+def stopped_at(pattern: Any, phase: str) -> list[Any]:
+    """A rollback's calls with the deployment at `phase` (one of PHASES): a pattern whose stop
+    depends on it says so (`stop_changes_at(phase)`, e.g. an AppConfig flag: the deployment it
+    stops is the smoke version's, then the strategy's); else `stop_changes()`."""
+    at_phase = getattr(pattern, "stop_changes_at", None)
+    return at_phase(phase) if at_phase is not None else pattern.stop_changes()
