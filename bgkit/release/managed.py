@@ -183,18 +183,23 @@ class Managed(Traffic):
         schedule (its `plan_description`, as read at preflight)."""
         release, pattern = self.release, self.release.pattern
         stop = pattern.stop_changes()
+        # A deployment that ends with its shift (Lambda's) can no longer be stopped at the
+        # promotion: the pattern's rollback from there is another call (deploying blue back).
+        after_shift = getattr(pattern, "rollback_after_shift_changes", None)
+        stop_after_shift = after_shift(release.params.release) if after_shift else stop
         shifts = ByService(pattern.title, f"shifts traffic by {pattern.plan_description()}")
         start = pattern.start_changes(release.params.release)
+        promote = Point("promote", pattern.promote_changes(), stop_after_shift)
         if pattern.ready_wait:
             held = Wait("green deployed and held on the test route, no production traffic")
             return [
                 Point("deploy green", [*start, held], stop),
                 Point("after the smoke test", [*pattern.continue_changes(), shifts], stop),
-                Point("promote", pattern.promote_changes(), stop),
+                promote,
             ]
         return [
             Point("after the smoke test: start the deployment", [*start, shifts], stop),
-            Point("promote", pattern.promote_changes(), stop),
+            promote,
         ]
 
     def planned_schedule(self) -> list[dict[str, Any]]:
