@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from conftest import STEADY, Capture, assert_refused, deployments_of, run_cells, run_runbook
+from conftest import (
+    STEADY,
+    Capture,
+    assert_followed,
+    assert_refused,
+    deployments_of,
+    planned_run,
+    run_cells,
+    run_runbook,
+)
 
 FAST = {"sandbox_minute_seconds": 4.0, "bake_seconds": 5, **STEADY}
 
@@ -39,8 +48,9 @@ def state(sandbox, record):
 
 
 def test_healthy_green_is_promoted_by_codedeploy(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "ecs_codedeploy", **FAST)
+    _, run = planned_run(shared_sandbox, tmp_path, "ecs_codedeploy", **FAST)
     assert run.error is None
+    assert_followed(run, "promoted")
     record = run.record
     assert record["outcome"] == "promoted", record["reason"]
     assert record["final_split"] == {"blue": 0, "green": 100}
@@ -75,8 +85,9 @@ def test_bgkit_reports_the_after_allow_test_traffic_hook_through_its_relay(
 
 
 def test_green_with_errors_is_stopped_and_rolled_back(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "ecs_codedeploy", green_error_rate=0.2, **FAST)
+    _, run = planned_run(shared_sandbox, tmp_path, "ecs_codedeploy", green_error_rate=0.2, **FAST)
     assert run.error is None
+    assert_followed(run, "rolled back")
     record = run.record
     assert record["outcome"] == "rolled_back"
     infos, weights, primary = state(shared_sandbox, record)

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from conftest import STEADY, Capture, assert_refused, run_cells, run_runbook
+from conftest import (
+    STEADY,
+    Capture,
+    assert_followed,
+    assert_refused,
+    planned_run,
+    run_cells,
+    run_runbook,
+)
 
 FAST = {"sandbox_minute_seconds": 2.0, "bake_seconds": 5, **STEADY}
 
@@ -36,8 +44,9 @@ def state(sandbox, record) -> tuple[list[dict], dict[str, int], str]:
 
 
 def test_healthy_green_is_promoted_by_ecs(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "ecs_native", **FAST)
+    _, run = planned_run(shared_sandbox, tmp_path, "ecs_native", **FAST)
     assert run.error is None
+    assert_followed(run, "promoted")
     record = run.record
     assert record["outcome"] == "promoted", record["reason"]
     assert record["final_split"] == {"blue": 0, "green": 100}
@@ -56,8 +65,11 @@ def test_healthy_green_is_promoted_by_ecs(shared_sandbox, tmp_path):
 
 def test_green_with_errors_is_stopped_and_rolled_back(shared_sandbox, tmp_path):
     # the smoke test would usually catch 20 %; a one-request smoke test lets green reach the gate
-    run = run_runbook(tmp_path, "ecs_native", green_error_rate=0.2, smoke_requests=1, **FAST)
+    _, run = planned_run(
+        shared_sandbox, tmp_path, "ecs_native", green_error_rate=0.2, smoke_requests=1, **FAST
+    )
     assert run.error is None
+    assert_followed(run, "rolled back")
     record = run.record
     assert record["outcome"] == "rolled_back"
     deployments, weights, task_definition = state(shared_sandbox, record)

@@ -8,7 +8,15 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import STEADY, Capture, deployments_of, run_cells, run_runbook
+from conftest import (
+    STEADY,
+    Capture,
+    assert_followed,
+    deployments_of,
+    planned_run,
+    run_cells,
+    run_runbook,
+)
 
 FAST = {"sandbox_minute_seconds": 4.0, "bake_seconds": 5, **STEADY}
 
@@ -94,8 +102,9 @@ def test_alias_weights_choose_the_executed_version_and_metrics_follow(function):
 
 
 def test_healthy_target_version_is_promoted_and_the_alias_points_to_it(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "lambda_codedeploy", **FAST)
+    _, run = planned_run(shared_sandbox, tmp_path, "lambda_codedeploy", **FAST)
     assert run.error is None
+    assert_followed(run, "promoted")
     record = run.record
     assert record["outcome"] == "promoted", record["reason"]
     p = record["parameters"]
@@ -110,8 +119,16 @@ def test_healthy_target_version_is_promoted_and_the_alias_points_to_it(shared_sa
 
 
 def test_erroring_target_version_is_rolled_back_on_evidence(shared_sandbox, tmp_path):
-    run = run_runbook(tmp_path, "lambda_codedeploy", green_error_rate=0.2, smoke_requests=1, **FAST)
+    _, run = planned_run(
+        shared_sandbox,
+        tmp_path,
+        "lambda_codedeploy",
+        green_error_rate=0.2,
+        smoke_requests=1,
+        **FAST,
+    )
     assert run.error is None
+    assert_followed(run, "rolled back")
     record = run.record
     assert record["outcome"] == "rolled_back"
     p = record["parameters"]

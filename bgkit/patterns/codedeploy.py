@@ -18,11 +18,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..errors import ParameterError, PreflightError, TrafficError
+from ..planning import Change, later
 from ..relay import PARAMETER_PREFIX
 from .base import Progress
 
 ACTIVE = ("Created", "Queued", "InProgress", "Baking", "Ready")
 ROLLBACK_WAIT_SECONDS = 900.0  # longest wait for CodeDeploy's rollback deployment
+# What a plan cannot know before CreateDeployment answers, or before the hook relay runs.
+LATER_DEPLOYMENT_ID = later("the deployment id CreateDeployment returns")
+LATER_HOOK_EXECUTION_ID = later("the hook execution id bgkit's relay hands over")
+HOOK_PASSED = "Succeeded"  # the hook's status once the smoke test has passed
 _NAME = re.compile(r"^[A-Za-z0-9._+=,@-]{1,100}$")
 
 
@@ -129,13 +134,27 @@ class CodeDeployDeployment:
             includeOnlyStatuses=list(ACTIVE),
         )["deployments"]
 
-    def create(self, revision: dict[str, Any], config: str, description: str) -> str:
+    def creation(
+        self, revision: dict[str, Any], config: str, description: str, means: str
+    ) -> Change:
+        """CreateDeployment of `revision` in this group, moved by the configuration `config`."""
+        params = {
+            "applicationName": self.application,
+            "deploymentGroupName": self.group,
+            "revision": revision,
+            "deploymentConfigName": config,
+            "description": description,
+        }
+        return Change(self._codedeploy, "CreateDeployment", params, means)
+
+    def create(self, creation: Change) -> str:
+        """Send `creation` (see `creation`) as the release's own deployment; returns its id."""
         try:
-            self.deployment_id = self.create_other(revision, config, description)
+            self.deployment_id = self.create_other(creation)
         except Exception:
             # The request may have reached AWS (a timeout, a retried call that then met its own
             # deployment): find this release's deployment by its description before giving up.
-            self.deployment_id = self.find(description)
+            self.deployment_id = self.find(creation.params["description"])
             if self.deployment_id is None:
                 raise
         return self.deployment_id
@@ -158,15 +177,9 @@ class CodeDeployDeployment:
                 return deployment_id
         return None
 
-    def create_other(self, revision: dict[str, Any], config: str, description: str) -> str:
-        """A deployment that is not the release's own (a revert); returns its id."""
-        return self._codedeploy.create_deployment(
-            applicationName=self.application,
-            deploymentGroupName=self.group,
-            revision=revision,
-            deploymentConfigName=config,
-            description=description,
-        )["deploymentId"]
+    def create_other(self, creation: Change) -> str:
+        """Send `creation`, a deployment that is not the release's own (a revert); returns its id."""
+        return creation.send()["deploymentId"]
 
     def info(self, deployment_id: str | None = None) -> dict[str, Any]:
         return self._codedeploy.get_deployment(deploymentId=deployment_id or self.deployment_id)[
@@ -201,12 +214,18 @@ class CodeDeployDeployment:
         execution = self.relayed_execution()
         if execution is None:
             raise TrafficError(f"no hook execution was relayed for deployment {self.deployment_id}")
-        self._codedeploy.put_lifecycle_event_hook_execution_status(
-            deploymentId=self.deployment_id,
-            lifecycleEventHookExecutionId=execution,
-            status=status,
-        )
+        self.hook_report(self.deployment_id, execution, status).send()
         self.forget_hook()
+
+    def hook_report(self, deployment_id: str, execution_id: str, status: str) -> Change:
+        """PutLifecycleEventHookExecutionStatus: the hook execution's result, for CodeDeploy."""
+        params = {
+            "deploymentId": deployment_id,
+            "lifecycleEventHookExecutionId": execution_id,
+            "status": status,
+        }
+        means = f"reports the held lifecycle hook {status}: the deployment goes on"
+        return Change(self._codedeploy, "PutLifecycleEventHookExecutionStatus", params, means)
 
     def forget_hook(self) -> None:
         """Delete the relay's parameter for this deployment, if there is one."""
@@ -219,19 +238,33 @@ class CodeDeployDeployment:
                 raise
 
     def continue_ready(self) -> None:
-        self._codedeploy.continue_deployment(
-            deploymentId=self.deployment_id, deploymentWaitType="READY_WAIT"
-        )
+        self.ready_continuation(self.deployment_id).send()
+
+    def ready_continuation(self, deployment_id: str) -> Change:
+        """ContinueDeployment(READY_WAIT): green leaves the test route for production traffic."""
+        params = {"deploymentId": deployment_id, "deploymentWaitType": "READY_WAIT"}
+        means = "ends READY_WAIT: production traffic starts to shift to green"
+        return Change(self._codedeploy, "ContinueDeployment", params, means)
 
     def continue_termination(self) -> None:
         """End the termination wait; if it has just ended by itself, there is nothing to do."""
         try:
-            self._codedeploy.continue_deployment(
-                deploymentId=self.deployment_id, deploymentWaitType="TERMINATION_WAIT"
-            )
+            self.termination_continuation(self.deployment_id).send()
         except ClientError as error:
             if error.response["Error"]["Code"] != "DeploymentIsNotInReadyStateException":
                 raise
+
+    def termination_continuation(self, deployment_id: str) -> Change:
+        """ContinueDeployment(TERMINATION_WAIT): blue, kept for a rollback, is let go now."""
+        params = {"deploymentId": deployment_id, "deploymentWaitType": "TERMINATION_WAIT"}
+        means = "ends the termination wait: CodeDeploy removes blue and the deployment succeeds"
+        return Change(self._codedeploy, "ContinueDeployment", params, means)
+
+    def stop_request(self, deployment_id: str) -> Change:
+        """StopDeployment with automatic rollback: CodeDeploy returns all traffic to blue."""
+        params = {"deploymentId": deployment_id, "autoRollbackEnabled": True}
+        means = "stops the deployment; CodeDeploy's rollback deployment returns traffic to blue"
+        return Change(self._codedeploy, "StopDeployment", params, means)
 
     def stop_with_rollback(self, clock: Any, timeout: float = 900.0) -> str | None:
         """Stop the deployment and wait until CodeDeploy has stopped it; returns the rollback
@@ -243,9 +276,7 @@ class CodeDeployDeployment:
             return None
         if self.info()["status"] in ACTIVE:
             try:
-                self._codedeploy.stop_deployment(
-                    deploymentId=self.deployment_id, autoRollbackEnabled=True
-                )
+                self.stop_request(self.deployment_id).send()
             except ClientError as error:  # it completed between the read and the stop
                 if error.response["Error"]["Code"] != "DeploymentAlreadyCompletedException":
                     raise
@@ -286,6 +317,12 @@ class ManagedByCodeDeploy:
         "ssm:GetParameter",
     )
     ready_wait = True  # ECS: green waits on the test route until ContinueDeployment(READY_WAIT)
+    # The group's deploymentReadyOption STOP_DEPLOYMENT: READY_WAIT holds green (ECS; read at
+    # preflight), after the hook if there is one.
+    holds_in_ready_wait = False
+    # After the shift CodeDeploy keeps blue until TERMINATION_WAIT ends (ECS; a Lambda
+    # deployment ends with its shift).
+    termination_wait = True
     config: str
     deployment: CodeDeployDeployment
     # With bgkit's relay as the hook on `hook_event`, green waits there until bgkit reports the
@@ -382,10 +419,45 @@ class ManagedByCodeDeploy:
         reason = f"{error.get('code', '')} {error.get('message', '')}".strip()
         return Progress(info["deploymentId"], current, info["status"], reason)
 
+    # -- the calls, as plans list them (bgkit.planning); the methods below send the same ------
+
+    def deployment_creation(self, release: str) -> Change:
+        """The release's CreateDeployment (the pattern's revision): what start_deployment sends."""
+        raise NotImplementedError
+
+    def start_deployment(self, release: str) -> str:
+        return self.deployment.create(self.deployment_creation(release))
+
+    def start_changes(self, release: str) -> list[Change]:
+        return [self.deployment_creation(release)]
+
+    def continue_changes(self) -> list[Change]:
+        """What continue_after_smoke sends, in the order the deployment waits for bgkit: the
+        relayed hook's report (with a hook), then the end of READY_WAIT (where the group has it)."""
+        changes = []
+        if self.hook_function:
+            report = self.deployment.hook_report(
+                LATER_DEPLOYMENT_ID, LATER_HOOK_EXECUTION_ID, HOOK_PASSED
+            )
+            changes.append(report)
+        if self.holds_in_ready_wait:
+            changes.append(self.deployment.ready_continuation(LATER_DEPLOYMENT_ID))
+        return changes
+
+    def promote_changes(self) -> list[Change]:
+        """What end_wait_after_shift sends: the end of the termination wait, where there is one."""
+        if not self.termination_wait:
+            return []
+        return [self.deployment.termination_continuation(LATER_DEPLOYMENT_ID)]
+
+    def stop_changes(self) -> list[Change]:
+        """What stop_and_roll_back sends while the deployment is active."""
+        return [self.deployment.stop_request(LATER_DEPLOYMENT_ID)]
+
     def continue_after_smoke(self) -> str:
         """Let green go on: report the relayed hook Succeeded, or end READY_WAIT."""
         if self.hook_function and self.deployment.relayed_execution():
-            self.deployment.report_hook("Succeeded")
+            self.deployment.report_hook(HOOK_PASSED)
             return f"reported the {self.hook_event} hook Succeeded (PutLifecycleEventHookExecutionStatus)"
         self.deployment.continue_ready()
         self._ready_continued = True

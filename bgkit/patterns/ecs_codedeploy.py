@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from ..aws import AwsSession
 from ..errors import PreflightError
 from ..params import arn_checker
+from ..planning import Change
 from . import register
 from .base import Split, TargetGroupPair, forward_action, forward_weights
 from .codedeploy import (
@@ -107,6 +108,7 @@ class EcsCodeDeploy(TargetGroupPair, ManagedByCodeDeploy):
                 "deployment_group_name",
             )
         ready = group.get("blueGreenDeploymentConfiguration", {}).get("deploymentReadyOption", {})
+        self.holds_in_ready_wait = ready.get("actionOnTimeout") == "STOP_DEPLOYMENT"
         require(
             ready.get("actionOnTimeout") == "STOP_DEPLOYMENT" or bool(self.hook_function),
             "the deployment group must wait for bgkit's smoke test before production traffic: set "
@@ -163,7 +165,7 @@ class EcsCodeDeploy(TargetGroupPair, ManagedByCodeDeploy):
 
     # -- the deployment ------------------------------------------------------------------
 
-    def start_deployment(self, release: str) -> str:
+    def deployment_creation(self, release: str) -> Change:
         appspec: dict[str, Any] = {
             "version": 0.0,
             "Resources": [
@@ -187,4 +189,26 @@ class EcsCodeDeploy(TargetGroupPair, ManagedByCodeDeploy):
             "revisionType": "AppSpecContent",
             "appSpecContent": {"content": json.dumps(appspec)},
         }
-        return self.deployment.create(revision, self.config, f"bgkit release {release}")
+        service = f"{self.service.get('clusterName')}/{self.service.get('serviceName')}"
+        holds = [f"at {self.hook_event} for bgkit's smoke test"] if self.hooks() else []
+        if self.holds_in_ready_wait:
+            holds.append("in READY_WAIT")
+        held = f" and is held there ({', then '.join(holds)})" if holds else ""
+        return self.deployment.creation(
+            revision,
+            self.config,
+            f"bgkit release {release}",
+            f"deploys {self.task_definition} to {service} as a replacement task set by "
+            f"{self.config}; green gets the test route{held}",
+        )
+
+    def versions(self) -> dict[str, str]:
+        """What blue and green run: the service's primary task set's task definition, and the
+        task definition green deploys as ECS describes it."""
+        described = self._ecs.describe_services(
+            cluster=self.service["clusterName"], services=[self.service["serviceName"]]
+        )["services"][0]
+        primary = [t for t in described.get("taskSets", []) if t["status"] == "PRIMARY"]
+        blue = primary[0]["taskDefinition"] if primary else described.get("taskDefinition", "")
+        green = self._ecs.describe_task_definition(taskDefinition=self.task_definition)
+        return {"blue": blue, "green": green["taskDefinition"]["taskDefinitionArn"]}

@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from ..aws import AwsSession
 from ..errors import ParameterError, PreflightError, TrafficError
+from ..planning import Change, later
 from . import register
 from .base import Progress, Split, TargetGroupPair, forward_action, forward_weights
 from .codedeploy import require
@@ -40,6 +41,9 @@ IN_FLIGHT = (
 )
 SMOKE_STAGE = "POST_TEST_TRAFFIC_SHIFT"  # green has all test traffic and no production traffic
 ROLLBACK_WAIT_SECONDS = 900.0
+# What a plan cannot know before UpdateService has started the service deployment.
+LATER_DEPLOYMENT_ARN = later("the service deployment's ARN, after UpdateService")
+LATER_HOOK_ID = later("the PAUSE hook's id in that deployment")
 _BEFORE_SMOKE = (
     "PRE_SCALE_UP",
     "SCALE_UP",
@@ -257,9 +261,7 @@ class EcsNative(TargetGroupPair):
 
     def start_deployment(self, release: str) -> str:
         try:
-            self._ecs.update_service(
-                cluster=self.cluster, service=self.service, taskDefinition=self.task_definition
-            )
+            self.service_update().send()
         except Exception:
             # The request may have reached AWS (a timeout): look for its deployment first.
             if self._find() is None:
@@ -271,6 +273,54 @@ class EcsNative(TargetGroupPair):
             )
         self.deployment_arn = arn
         return arn
+
+    def service_update(self) -> Change:
+        """UpdateService to green's task definition: ECS starts a deployment by its strategy."""
+        params = {
+            "cluster": self.cluster,
+            "service": self.service,
+            "taskDefinition": self.task_definition,
+        }
+        means = (
+            f"runs {self.task_definition} on {self.cluster}/{self.service}: ECS starts its "
+            f"{self.config.get('strategy', '')} deployment, green held by the PAUSE hook at "
+            f"{SMOKE_STAGE} for bgkit's smoke test"
+        )
+        return Change(self._ecs, "UpdateService", params, means)
+
+    def hook_continuation(self, deployment_arn: str, hook_id: str) -> Change:
+        """ContinueServiceDeployment: the PAUSE hook lets ECS shift production traffic."""
+        params = {"serviceDeploymentArn": deployment_arn, "hookId": hook_id, "action": "CONTINUE"}
+        means = f"continues the PAUSE hook at {SMOKE_STAGE}: production traffic starts to shift"
+        return Change(self._ecs, "ContinueServiceDeployment", params, means)
+
+    def rollback_stop(self, deployment_arn: str) -> Change:
+        """StopServiceDeployment(ROLLBACK): ECS returns all traffic to blue."""
+        params = {"serviceDeploymentArn": deployment_arn, "stopType": "ROLLBACK"}
+        means = "stops the service deployment with ROLLBACK: ECS returns all traffic to blue"
+        return Change(self._ecs, "StopServiceDeployment", params, means)
+
+    # For plans (bgkit.planning): what the methods of the deployment send, from the builders above.
+
+    def start_changes(self, release: str) -> list[Change]:
+        return [self.service_update()]
+
+    def continue_changes(self) -> list[Change]:
+        return [self.hook_continuation(LATER_DEPLOYMENT_ARN, LATER_HOOK_ID)]
+
+    def promote_changes(self) -> list[Change]:
+        return []  # see end_wait_after_shift: ECS has no call to end the bake early
+
+    def stop_changes(self) -> list[Change]:
+        return [self.rollback_stop(LATER_DEPLOYMENT_ARN)]
+
+    def versions(self) -> dict[str, str]:
+        """What blue and green run: the service's task definition, and green's as ECS describes it."""
+        green = self._ecs.describe_task_definition(taskDefinition=self.task_definition)
+        return {
+            "blue": self._describe_service().get("taskDefinition", ""),
+            "green": green["taskDefinition"]["taskDefinitionArn"],
+        }
 
     def _find(self) -> str | None:
         """This release's deployment: the in-flight one whose target runs our task definition."""
@@ -324,9 +374,7 @@ class EcsNative(TargetGroupPair):
             raise TrafficError(
                 f"{self.deployment_arn} is not paused at {SMOKE_STAGE}; nothing to continue"
             )
-        self._ecs.continue_service_deployment(
-            serviceDeploymentArn=self.deployment_arn, hookId=hook, action="CONTINUE"
-        )
+        self.hook_continuation(self.deployment_arn, hook).send()
         self._continued.add(hook)
         return f"continued the PAUSE hook at {SMOKE_STAGE} (ContinueServiceDeployment)"
 
@@ -350,9 +398,7 @@ class EcsNative(TargetGroupPair):
         d = self._deployment()
         if d["status"] in ("PENDING", "IN_PROGRESS"):
             try:
-                self._ecs.stop_service_deployment(
-                    serviceDeploymentArn=self.deployment_arn, stopType="ROLLBACK"
-                )
+                self.rollback_stop(self.deployment_arn).send()
                 note(f"stopped {self.deployment_arn} with ROLLBACK: ECS returns traffic to blue")
             except ClientError as error:  # it finished between the read and the stop
                 if error.response["Error"]["Code"] not in ("ConflictException", "ClientException"):

@@ -22,6 +22,7 @@ from ..aws import AwsSession
 from ..errors import ParameterError, PreflightError
 from ..metrics import MetricSource
 from ..params import regex_checker
+from ..planning import Change
 from . import register
 from .base import Split
 from .codedeploy import (
@@ -66,6 +67,7 @@ class LambdaCodeDeploy(ManagedByCodeDeploy):
         "lambda:InvokeFunction",  # the smoke test invokes the target version
     )
     ready_wait: bool = False
+    termination_wait: ClassVar[bool] = False  # the deployment ends as the alias reaches green
     parameters: ClassVar[Mapping[str, Any]] = {
         "function_name": regex_checker(
             _FUNCTION, "must be a function name: 1-64 letters, digits, - or _"
@@ -216,15 +218,40 @@ class LambdaCodeDeploy(ManagedByCodeDeploy):
         The completed deployment cannot be stopped; a new deployment from the target version
         to the previous one is CodeDeploy's own way back (its rollbacks are deployments too).
         """
-        return self.deployment.create_other(
+        return self.deployment.create_other(self.revert_creation(release))
+
+    def revert_creation(self, release: str) -> Change:
+        """The CreateDeployment of `revert_completed`: the alias back to blue's version."""
+        return self.deployment.creation(
             self._revision(self.target_version, self.current_version),
             "CodeDeployDefault.LambdaAllAtOnce",
             f"bgkit rollback of release {release}",
+            f"deploys {self.function}:{self.alias} back from version {self.target_version} to "
+            f"{self.current_version}, all at once (the release's deployment had completed)",
         )
 
-    def start_deployment(self, release: str) -> str:
-        return self.deployment.create(
+    def deployment_creation(self, release: str) -> Change:
+        held = f"; green waits at {self.hook_event} for bgkit's smoke test" if self.hooks() else ""
+        return self.deployment.creation(
             self._revision(self.current_version, self.target_version),
             self.config,
             f"bgkit release {release}",
+            f"deploys {self.function}:{self.alias} from version {self.current_version} to "
+            f"{self.target_version} by {self.config}{held}",
         )
+
+    def rollback_after_shift_changes(self, release: str) -> list[Change]:
+        """A rollback once CodeDeploy has completed the shift (a Lambda deployment has no
+        termination wait): StopDeployment can no longer, `revert_completed` deploys blue back."""
+        return [self.revert_creation(release)]
+
+    def versions(self) -> dict[str, str]:
+        """What blue and green run: the alias's version and the target version, with their code."""
+        alias = self._lambda.get_alias(FunctionName=self.function, Name=self.alias)
+        blue = str(alias["FunctionVersion"])
+        return {"blue": self._version_code(blue), "green": self._version_code(self.target_version)}
+
+    def _version_code(self, version: str) -> str:
+        function = self._lambda.get_function(FunctionName=self.function, Qualifier=version)
+        configuration = function["Configuration"]
+        return f"{self.function}:{configuration['Version']} (code {configuration['CodeSha256']})"

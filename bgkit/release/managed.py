@@ -185,24 +185,27 @@ class Managed(Traffic):
         # built first: a pattern's later calls may name the release it learns here
         start = pattern.start_changes(release.params.release)
         shifts = ByService(pattern.title, f"shifts traffic by {pattern.plan_description()}")
+        promote = Point(
+            "promote", pattern.promote_changes(), stopped_at(pattern, "shifted", release)
+        )
         if pattern.ready_wait:
             held = Wait("green deployed and held on the test route, no production traffic")
             return [
-                Point("deploy green", [*start, held], stopped_at(pattern, "ready")),
+                Point("deploy green", [*start, held], stopped_at(pattern, "ready", release)),
                 Point(
                     "after the smoke test",
                     [*pattern.continue_changes(), shifts],
-                    stopped_at(pattern, "shifting"),
+                    stopped_at(pattern, "shifting", release),
                 ),
-                Point("promote", pattern.promote_changes(), stopped_at(pattern, "shifted")),
+                promote,
             ]
         return [
             Point(
                 "after the smoke test: start the deployment",
                 [*start, shifts],
-                stopped_at(pattern, "shifting"),
+                stopped_at(pattern, "shifting", release),
             ),
-            Point("promote", pattern.promote_changes(), stopped_at(pattern, "shifted")),
+            promote,
         ]
 
     def planned_schedule(self) -> list[dict[str, Any]]:
@@ -313,9 +316,16 @@ class Managed(Traffic):
         return seen[-1] if seen else self._split_log[0][1]
 
 
-def stopped_at(pattern: Any, phase: str) -> list[Any]:
+def stopped_at(pattern: Any, phase: str, release: Any) -> list[Any]:
     """A rollback's calls with the deployment at `phase` (one of PHASES): a pattern whose stop
     depends on it says so (`stop_changes_at(phase)`, e.g. an AppConfig flag: the deployment it
-    stops is the smoke version's, then the strategy's); else `stop_changes()`."""
+    stops is the smoke version's, then the strategy's); a deployment that ends with its shift
+    (Lambda's: no termination wait) cannot be stopped at the promotion, and the pattern deploys
+    blue back (`rollback_after_shift_changes`); else `stop_changes()`."""
     at_phase = getattr(pattern, "stop_changes_at", None)
-    return at_phase(phase) if at_phase is not None else pattern.stop_changes()
+    if at_phase is not None:
+        return at_phase(phase)
+    after_shift = getattr(pattern, "rollback_after_shift_changes", None)
+    if phase == "shifted" and after_shift is not None:
+        return after_shift(release.params.release)
+    return pattern.stop_changes()
