@@ -140,6 +140,11 @@ class ManagedPattern(Pattern, Protocol):
     def promote_changes(self) -> list[Any]: ...
     def stop_changes(self) -> list[Any]: ...
 
+    # Optional, where a rollback's calls depend on the point (bgkit.release.managed.stopped_at):
+    #   def stop_changes_at(self, phase: str) -> list[Any]:  # phase: one of PHASES
+    #   def rollback_after_shift_changes(self, release: str) -> list[Any]:
+    #       """A deployment that ended with its shift can no longer be stopped: deploy blue back."""
+
 
 class TargetGroupPair:
     """Reads of a pattern whose blue and green are two target groups of one load balancer,
