@@ -174,7 +174,16 @@ def prepare(args: argparse.Namespace) -> Prepared:
             )
     # Secrets reach the kernel only through its environment, which it inherits from this process.
     secrets = read_secrets(path, args.secret)
-    parameters = {**_planned_parameters(args, path), **coerce_parameters(path, args.parameter)}
+    parameters = coerce_parameters(path, args.parameter)
+    planned = _planned_parameters(args, path)
+    if drifted := [n for n, v in parameters.items() if n in planned and planned[n] != v]:
+        raise UsageError(
+            "--plan: "
+            + "; ".join(f"-p {n} {parameters[n]!r}: the plan has {planned[n]!r}" for n in drifted)
+            + ". A release runs with its plan's parameters: plan again (`bgkit plan`) to change "
+            "them"
+        )
+    parameters = {**planned, **parameters}
     if getattr(args, "dry_run", False):
         parameters["dry_run"] = True
     migrations = parameters.get("migrations")
@@ -197,7 +206,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
 
 def _planned_parameters(args: argparse.Namespace, path: Path) -> dict[str, Any]:
     """`run --plan PLAN`: the plan's parameters (what was approved), and the plan to follow.
-    A -p given as well overrides one; the release then refuses it as drift, naming it."""
+    A -p given as well must be the plan's (the release itself also refuses any other: drift)."""
     plan = getattr(args, "plan", None)
     if not plan:
         return {}
@@ -258,6 +267,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"reason: {record['reason']}")
     if error:
         print(f"error: {error}")
+    if record.get("planned"):
+        print(plan_text(record["planned"], path.stem, out))
     print(f"record: {out}")
     # The release is over: what follows never changes the exit code, which says how it ended.
     try:
@@ -276,6 +287,26 @@ def run(args: argparse.Namespace) -> int:
         except Exception as failure:  # said, not raised; `bgkit audit render` can retry it
             print(f"html: not written ({type(failure).__name__}: {failure})"[:400])
     return _EXIT[outcome]
+
+
+def plan_text(plan: dict[str, Any], runbook: str, out: str) -> str:
+    """A plan on the terminal: each point's calls, the duration, and how to run it."""
+    lines = []
+    for point in plan["points"]:
+        calls = point["calls"] or [{"call": "none", "IAM action": "", "what": ""}]
+        for row in calls:
+            action = row["IAM action"] or row["call"]
+            lines.append(f"  {point['point'][:36]:<36} {action[:44]:<44} {row['what']}")
+    duration = plan["duration"]
+    return "\n".join(
+        [
+            "plan (nothing was changed; rollbacks, judge and state in the record):",
+            *lines,
+            f"duration: about {duration['expected_seconds']:.0f} s, at most "
+            f"{duration['longest_seconds']:.0f} s with every hold",
+            f"run it: bgkit run {runbook} --plan {out}",
+        ]
+    )
 
 
 def lab(args: argparse.Namespace) -> int:

@@ -153,14 +153,15 @@ def planned_run(
     sandbox: Sandbox, tmp_path: Path, name: str, *, engine: str | None = "bgkit", **parameters: Any
 ) -> tuple[Run, Run]:
     """`bgkit plan`, then `bgkit run --plan`, as a reviewer's release goes: the release planned
-    (dry_run) in the shared sandbox, the plan checked to have changed nothing (the sandbox's
-    log of the runbook's calls), then run following it (follow_plan) on the plan's scenario."""
+    (dry_run, its cells in this process: `plan_cells`) in the shared sandbox, the plan checked
+    to have changed nothing (the sandbox's log of the runbook's calls), then run following it
+    (follow_plan, by papermill with `engine`) on the plan's scenario."""
     import uuid
 
     parameters.setdefault("release", f"rel-{uuid.uuid4().hex[:10]}")
     (tmp_path / "plan").mkdir(exist_ok=True)
     mark = sandbox.calls.mark()
-    plan = run_runbook(tmp_path / "plan", name, engine=engine, dry_run=True, **parameters)
+    plan = plan_cells(tmp_path / "plan", name, **parameters)
     assert plan.error is None, plan.error
     assert plan.record["outcome"] == "planned", plan.record["reason"]
     logged = sandbox.calls.calls(mark, runbook=name)
@@ -211,6 +212,21 @@ def run_cells(tmp_path: Path, name: str, **parameters: Any) -> Run:
     preflight fails the test there: its release is ended unchanged, never run. The connection
     the cells made is closed, so that no scenario's load generator keeps running.
     """
+    return _cells_in_process(tmp_path, name, parameters, to_preflight=True)
+
+
+def plan_cells(tmp_path: Path, name: str, **parameters: Any) -> Run:
+    """A plan (dry_run) of the runbook, every cell run in this process as `run_cells` runs them:
+    a plan reads and records, and a kernel's start would cost more than the plan itself."""
+    return _cells_in_process(tmp_path, name, {**parameters, "dry_run": True}, to_preflight=False)
+
+
+def _cells_in_process(
+    tmp_path: Path, name: str, parameters: dict[str, Any], *, to_preflight: bool
+) -> Run:
+    import ast
+    import asyncio
+    import inspect
     import json
     import traceback
     from unittest import mock
@@ -223,8 +239,10 @@ def run_cells(tmp_path: Path, name: str, **parameters: Any) -> Run:
     nb = load_notebook_node(str(RUNBOOKS / f"{name}.ipynb"))
     if parameters:
         nb = parameterize_notebook(nb, parameters)
-    preflight = next(i for i, c in enumerate(nb.cells) if "release.preflight()" in c.source)
-    cells = [(i, c) for i, c in enumerate(nb.cells[: preflight + 1]) if c.cell_type == "code"]
+    last = len(nb.cells) - 1
+    if to_preflight:
+        last = next(i for i, c in enumerate(nb.cells) if "release.preflight()" in c.source)
+    cells = [(i, c) for i, c in enumerate(nb.cells[: last + 1]) if c.cell_type == "code"]
     display = Capture()  # the cells make their Release without display=: IPython's is replaced
     namespace: dict[str, Any] = {"__name__": "__main__"}
     error = None
@@ -235,8 +253,16 @@ def run_cells(tmp_path: Path, name: str, **parameters: Any) -> Run:
             mock.patch("bgkit.release.Release._figure", lambda release: None),
         ):
             for count, (index, cell) in enumerate(cells, start=1):
-                try:
-                    exec(compile(cell.source, f"<{name}.ipynb cell {index}>", "exec"), namespace)
+                try:  # as a kernel runs a cell: top-level `await` (the gate's) included
+                    code = compile(
+                        cell.source,
+                        f"<{name}.ipynb cell {index}>",
+                        "exec",
+                        flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                    )
+                    awaited = eval(code, namespace)
+                    if inspect.iscoroutine(awaited):
+                        asyncio.run(awaited)
                 except Exception as failed:
                     error = PapermillExecutionError(
                         index,
@@ -248,8 +274,9 @@ def run_cells(tmp_path: Path, name: str, **parameters: Any) -> Run:
                     )
                     break
             else:
-                namespace["release"].finish(plot=False)  # nothing changed: releases its lock
-                raise AssertionError(f"{name} was not refused: {parameters} passed preflight")
+                if to_preflight:
+                    namespace["release"].finish(plot=False)  # nothing changed: unlocks
+                    raise AssertionError(f"{name} was not refused: {parameters} passed preflight")
     finally:
         connection = namespace.get("connection")
         if connection is not None:

@@ -340,7 +340,7 @@ def retired(pattern: Any) -> list[Point]:
     if retire is None:
         return []
     note = "none: the release has ended promoted (green passed every verdict); blue is kept"
-    return [Point("after the promotion: blue out of service", retire(), note=note)]
+    return [Point("after promoting: retire blue", retire(), note=note)]
 
 
 def checks_ratio(pattern: Any) -> bool:
