@@ -543,20 +543,25 @@ def schema_command(args: argparse.Namespace) -> int:
     return EXIT_PROMOTED if report.compatible else EXIT_ROLLED_BACK
 
 
+def _headless_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `run` and `plan` take: a release's arguments, and how papermill runs it."""
+    _release_arguments(parser)
+    parser.add_argument(
+        "--html", action="store_true", help="also write the reviewer's HTML page beside the record"
+    )
+    parser.add_argument(
+        "--log-output", action="store_true", help="stream cell output to the terminal"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bgkit", description="Blue/green and canary release runbooks for AWS."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run a release runbook headlessly")
-    _release_arguments(run_parser)
-    run_parser.add_argument(
-        "--html", action="store_true", help="also write the reviewer's HTML page beside the record"
-    )
-    run_parser.add_argument(
-        "--log-output", action="store_true", help="stream cell output to the terminal"
-    )
-    run_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _headless_arguments(run_parser)
     run_parser.add_argument(
         "--plan",
         metavar="PLAN.ipynb",
@@ -569,14 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         help="write a plan for review: every AWS call the release would make, and each "
         "rollback's; changes nothing",
     )
-    _release_arguments(plan_parser)
-    plan_parser.add_argument(
-        "--html", action="store_true", help="also write the reviewer's HTML page beside the plan"
-    )
-    plan_parser.add_argument(
-        "--log-output", action="store_true", help="stream cell output to the terminal"
-    )
-    plan_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _headless_arguments(plan_parser)
     plan_parser.set_defaults(handler=run, dry_run=True)
     lab_parser = commands.add_parser(
         "lab",

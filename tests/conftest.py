@@ -57,6 +57,7 @@ LONGEST_FIRST = (  # measured with --durations=0 at -n 5 (seconds of a module un
     "test_sandbox_codedeploy.py",  # 54
     "test_schema_release.py",  # 52
     "test_lab.py",  # 46
+    "test_plan.py",  # 45 (e88f7b3)
     "asg_swap.ipynb",  # 45
     "alb_weighted.ipynb",  # 45
     "test_workflow.py",  # 43
