@@ -31,48 +31,46 @@ STEADY = {"slow_margin_ms": 25.0}
 # The longest test modules (their runbooks' releases, with bakes) start first: pytest-xdist's
 # --dist loadfile hands out whole files in collection order, and one of these starting last
 # would make the suite as long as its start plus its own length.
-LONGEST_FIRST = (  # measured with --durations=0 at -n 5 (seconds of a module under load, 2 cores)
-    "test_interruption_groups.py",  # 216
-    "test_interruption_managed.py",  # 155
-    "test_feature_flag_runbook.py",  # 154
-    "test_interruption_matrix.py",  # 143
-    "test_ecs_codedeploy_runbook.py",  # 140
-    "test_interruption.py",  # 132
-    "test_app_runner.py",  # 126
-    "test_ecs_native_runbook.py",  # 121
-    "test_asg_swap.py",  # 120
-    "test_lambda_codedeploy.py",  # 111
-    "test_alb_runbook.py",  # 100
-    "test_interruption_flags.py",  # 92
-    "test_route53_weighted.py",  # 89
-    "test_interruption_ecs_native.py",  # 89
-    "test_schema.py",  # 78
-    "test_interruption_flags_strategy.py",  # 73
-    "test_apigw_canary.py",  # 72
-    "ecs_native.ipynb",  # 68
-    "test_sandbox_ecs_native.py",  # 66
-    "test_bad_input.py",  # 63
-    "test_interruption_more.py",  # 60
-    "route53_weighted.ipynb",  # 59
-    "test_sandbox_codedeploy.py",  # 54
-    "test_schema_release.py",  # 52
-    "test_lab.py",  # 46
-    "test_plan.py",  # 45 (e88f7b3)
-    "asg_swap.ipynb",  # 45
-    "alb_weighted.ipynb",  # 45
-    "test_workflow.py",  # 43
-    "feature_flag.ipynb",  # 42
-    "ecs_codedeploy.ipynb",  # 41
-    "test_aws_faults.py",  # 41
-    "apigw_canary.ipynb",  # 38
-    "lambda_codedeploy.ipynb",  # 38
-    "test_records_s3.py",  # 37
-    "test_sandbox_apprunner.py",  # 34
-    "app_runner.ipynb",  # 33
-    "test_cli.py",  # 32
-    "test_html.py",  # 31
-    "test_secrets.py",  # 27
-    "test_sandbox.py",  # 26
+# measured with --durations=0 at -n 5 at 69ed455 (seconds of a module under load, 2 cores)
+LONGEST_FIRST = (
+    "test_interruption_groups.py",  # 244
+    "test_interruption_managed.py",  # 182
+    "test_interruption_matrix.py",  # 179
+    "test_interruption.py",  # 141
+    "test_feature_flag_runbook.py",  # 134
+    "test_asg_swap.py",  # 133
+    "test_ecs_codedeploy_runbook.py",  # 124
+    "test_ecs_native_runbook.py",  # 117
+    "test_app_runner.py",  # 111
+    "test_alb_runbook.py",  # 110
+    "test_interruption_flags.py",  # 101
+    "test_interruption_ecs_native.py",  # 92
+    "test_schema.py",  # 89
+    "test_lambda_codedeploy.py",  # 88
+    "test_sandbox_codedeploy.py",  # 80
+    "test_route53_weighted.py",  # 78
+    "test_interruption_flags_strategy.py",  # 70
+    "ecs_native.ipynb",  # 70
+    "test_sandbox_ecs_native.py",  # 67
+    "test_apigw_canary.py",  # 67
+    "test_lab.py",  # 53
+    "test_interruption_more.py",  # 51
+    "test_bad_input.py",  # 49
+    "test_html.py",  # 48
+    "test_schema_release.py",  # 47
+    "route53_weighted.ipynb",  # 42
+    "test_plan.py",  # 40
+    "asg_swap.ipynb",  # 39
+    "ecs_codedeploy.ipynb",  # 37
+    "lambda_codedeploy.ipynb",  # 37
+    "test_sandbox.py",  # 33
+    "test_workflow.py",  # 33
+    "feature_flag.ipynb",  # 33
+    "test_aws_faults.py",  # 33
+    "test_sandbox_apprunner.py",  # 32
+    "app_runner.ipynb",  # 30
+    "apigw_canary.ipynb",  # 26
+    "test_secrets.py",  # 25
 )
 
 

@@ -59,9 +59,9 @@ def test_output_paths_never_overwrite(tmp_path: Path):
     assert second != first and not second.exists()
 
 
+# A promoted run's exit code and record path: tests/test_plan.py's release from its plan.
 @pytest.mark.parametrize(
-    ("error_rate", "code", "outcome"),
-    [(0.0, cli.EXIT_PROMOTED, "promoted"), (0.3, cli.EXIT_ROLLED_BACK, "rolled_back")],
+    ("error_rate", "code", "outcome"), [(0.3, cli.EXIT_ROLLED_BACK, "rolled_back")]
 )
 def test_run_exits_by_outcome_and_prints_the_record_path(
     shared_sandbox, tmp_path, monkeypatch, capsys, error_rate, code, outcome

@@ -93,9 +93,11 @@ def test_plan_then_run_the_plan_refusing_drift_from_the_command_line(
 
     # the world as planned again: the release runs, exactly as planned, and links the plan
     code, out = _run(run_plan, capsys)
-    assert code == cli.EXIT_PROMOTED, out
+    assert code == cli.EXIT_PROMOTED and "outcome: promoted" in out, out
     record_path = Path(out.split("record: ", 1)[1].splitlines()[0])
+    assert record_path.is_file() and record_path.parts[0] == "outputs"
     record = load(record_path)
+    assert record["outcome"] == "promoted"
     assert record["release"] == plan["release"]  # the plan's release, by the plan's parameters
     followed = record["followed_plan"]
     assert followed["followed"] and followed["path"] == "promoted"

@@ -99,8 +99,9 @@ class Planned:
 
     def _held_to_plan(self) -> None:
         """As a release that followed a plan ends: which of the plan's paths its changes took."""
-        if self._plan_to_follow is None or self.record.followed_plan is None:
-            return
+        followed = self.record.followed_plan
+        if self._plan_to_follow is None or followed is None or "followed" in followed:
+            return  # no plan, or compared already (a record published twice)
         made = planning.made(self.session.changes)
         result = planning.compare(self._plan_to_follow, made, self.record.outcome)
         self.record.followed_plan.update(result)
