@@ -7,11 +7,13 @@ BROWSER_STAMP := $(VENV)/.bgkit-browser-installed
 
 .PHONY: demo lab test lint format bench browser-check clean
 
+# --no-compile: pip would byte-compile every installed file (about 20 of the install's 45 s);
+# Python compiles what is imported, once, as it is first imported.
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bgkit needs Python 3.11 or newer; run make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[sandbox,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[sandbox,dev]'
 	$(BIN)/python -m bgkit.postgres --ensure
 	touch $(STAMP)
 
@@ -28,8 +30,10 @@ lab: $(STAMP)
 ## test: lint, format check, unit and integration tests, and every runbook through nbval
 # Five workers on two cores: the runbook tests mostly wait on bakes, but the sandboxes' load is
 # CPU (at 4b4cfc1: 663 s and 698 s with five against 722 s with six; long ago, four: 480 s against 405 s).
+# --no-loadscope-reorder: files are handed out in tests/conftest.py's LONGEST_FIRST order; xdist
+# would otherwise hand them out by their number of tests (simulated at 69ed455: 654 s against 631 s).
 test: $(STAMP) lint
-	$(BIN)/pytest -n 5 --dist loadfile --nbval-lax tests runbooks
+	$(BIN)/pytest -n 5 --dist loadfile --no-loadscope-reorder --nbval-lax tests runbooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -45,7 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/release_wall_time.py
 
 $(BROWSER_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[sandbox,dev,browser]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[sandbox,dev,browser]'
 	touch $(BROWSER_STAMP)
 
 ## browser-check: what a person sees, in headless Chromium (Debian's chromium, apt-installed when
