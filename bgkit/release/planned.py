@@ -143,7 +143,8 @@ class Planned:
         schedule = getattr(self.traffic, "planned_schedule", None)
         rows += schedule() if schedule is not None else []
         expected = sum(r["seconds"] for r in rows)
-        holds = sum(s.bake_seconds for s in steps) * params.max_holds
+        judged = [s.bake_seconds for s in steps] or [params.bake_seconds] * bool(schedule)
+        holds = sum(judged) * params.max_holds
         return {"rows": rows, "expected_seconds": expected, "longest_seconds": expected + holds}
 
     def _planned_judge(self) -> dict[str, Any]:

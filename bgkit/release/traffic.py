@@ -308,6 +308,17 @@ class AtOnce(Traffic):
     def as_served(self, series: Any, events: list[dict[str, Any]]) -> Any:
         return serving_only(series, events)
 
+    def planned_schedule(self) -> list[dict[str, Any]]:
+        params = self.release.params
+        bake = params.bake_seconds
+        return [
+            {"what": "blue's baseline before the deployment", "seconds": bake,
+             "note": "at most one bake: the last whole window of blue"},
+            {"what": "green judged after the switch", "seconds": bake + params.metric_lag_seconds,
+             "note": f"a window of {bake:g} s and the metric lag; each hold adds {bake:g} s "
+             f"(at most {params.max_holds})"},
+        ]  # fmt: skip
+
     def planned(self) -> list[Point]:
         release, pattern = self.release, self.release.pattern
         moves = ByService(
