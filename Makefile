@@ -7,13 +7,11 @@ BROWSER_STAMP := $(VENV)/.bgkit-browser-installed
 
 .PHONY: demo lab test lint format bench browser-check clean
 
-# --no-compile: pip would byte-compile every installed file (about 20 of the install's 45 s);
-# Python compiles what is imported, once, as it is first imported.
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bgkit needs Python 3.11 or newer; run make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[sandbox,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[sandbox,dev]'
 	$(BIN)/python -m bgkit.postgres --ensure
 	touch $(STAMP)
 
@@ -49,7 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/release_wall_time.py
 
 $(BROWSER_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[sandbox,dev,browser]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[sandbox,dev,browser]'
 	touch $(BROWSER_STAMP)
 
 ## browser-check: what a person sees, in headless Chromium (Debian's chromium, apt-installed when
