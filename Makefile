@@ -28,10 +28,8 @@ lab: $(STAMP)
 ## test: lint, format check, unit and integration tests, and every runbook through nbval
 # Five workers on two cores: the runbook tests mostly wait on bakes, but the sandboxes' load is
 # CPU (at 4b4cfc1: 663 s and 698 s with five against 722 s with six; long ago, four: 480 s against 405 s).
-# --no-loadscope-reorder: files are handed out in tests/conftest.py's LONGEST_FIRST order; xdist
-# would otherwise hand them out by their number of tests (simulated at 69ed455: 654 s against 631 s).
 test: $(STAMP) lint
-	$(BIN)/pytest -n 5 --dist loadfile --no-loadscope-reorder --nbval-lax tests runbooks
+	$(BIN)/pytest -n 5 --dist loadfile --nbval-lax tests runbooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
