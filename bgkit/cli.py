@@ -210,21 +210,13 @@ def _planned_parameters(args: argparse.Namespace, path: Path) -> dict[str, Any]:
     plan = getattr(args, "plan", None)
     if not plan:
         return {}
-    from .record import from_notebook
+    from .planning import read_plan
 
     where = plan if audit.is_s3(plan) else str(Path(plan).expanduser().resolve())
     try:
-        nb = audit.read(where)
-    except Exception as error:
-        raise UsageError(f"--plan: cannot read {plan} ({type(error).__name__}: {error})") from None
-    record = from_notebook(nb) or {}
-    if record.get("outcome") != "planned":
-        raise UsageError(
-            f"--plan: {plan} is not a plan (its outcome is {record.get('outcome') or 'missing'}); "
-            "make one with `bgkit plan`"
-        )
-    if record.get("runbook") != path.stem:
-        raise UsageError(f"--plan: {plan} is a plan for {record.get('runbook')}, not {path.stem}")
+        nb, record = read_plan(where, path.stem)
+    except ValueError as error:
+        raise UsageError(f"--plan: {error}") from None
     given = dict(nb.metadata.get("papermill", {}).get("parameters", {}))
     given.pop("dry_run", None)
     return {**given, "release": record["release"], "follow_plan": where}

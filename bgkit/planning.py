@@ -223,6 +223,27 @@ def _text(value: Any) -> str:
     return "nothing" if value is None else json.dumps(value, sort_keys=True, default=str)
 
 
+def read_plan(where: str, runbook: str) -> tuple[Any, dict[str, Any]]:
+    """The plan record at `where` (a path or s3:// URL) and its record, for `runbook`; raises
+    ValueError saying why it is not one (unreadable, not a plan, another runbook's)."""
+    from . import audit
+    from .record import from_notebook
+
+    try:
+        nb = audit.read(where)
+    except Exception as error:
+        raise ValueError(f"cannot read {where} ({type(error).__name__}: {error})") from None
+    record = from_notebook(nb) or {}
+    if record.get("outcome") != "planned" or not record.get("planned"):
+        raise ValueError(
+            f"{where} is not a plan (its outcome is {record.get('outcome') or 'missing'}); "
+            "make one with `bgkit plan`"
+        )
+    if record.get("runbook") != runbook:
+        raise ValueError(f"{where} is a plan for {record.get('runbook')}, not {runbook}")
+    return nb, record
+
+
 def plan_hash(nb: Any) -> str:
     """The plan record's hash in its audit chain (bgkit.audit), else of its content."""
     from . import audit

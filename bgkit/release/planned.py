@@ -51,29 +51,11 @@ class Planned:
     def _check_plan(self, split: dict[str, int]) -> None:
         """A release that follows a plan: refused, before any change, unless its parameters and
         the state just read are the plan's; the record keeps the plan's hash."""
-        from .. import audit
-        from ..record import from_notebook
-
         where = self.params.follow_plan
         try:
-            nb = audit.read(where)
-        except Exception as error:
-            raise PreflightError(
-                f"cannot read the plan {where} ({type(error).__name__}: {error})",
-                parameter="follow_plan",
-            ) from None
-        plan_record = from_notebook(nb) or {}
-        if plan_record.get("outcome") != "planned" or not plan_record.get("planned"):
-            raise PreflightError(
-                f"{where} is not a plan's record (its outcome is "
-                f"{plan_record.get('outcome') or 'missing'}); make one with `bgkit plan`",
-                parameter="follow_plan",
-            )
-        if plan_record.get("runbook") != self.params.runbook:
-            raise PreflightError(
-                f"{where} is a plan for {plan_record.get('runbook')}, not {self.params.runbook}",
-                parameter="follow_plan",
-            )
+            nb, plan_record = planning.read_plan(where, self.params.runbook)
+        except ValueError as error:
+            raise PreflightError(str(error), parameter="follow_plan") from None
         state = planning.state_of(self, split)
         drifted = planning.drift(plan_record, self.params.as_record(), state)
         if drifted:
