@@ -228,26 +228,35 @@ def run(args: argparse.Namespace) -> int:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from .engine import releases_stop_on_signals
     from .record import from_notebook
 
     prepared = prepare(args)
     path, parameters, out = prepared.path, prepared.parameters, prepared.out
     secrets, chain_root = prepared.secrets, prepared.chain_root
     print(f"bgkit: running {path.stem} release {parameters['release']} -> {out}", file=sys.stderr)
+    if args.log_output:  # papermill logs each output at INFO; unconfigured, nothing showed
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     error = None
     os.environ.update(secrets)
     try:
-        papermill.execute_notebook(
-            str(path),
-            out,
-            parameters=parameters,
-            engine_name="bgkit",
-            progress_bar=not args.quiet,
-            log_output=args.log_output,
-            cwd=str(path.parent),
-        )
+        with releases_stop_on_signals():  # Ctrl-C: the release puts blue back and records it
+            papermill.execute_notebook(
+                str(path),
+                out,
+                parameters=parameters,
+                engine_name="bgkit",
+                progress_bar=not args.quiet,
+                log_output=args.log_output,
+                cwd=str(path.parent),
+            )
     except PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}"
+    except KeyboardInterrupt:  # before the kernel ran a cell (releases_stop_on_signals)
+        print("bgkit: interrupted before the release started: nothing was changed", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         for variable in secrets:
             os.environ.pop(variable, None)

@@ -22,9 +22,14 @@ saved.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
@@ -50,6 +55,7 @@ class IpcKernelManager(AsyncKernelManager):
         self._folder = tempfile.mkdtemp(prefix="bgkit-kernel-")
         self.transport = "ipc"
         self.ip = os.path.join(self._folder, "kernel")
+        _kernels.add(self)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         """The Python kernel starts as bgkit.kernel: ipykernel without its TCP pipe port."""
@@ -62,6 +68,67 @@ class IpcKernelManager(AsyncKernelManager):
             shutil.rmtree(self._folder, ignore_errors=True)
 
     cleanup_resources = run_sync(_async_cleanup_resources)
+
+
+_kernels: weakref.WeakSet[IpcKernelManager] = weakref.WeakSet()
+_cells_started: list[int] = []  # cells this process's run has started (papermill's cell_start)
+
+
+def interrupt_kernels() -> int:
+    """Interrupt the cell each kernel of this process is running, as Jupyter's stop button does
+    (SIGINT to the kernel alone: KeyboardInterrupt in its cell, and the release's guard rolls
+    back and records why). Returns how many kernels were interrupted."""
+    count = 0
+    for manager in list(_kernels):
+        process = getattr(manager.provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            count += 1
+    return count
+
+
+@contextlib.contextmanager
+def releases_stop_on_signals() -> Iterator[None]:
+    """While a headless run executes: Ctrl-C (SIGINT) or SIGTERM (a CI job cancelled, `bgkit
+    waves` stopping a target, `kill`) interrupts the release's kernel once, so the release puts
+    blue back, ends `failed` with the reason, and its record is written and chained as any
+    other. Without this the run died at once and left no record (the kernel, in a session of
+    its own, never saw the signal).
+
+    A second SIGINT (a person insisting) interrupts the rollback too, which the record then
+    says; a second SIGTERM is ignored (GitHub sends SIGTERM after SIGINT when cancelling: the
+    rollback goes on). Before the kernel runs its first cell, a signal stops the run at once.
+    """
+    seen: list[int] = []
+    _cells_started.clear()
+
+    def stop(signum: int, frame: Any) -> None:
+        if not _cells_started:  # the kernel is not running a cell yet: nothing to put back
+            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        if seen and signum == signal.SIGTERM:
+            print(f"bgkit: {name} ignored: the release is already stopping", file=sys.stderr)
+            return
+        again = bool(seen)
+        seen.append(signum)
+        interrupted = interrupt_kernels()
+        print(
+            f"bgkit: {name}: "
+            + (
+                "interrupted again: the rollback itself stops; the record says where traffic is"
+                if again
+                else "stopping the release: it puts blue back and writes its record"
+            )
+            + ("" if interrupted else " (no kernel was running)"),
+            file=sys.stderr,
+        )
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class BgkitEngine(NBClientEngine):
@@ -97,6 +164,13 @@ class BgkitEngine(NBClientEngine):
             return save(**save_kwargs)
 
         nb_man.save = save_scrubbed  # every save: per cell, autosave, and at the end
+        cell_start = nb_man.cell_start
+
+        def noting_cell_start(cell, cell_index=None, **start_kwargs):  # type: ignore[no-untyped-def]
+            _cells_started.append(cell_index)
+            return cell_start(cell, cell_index, **start_kwargs)
+
+        nb_man.cell_start = noting_cell_start
         try:
             return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
         finally:
@@ -138,6 +212,8 @@ __all__ = [
     "BgkitEngine",
     "IpcKernelManager",
     "attach_record",
+    "interrupt_kernels",
     "redact_secret_parameters",
+    "releases_stop_on_signals",
     "scrub",
 ]
