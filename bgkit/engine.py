@@ -89,15 +89,17 @@ def interrupt_kernels() -> int:
 
 @contextlib.contextmanager
 def releases_stop_on_signals() -> Iterator[None]:
-    """While a headless run executes: Ctrl-C (SIGINT) or SIGTERM (a CI job cancelled, `bgkit
-    waves` stopping a target, `kill`) interrupts the release's kernel once, so the release puts
-    blue back, ends `failed` with the reason, and its record is written and chained as any
-    other. Without this the run died at once and left no record (the kernel, in a session of
-    its own, never saw the signal).
+    """While a headless run executes: Ctrl-C (SIGINT), SIGTERM or SIGHUP (a cancelled CI job,
+    `bgkit waves` stopping a target, `kill`, a closed terminal) interrupts the release's kernel
+    once, so the release puts blue back, ends `failed` with the reason, and its record is
+    written and chained as any other. Without this the run died at once and left no record
+    (the kernel, in a session of its own, never saw the signal).
 
     A second SIGINT (a person insisting) interrupts the rollback too, which the record then
-    says; a second SIGTERM is ignored (GitHub sends SIGTERM after SIGINT when cancelling: the
-    rollback goes on). Before the kernel runs its first cell, a signal stops the run at once.
+    says. A second SIGTERM or SIGHUP is ignored: GitHub, cancelling a job, sends SIGINT, then
+    SIGTERM 7.5 s later, then kills the process tree 2.5 s after that; the rollback goes on
+    until then, and what it did not finish is in the lock item for the target's next release.
+    Before the kernel runs its first cell, a signal stops the run at once.
     """
     seen: list[int] = []
     _cells_started.clear()
@@ -106,7 +108,7 @@ def releases_stop_on_signals() -> Iterator[None]:
         if not _cells_started:  # the kernel is not running a cell yet: nothing to put back
             raise KeyboardInterrupt
         name = signal.Signals(signum).name
-        if seen and signum == signal.SIGTERM:
+        if seen and signum != signal.SIGINT:
             print(f"bgkit: {name} ignored: the release is already stopping", file=sys.stderr)
             return
         again = bool(seen)
@@ -123,7 +125,7 @@ def releases_stop_on_signals() -> Iterator[None]:
             file=sys.stderr,
         )
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
