@@ -557,6 +557,9 @@ def _headless_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .kernel import without_iri_grammar
+
+    without_iri_grammar()  # papermill and the audit read notebooks: 1.7 s of CPU saved
     parser = argparse.ArgumentParser(
         prog="bgkit", description="Blue/green and canary release runbooks for AWS."
     )
