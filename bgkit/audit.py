@@ -40,6 +40,9 @@ if TYPE_CHECKING:  # imported on use: a kernel that imports bgkit need not pay f
 CHAIN_KEY = "bgkit_chain"
 FORMATS = ("table", "csv", "json")
 OUTCOMES = ("promoted", "rolled_back", "failed", "planned", "no record", "not run")
+# a target's release (whatever its outcome, or none), a plan of one, or a wave release's
+# summary (bgkit.waves.summary: how each of its targets' releases ended)
+KINDS = ("release", "plan", "waves")
 LAB_KEY = "bgkit_lab"  # a record notebook that `bgkit lab` prepared (bgkit.lab, bgkit.lab_record)
 
 
@@ -179,6 +182,7 @@ class Row:
     target: str
     operator: str
     outcome: str
+    kind: str  # release, plan or waves (KINDS)
     mode: str  # headless (bgkit run, papermill, CI) or interactive (a person in Jupyter)
     decided_by: str  # interactive: who clicked Approve or Roll back at the gate
     duration_seconds: float | None
@@ -197,12 +201,19 @@ def row(path: str, nb: nbformat.NotebookNode) -> Row:
         target=record.get("target_id") or record.get("target") or "",
         operator=record.get("operator") or "",
         outcome=record.get("outcome") or ("not run" if not_run(path, nb) else "no record"),
+        kind=kind_of(record),
         mode=record.get("mode") or ("headless" if record else ""),  # older records: bgkit run's
         decided_by=_decided_by(record),
         duration_seconds=record.get("duration_seconds"),
         reason=record.get("reason") or "",
         path=path,
     )
+
+
+def kind_of(record: dict[str, Any]) -> str:
+    if record.get("kind") == "waves":
+        return "waves"
+    return "plan" if record.get("outcome") == "planned" else "release"
 
 
 def not_run(path: str, nb: nbformat.NotebookNode) -> bool:
@@ -259,6 +270,7 @@ def index(
     *,
     runbook: str | None = None,
     outcome: str | None = None,
+    kind: str | None = None,
     since: datetime | None = None,
 ) -> list[Row]:
     """The runs in a folder or prefix, oldest first, filtered."""
@@ -268,6 +280,8 @@ def index(
         if runbook and entry.runbook != runbook:
             continue
         if outcome and entry.outcome != outcome:
+            continue
+        if kind and entry.kind != kind:
             continue
         if since and (not entry.started_at or _time(entry.started_at) < since):
             continue
@@ -287,6 +301,7 @@ def render_rows(rows: list[Row], form: str) -> str:
     table = [
         [
             r.started_at[:19].replace("T", " "),
+            r.kind,
             r.runbook,
             r.release,
             r.outcome,
@@ -296,7 +311,16 @@ def render_rows(rows: list[Row], form: str) -> str:
         ]
         for r in rows
     ]
-    header = ["started (UTC)", "runbook", "release", "outcome", "duration", "mode", "operator"]
+    header = [
+        "started (UTC)",
+        "kind",
+        "runbook",
+        "release",
+        "outcome",
+        "duration",
+        "mode",
+        "operator",
+    ]
     widths = [max(len(x) for x in col) for col in zip(header, *table, strict=False)]
     lines = [
         "  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()

@@ -6,7 +6,8 @@
     bgkit lab <runbook name or path> [-p NAME VALUE]... [-s SECRET_NAME]... [--output PATH]
     bgkit runbooks
     bgkit iam-policy <runbook name> [--lock-table TABLE]
-    bgkit audit [verify] [FOLDER | s3://bucket/prefix/] [--runbook R] [--outcome O] [--since T]
+    bgkit audit [verify] [FOLDER | s3://bucket/prefix/] [--runbook R] [--outcome O] [--kind K]
+                [--since T]
     bgkit audit render RECORD [--out PAGE.html]
 
 `run` exits 0 when the release was promoted, 3 when it was rolled back, 4 when it failed,
@@ -484,7 +485,9 @@ def audit_command(args: argparse.Namespace) -> int:
             ))  # fmt: skip
             return 1 if problems else 0
         since = audit.since_time(args.since) if args.since else None
-        rows = audit.index(location, runbook=args.runbook, outcome=args.outcome, since=since)
+        rows = audit.index(
+            location, runbook=args.runbook, outcome=args.outcome, kind=args.kind, since=since
+        )
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(f"audit: {error}") from None
     sys.stdout.write(audit.render_rows(rows, args.format))
@@ -631,6 +634,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     audit_parser.add_argument("--runbook", help="only this runbook's releases")
     audit_parser.add_argument("--outcome", choices=audit.OUTCOMES, help="only this outcome")
+    audit_parser.add_argument(
+        "--kind",
+        choices=audit.KINDS,
+        help="only releases, plans, or wave releases' summaries (waves)",
+    )
     audit_parser.add_argument("--since", help="an ISO date or time (UTC), or an age: 12h, 7d, 2w")
     audit_parser.add_argument("--format", choices=audit.FORMATS, default="table")
     audit_parser.add_argument("--out", help="render: the HTML file (default: beside the record)")

@@ -2,7 +2,8 @@
 
 `ReviewerLayout` rearranges a copy of the executed notebook before nbconvert's HTMLExporter
 renders it: a title naming runbook, release and outcome (a plan's: "plan: ...", its calls,
-rollbacks and duration first, as a change ticket); a banner unless the release was promoted
+rollbacks and duration first, as a change ticket; a wave release's summary: "waves: <name>
+release ...", its targets' table and timeline first); a banner unless the release was promoted
 (rolled back, failed, or no record at all); the release summary and the plots (outputs of the
 record cell); then the whole run, step by step, each cell's code folded in a <details>.
 The machine-readable record output is left out: it is in the notebook's metadata["bgkit"].
@@ -53,19 +54,23 @@ class ReviewerLayout(Preprocessor):
         runbook = (record or {}).get("runbook") or Path(run.get("input_path") or "notebook").stem
         release = (record or {}).get("release") or run.get("parameters", {}).get("release", "")
         outcome = (record or {}).get("outcome") or "no record"
+        waves = (record or {}).get("kind") == "waves"  # a wave release's summary (bgkit.waves)
         nb.metadata["title"] = (
             f"plan: {runbook} release {release}"  # a change ticket, for approval
             if outcome == "planned"
+            else f"waves: {(record or {}).get('name')} release {release}: {outcome}"
+            if waves
             else f"{runbook} release {release}: {outcome}"
         )
         head = f"<h1>{escape(nb.metadata['title'])}</h1>\n{_banner(nb, record)}"
         front = [nbformat.v4.new_markdown_cell(head)]
         record_cell = next((c for c in reversed(nb.cells) if _record_outputs(c)), None)
         if record_cell is not None:
-            shown, kept = _split(record_cell.outputs, whole=outcome == "planned")
+            shown, kept = _split(record_cell.outputs, whole=outcome == "planned" or waves)
             record_cell.outputs = kept
             front.append(nbformat.v4.new_code_cell(outputs=shown))
-        front.append(nbformat.v4.new_markdown_cell("---\n\n# The run, step by step"))
+        rest = "The summary notebook" if waves else "The run, step by step"
+        front.append(nbformat.v4.new_markdown_cell(f"---\n\n# {rest}"))
         nb.cells = front + nb.cells
         return nb, resources
 

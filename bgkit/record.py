@@ -21,6 +21,14 @@ if TYPE_CHECKING:  # nbformat's import (jsonschema's) costs a kernel about a sec
 
 RECORD_MIME = "application/vnd.bgkit.record+json"
 OUTCOMES = ("promoted", "rolled_back", "failed", "planned")
+# Symbols that text fonts have (DejaVu, Liberation, Arial...): emoji ones draw as empty boxes
+# where no emoji font is installed, as on most servers a reviewer's page is read.
+OUTCOME_TEXT = {
+    "promoted": "✓ promoted",
+    "rolled_back": "↩ rolled back",
+    "failed": "✗ failed",
+    "planned": "planned: nothing was changed",
+}
 
 
 @dataclass
@@ -84,14 +92,7 @@ class Record:
         }
 
     def summary_markdown(self) -> str:
-        # Symbols that text fonts have (DejaVu, Liberation, Arial...): emoji ones draw as empty
-        # boxes where no emoji font is installed, as on most servers a reviewer's page is read.
-        outcome = {
-            "promoted": "✓ promoted",
-            "rolled_back": "↩ rolled back",
-            "failed": "✗ failed",
-            "planned": "planned: nothing was changed",
-        }
+        outcome = OUTCOME_TEXT
         split = ", ".join(f"{c} {p}%" for c, p in (self.final_split or {}).items()) or "unknown"
         rows = [
             ("Outcome", outcome.get(self.outcome or "", self.outcome or "in progress")),

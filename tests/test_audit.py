@@ -195,6 +195,7 @@ def test_the_index_in_each_format(chained, tmp_path, capsys):
     assert table[0].split() == [
         "started",
         "(UTC)",
+        "kind",
         "runbook",
         "release",
         "outcome",
@@ -202,9 +203,10 @@ def test_the_index_in_each_format(chained, tmp_path, capsys):
         "mode",
         "operator",
     ]
-    assert table[1].split()[:6] == [
+    assert table[1].split()[:7] == [
         "2026-11-20",
         "14:00:00",
+        "release",
         "alb_weighted",
         "rel-1",
         "promoted",
@@ -213,17 +215,31 @@ def test_the_index_in_each_format(chained, tmp_path, capsys):
     assert "rel-2: target " + LISTENER + "; green 5xx above blue's at step 2" in table
 
 
+def test_the_index_says_each_records_kind_and_filters_by_it(chained, tmp_path, capsys):
+    nb = record_notebook("alb_weighted", "rel-4", LISTENER, "planned", T0 + timedelta(days=3))
+    add(tmp_path, nb, "alb-4-plan")
+    assert [(r.release, r.kind) for r in audit.index(str(tmp_path))] == [
+        ("rel-1", "release"), ("rel-s", "release"), ("rel-2", "release"), ("rel-3", "release"),
+        ("rel-4", "plan"),
+    ]  # fmt: skip
+    assert [r.release for r in audit.index(str(tmp_path), kind="plan")] == ["rel-4"]
+    assert cli.main(["audit", str(tmp_path), "--format", "csv", "--kind", "plan"]) == 0
+    (header, line) = capsys.readouterr().out.splitlines()
+    assert dict(zip(header.split(","), line.split(","), strict=True))["kind"] == "plan"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["audit", "--since", "last tuesday"], "--since: expected an ISO date or time"),
         (["audit", "/no/such/folder"], "audit: no folder /no/such/folder"),
         (["audit", "--outcome", "won"], "invalid choice: 'won'"),
+        (["audit", "--kind", "deploy"], "invalid choice: 'deploy'"),
         (["audit", "render"], "audit render: which record?"),
     ],
 )
 def test_bad_audit_arguments_are_usage_errors(argv, message, capsys):
-    with pytest.raises(SystemExit) if "--outcome" in argv else _no_exit():
+    with pytest.raises(SystemExit) if {"--outcome", "--kind"} & set(argv) else _no_exit():
         assert cli.main(argv) == cli.EXIT_USAGE
     assert message in capsys.readouterr().err
 
