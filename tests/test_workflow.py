@@ -53,11 +53,11 @@ def step(uses_or_run: str) -> dict[str, Any]:
     return found
 
 
-def broken_copy(tmp_path: Path, old: str, new: str) -> Path:
+def broken_copy(tmp_path: Path, old: str, new: str, workflow: Path = WORKFLOW) -> Path:
     """The workflow with one change, where zizmor would look for it (.github/workflows)."""
-    text = WORKFLOW.read_text()
+    text = workflow.read_text()
     assert old in text
-    path = tmp_path / ".github" / "workflows" / "release.yml"
+    path = tmp_path / ".github" / "workflows" / workflow.name
     path.parent.mkdir(parents=True)
     path.write_text(text.replace(old, new, 1))
     return path
@@ -195,14 +195,22 @@ def test_actions_are_pinned_to_a_major_version_or_a_sha():
 # -- tools/ci_release.sh with a stand-in bgkit ----------------------------------------------
 
 
-def run_script(tmp_path: Path, fake_exit: int = 0, **env: str) -> subprocess.CompletedProcess:
-    fake = tmp_path / "fake-bgkit"
-    fake.write_text(FAKE_BGKIT)
-    fake.chmod(0o755)
-    base = {"PATH": os.environ["PATH"], "BGKIT": str(fake), "FAKE_EXIT": str(fake_exit)}
+def run_script(
+    tmp_path: Path,
+    fake_exit: int = 0,
+    script: Path = SCRIPT,
+    fake: str = FAKE_BGKIT,
+    timeout: float = 30,
+    **env: str,
+) -> subprocess.CompletedProcess:
+    """`script` in tmp_path with `fake` as its bgkit (FAKE_BGKIT unless given)."""
+    fake_path = tmp_path / "fake-bgkit"
+    fake_path.write_text(fake)
+    fake_path.chmod(0o755)
+    base = {"PATH": os.environ["PATH"], "BGKIT": str(fake_path), "FAKE_EXIT": str(fake_exit)}
     base["FAKE_ARGS"] = str(tmp_path / "args")
     return subprocess.run(
-        [SCRIPT], cwd=tmp_path, env=base | env, capture_output=True, text=True, timeout=30
+        [script], cwd=tmp_path, env=base | env, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -18,11 +18,7 @@
 # the run's logs and event): bgkit reads it from BGKIT_SECRET_SMOKE_TOKEN itself.
 # Anything malformed is refused with exit 2 before bgkit starts.
 set -euo pipefail
-
-refuse() {
-    printf 'ci_release.sh: %s\n' "$1" >&2
-    exit 2
-}
+source "$(dirname "${BASH_SOURCE[0]}")/ci_common.sh" # refuse, summarized_bgkit
 
 runbook=${RUNBOOK:-alb_weighted}
 target=${TARGET:-sandbox}
@@ -69,17 +65,6 @@ case ${HTML:-1} in
 esac
 args+=(--quiet)
 
-# bgkit's stdout (outcome, reason, record path) also goes to the job's summary page.
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-set +e
-"${BGKIT:-bgkit}" "${args[@]}" | tee "$log"
-status=${PIPESTATUS[0]}
-set -e
-if [[ -n ${GITHUB_STEP_SUMMARY:-} ]]; then
-    {
-        printf '### %s on %s: exit %s\n\n' "$runbook" "$target" "$status"
-        grep -E '^(outcome|reason|error|record|html): ' "$log" | sed 's/^/    /' || true
-    } >>"$GITHUB_STEP_SUMMARY"
-fi
-exit "$status"
+# bgkit's stdout (outcome, reason, record path) also goes to the job's summary page; the
+# script exits with bgkit's exit code.
+summarized_bgkit "$runbook on $target" "${args[@]}"
