@@ -225,6 +225,7 @@ def _planned_parameters(args: argparse.Namespace, path: Path) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     import os
+    import signal
 
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -232,6 +233,10 @@ def run(args: argparse.Namespace) -> int:
     from .engine import releases_stop_on_signals
     from .record import from_notebook
 
+    # Started in the background by a script (a CI step, `bgkit waves`), a process inherits
+    # SIGINT ignored; a release must answer a cancel's SIGINT all the same.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and not _in_a_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     prepared = prepare(args)
     path, parameters, out = prepared.path, prepared.parameters, prepared.out
     secrets, chain_root = prepared.secrets, prepared.chain_root
@@ -289,6 +294,12 @@ def run(args: argparse.Namespace) -> int:
         except Exception as failure:  # said, not raised; `bgkit audit render` can retry it
             print(f"html: not written ({type(failure).__name__}: {failure})"[:400])
     return _EXIT[outcome]
+
+
+def _in_a_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is not threading.main_thread()
 
 
 def plan_text(plan: dict[str, Any], runbook: str, out: str) -> str:

@@ -28,6 +28,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -103,6 +104,9 @@ def releases_stop_on_signals() -> Iterator[None]:
     """
     seen: list[int] = []
     _cells_started.clear()
+    if threading.current_thread() is not threading.main_thread():  # only it can take signals
+        yield
+        return
 
     def stop(signum: int, frame: Any) -> None:
         if not _cells_started:  # the kernel is not running a cell yet: nothing to put back
