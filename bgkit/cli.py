@@ -9,6 +9,7 @@
     bgkit audit [verify] [FOLDER | s3://bucket/prefix/] [--runbook R] [--outcome O] [--kind K]
                 [--since T]
     bgkit audit render RECORD [--out PAGE.html]
+    bgkit waves [check | info | matrix | target | summary] MANIFEST ...   (bgkit.waves.command)
 
 `run` exits 0 when the release was promoted, 3 when it was rolled back, 4 when it failed,
 and 2 when the command line itself is wrong (nothing was run). `plan` exits 0 when the plan
@@ -675,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     schema_parser.add_argument("--json", action="store_true", help="the report as JSON")
     schema_parser.set_defaults(handler=schema_command)
+    from .waves.command import add_parser as add_waves_parser
+
+    add_waves_parser(commands)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

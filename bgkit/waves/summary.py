@@ -46,6 +46,7 @@ SHOWN = {**OUTCOME_TEXT, NOT_STARTED: "not started"}
 # the banner's colours on the reviewer's page (bgkit.html) and the plots' promote/rollback
 COLOURS = {"promoted": "#2a9d3c", "rolled_back": "#d49b00", "failed": "#c0392b"}
 BAKE_COLOUR = "#9e9e9e"
+PROCESS_COLOUR = "#606060"
 
 
 @dataclass
@@ -64,6 +65,10 @@ class TargetResult:
     record: str = ""  # its record's path or s3:// URL; "" if none
     record_hash: str = ""  # its record's audit chain hash; "" if none
     exit_code: int | None = None  # its `bgkit run` process's; None where none was seen
+    # its `bgkit run` process, as the runner measured it: the release plus starting a kernel
+    # (and, in an embedded sandbox, the sandbox) before it and writing the record after it
+    process_started_at: datetime | None = None
+    process_finished_at: datetime | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -86,6 +91,8 @@ class TargetResult:
             "record": self.record,
             "record_hash": self.record_hash,
             "exit_code": self.exit_code,
+            "process_started_at": _iso(self.process_started_at),
+            "process_finished_at": _iso(self.process_finished_at),
         }
 
 
@@ -467,7 +474,8 @@ def write(
 
 def timeline_figure(record: Mapping[str, Any]) -> Figure:
     """One bar per target from its measured start to its measured finish, coloured by outcome,
-    wave by wave from the top; the bakes between waves as shaded spans. A target that did not
+    wave by wave from the top, over a line for its `bgkit run` process where the runner
+    measured it; the bakes between waves as shaded spans. A target that did not
     start (or whose finish was not measured) has no bar: only its label and a note."""
     import matplotlib.dates as mdates
     from matplotlib.figure import Figure
@@ -480,6 +488,10 @@ def timeline_figure(record: Mapping[str, Any]) -> Figure:
     shown: dict[str, Any] = {}
     for y, t in enumerate(targets):
         start, finish = _time(t["started_at"]), _time(t["finished_at"])
+        began, ended = _time(t.get("process_started_at")), _time(t.get("process_finished_at"))
+        if began and ended:  # its process, behind its release: a kernel starts, a record is written
+            ax.plot(mdates.date2num([began, ended]), [y, y], color=PROCESS_COLOUR, linewidth=2)
+            shown["its bgkit run process"] = PROCESS_COLOUR
         if start and finish:
             colour = COLOURS.get(t["outcome"], "#555555")
             left = mdates.date2num(start)

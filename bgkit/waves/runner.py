@@ -1,0 +1,268 @@
+"""`bgkit waves MANIFEST`: a wave release on this machine, one `bgkit run` process per target.
+
+    wave 1: its targets at once (at most max_parallel) ─► every one promoted? ─► bake ─► wave 2 ...
+            the first target rolled back or failed ─► the wave's other running targets are
+            stopped (SIGINT: each puts blue back and records it, as Ctrl-C does), no later
+            target starts, targets already promoted stay promoted (each passed its own judge)
+
+This mirrors GitHub Actions' matrix with `fail-fast: true` (.github/workflows/waves.yml), which
+runs the same per-target command (`Manifest.run_arguments`). Nothing here decides a promotion:
+each target's release has its own judge, lock and record; this only starts them and stops them.
+
+Ctrl-C (or SIGTERM) stops the waves the same way; a second Ctrl-C kills the targets still
+running, whose releases' locks then say where traffic is and their next releases recover them.
+Every run ends with the summary record (bgkit.waves.summary), whatever stopped it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .manifest import Manifest, ManifestError, Target
+
+RECORD_LINE = re.compile(r"^record: (\S.*)$")
+STOP_GRACE_SECONDS = 600.0  # a stopped target's rollback (a DNS TTL, a service's own rollback)
+
+
+@dataclass
+class Running:
+    """One target's `bgkit run` process, and what it has said."""
+
+    target: Target
+    process: subprocess.Popen[str]
+    started_at: datetime
+    finished_at: datetime | None = None
+    record: str = ""
+    lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+    stopped: bool = False  # by the waves (another target's rollback, or Ctrl-C)
+
+
+@dataclass
+class Outcome:
+    """What `run_waves` returns: every target that ran, the bakes, and why the waves stopped."""
+
+    ran: list[Running]
+    bakes: list[dict[str, Any]]
+    started_at: datetime
+    finished_at: datetime
+    interrupted: str = ""  # "SIGINT", "SIGTERM": a person or a job stopped the waves
+
+
+def credentials_for(target: Target, manifest: Manifest) -> dict[str, str]:
+    """The environment a target's release runs with: the role of another account, assumed here
+    (the standard credential chain signs the AssumeRole call), or nothing to add."""
+    if not target.role_arn:
+        return {}
+    import boto3
+
+    session_name = re.sub(r"[^\w+=,.@-]", "-", f"bgkit-{manifest.release_of(target)}")[:64]
+    answer = boto3.client("sts", region_name=target.region or None).assume_role(
+        RoleArn=target.role_arn, RoleSessionName=session_name
+    )
+    found = answer["Credentials"]
+    return {
+        "AWS_ACCESS_KEY_ID": found["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": found["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": found["SessionToken"],
+    }
+
+
+def check_secrets(manifest: Manifest, environ: dict[str, str] | None = None) -> None:
+    """Each secret the manifest lists is set, before any target starts."""
+    from ..params import secret_env
+
+    environ = os.environ if environ is None else environ  # type: ignore[assignment]
+    for i, name in enumerate(manifest.secrets):
+        if not environ.get(secret_env(name)):
+            raise ManifestError(
+                manifest.path,
+                f"secrets[{i}]",
+                f"{name}: set {secret_env(name)} (every target's release reads it from there)",
+            )
+
+
+class Waves:
+    def __init__(
+        self,
+        manifest: Manifest,
+        output: str | None,
+        *,
+        say: Callable[[str], None] | None = None,
+        command: list[str] | None = None,
+        credentials: Callable[[Target, Manifest], dict[str, str]] = credentials_for,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.output = output
+        self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.command = command or [sys.executable, "-m", "bgkit.cli"]
+        self.credentials = credentials
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._lock = threading.Lock()
+        self.interrupted = ""
+        self._stopped_at = 0.0
+        self.running: list[Running] = []
+        self.ran: list[Running] = []
+
+    # -- the waves -----------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        started = _now()
+        bakes: list[dict[str, Any]] = []
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for number, wave in enumerate(self.manifest.waves, 1):
+                if self._stop.is_set():
+                    break
+                if number > 1 and self.manifest.bake_between_waves_seconds > 0:
+                    bakes.append(self._bake(number - 1))
+                    if self._stop.is_set():
+                        break
+                names = ", ".join(t.name for t in wave)
+                self.say(f"wave {number} of {len(self.manifest.waves)}: {names}")
+                self._run_wave(wave)
+                if not self._stop.is_set():
+                    self.say(f"wave {number}: every target promoted")
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return Outcome(self.ran, bakes, started, _now(), self.interrupted)
+
+    def _bake(self, after_wave: int) -> dict[str, Any]:
+        seconds = self.manifest.bake_between_waves_seconds
+        self.say(f"baking {seconds:g} s after wave {after_wave} before wave {after_wave + 1}")
+        bake = {"after_wave": after_wave, "started_at": _now().isoformat()}
+        self._sleep(seconds)
+        bake["finished_at"] = _now().isoformat()
+        bake["completed"] = not self._stop.is_set()
+        return bake
+
+    def _run_wave(self, wave: list[Target]) -> None:
+        waiting = list(wave)
+        while waiting or self.running:
+            while waiting and len(self.running) < self.manifest.max_parallel:
+                if self._stop.is_set():
+                    waiting.clear()
+                    break
+                self._start(waiting.pop(0))
+            self._wait_for_one()
+            if self._stop.is_set():
+                waiting.clear()
+
+    def _start(self, target: Target) -> None:
+        arguments = self.manifest.run_arguments(target, self.output)
+        environment = {**os.environ, **self.credentials(target, self.manifest)}
+        process = subprocess.Popen(
+            [*self.command, *arguments],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environment,
+            # Its own session: a Ctrl-C at this terminal reaches the waves, which stop each
+            # target once; SIGINT's default action is restored for it whatever this process had.
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        running = Running(target, process, _now())
+        running.reader = threading.Thread(target=self._read, args=(running,), daemon=True)
+        running.reader.start()
+        with self._lock:
+            self.running.append(running)
+            self.ran.append(running)
+        self.say(f"[{target.name}] started: bgkit {' '.join(arguments)}")
+
+    def _read(self, running: Running) -> None:
+        assert running.process.stdout is not None
+        for line in running.process.stdout:
+            line = line.rstrip("\n")
+            running.lines.append(line)
+            if found := RECORD_LINE.match(line):
+                running.record = found.group(1)
+            self.say(f"[{running.target.name}] {line}")
+
+    def _wait_for_one(self) -> None:
+        """Until a running target ends; the first that is not promoted stops the waves."""
+        while True:
+            with self._lock:
+                ended = [r for r in self.running if r.process.poll() is not None]
+            if ended:
+                break
+            if self._stopped_at and time.monotonic() - self._stopped_at > STOP_GRACE_SECONDS:
+                self.say(f"stopped targets still running after {STOP_GRACE_SECONDS:g} s: killed")
+                with self._lock:
+                    for running in self.running:
+                        _signal(running.process, signal.SIGKILL)
+            time.sleep(0.2)
+        for running in ended:
+            assert running.reader is not None
+            running.reader.join(timeout=10)
+            running.finished_at = _now()
+            with self._lock:
+                self.running.remove(running)
+            code = running.process.returncode
+            self.say(f"[{running.target.name}] ended: exit {code} ({_meaning(code)})")
+            if code != 0 and not self._stop.is_set():
+                self.say(
+                    f"waves stop: {running.target.name} (wave {running.target.wave}) was "
+                    f"{_meaning(code)}; no later target starts"
+                )
+                self._stop_running()
+
+    def _stop_running(self, signum: int = signal.SIGINT) -> None:
+        self._stop.set()
+        self._stopped_at = time.monotonic()
+        with self._lock:
+            others = [r for r in self.running if r.process.poll() is None]
+        for running in others:
+            running.stopped = True
+            self.say(f"[{running.target.name}] stopping it: its release puts blue back")
+            _signal(running.process, signum)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.interrupted and signum == signal.SIGINT:  # a second Ctrl-C: kill them
+            self.say(f"{name} again: killing the targets still running (their locks say where "
+                     "traffic is; each target's next release recovers it)")  # fmt: skip
+            with self._lock:
+                for running in self.running:
+                    _signal(running.process, signal.SIGKILL)
+            return
+        if self.interrupted:
+            return
+        self.interrupted = name
+        self.say(f"{name}: stopping the waves; running targets put blue back and record it")
+        self._stop_running()
+
+
+def run_waves(manifest: Manifest, output: str | None, **options: Any) -> Outcome:
+    return Waves(manifest, output, **options).run()
+
+
+def _signal(process: subprocess.Popen[str], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it has just ended: nothing to stop
+        os.kill(process.pid, signum)
+
+
+def _meaning(code: int | None) -> str:
+    return {0: "promoted", 3: "rolled back", 4: "failed", 2: "refused its command line"}.get(
+        code if code is not None else -1,
+        f"ended by signal {-code}" if code and code < 0 else "failed",
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

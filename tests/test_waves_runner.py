@@ -1,0 +1,112 @@
+"""`bgkit waves` on this machine (bgkit.waves.runner) with a stand-in for `bgkit run`: the order
+of waves, max_parallel, the bake between waves, and how the first rollback or a Ctrl-C stops the
+waves. A real wave release in the sandbox is in tests/test_waves.py."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bgkit.waves.manifest import parse
+from bgkit.waves.runner import run_waves
+
+# The stand-in: its target is the release id after the dot; it runs FAKE_PLAN's seconds for
+# it and exits with its code, logging start and end; SIGINT ends it at once with exit 4, as a
+# stopped release ends failed.
+FAKE_RUN = r"""
+import json, os, signal, sys, time
+args = sys.argv[1:]
+target = args[args.index("release") + 1].split(".", 1)[1]
+seconds, code = json.loads(os.environ["FAKE_PLAN"])[target]
+log = open(os.environ["FAKE_LOG"], "a")
+def note(what):
+    log.write(json.dumps([target, what, time.monotonic()]) + "\n"); log.flush()
+def stopped(signum, frame):
+    note("stopped"); print("outcome: failed", flush=True); sys.exit(4)
+signal.signal(signal.SIGINT, stopped)
+note("start")
+print(f"bgkit: running {target}", flush=True)
+time.sleep(seconds)
+note("end")
+print("outcome: " + {0: "promoted", 3: "rolled_back"}.get(code, "failed"), flush=True)
+sys.exit(code)
+"""
+
+MANIFEST = {
+    "name": "shop",
+    "release": "rel-1",
+    "runbook": "alb_weighted",
+    "max_parallel": 2,
+    "bake_between_waves_seconds": 0.5,
+    "targets": [{"name": n} for n in ("a", "b", "c", "d", "e")],
+    "waves": [["a"], ["b", "c", "d"], ["e"]],
+}
+
+
+def waves(tmp_path: Path, plan: dict[str, list[float]], monkeypatch, **changes):
+    fake = tmp_path / "fake_run.py"
+    fake.write_text(FAKE_RUN)
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("FAKE_PLAN", json.dumps(plan))
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    manifest = parse({**copy.deepcopy(MANIFEST), **changes}, "m.yaml")
+    said: list[str] = []
+    outcome = run_waves(manifest, None, say=said.append, command=[sys.executable, str(fake)])
+    events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return outcome, events, said
+
+
+def test_waves_run_in_order_at_most_max_parallel_at_once_with_a_bake_between(tmp_path, monkeypatch):
+    plan = {"a": [0.3, 0], "b": [0.6, 0], "c": [0.3, 0], "d": [0.3, 0], "e": [0.1, 0]}
+    outcome, events, said = waves(tmp_path, plan, monkeypatch)
+    assert [r.process.returncode for r in outcome.ran] == [0] * 5
+    starts = {t: at for t, what, at in events if what == "start"}
+    ends = {t: at for t, what, at in events if what == "end"}
+    assert ends["a"] < min(starts["b"], starts["c"])  # wave 2 after wave 1
+    assert starts["e"] > max(ends["b"], ends["c"], ends["d"])  # wave 3 after all of wave 2
+    # b, c at once; d only when one of them ended (max_parallel 2)
+    assert starts["d"] >= min(ends["b"], ends["c"])
+    running = 0
+    for _, what, _ in sorted(events, key=lambda e: e[2]):
+        running += 1 if what == "start" else -1
+        assert running <= 2
+    assert [b["after_wave"] for b in outcome.bakes] == [1, 2]
+    assert starts["b"] - ends["a"] >= 0.5  # the bake, measured between the processes
+    assert "wave 2: every target promoted" in said and outcome.interrupted == ""
+
+
+def test_the_first_rollback_stops_the_wave_and_no_later_wave_starts(tmp_path, monkeypatch):
+    # c is rolled back while b runs beside it: b is stopped (its release puts blue back),
+    # d (waiting for a slot) and wave 3 never start; a, promoted in wave 1, stays promoted.
+    plan = {"a": [0.1, 0], "b": [30, 0], "c": [0.5, 3], "d": [0.1, 0], "e": [0.1, 0]}
+    started = time.monotonic()
+    outcome, events, said = waves(tmp_path, plan, monkeypatch)
+    assert time.monotonic() - started < 20  # b did not run its 30 s
+    ended = {r.target.name: (r.process.returncode, r.stopped) for r in outcome.ran}
+    assert ended == {"a": (0, False), "b": (4, True), "c": (3, False)}
+    assert [t for t, what, _ in events if what == "stopped"] == ["b"]
+    assert "waves stop: c (wave 2) was rolled back; no later target starts" in said
+    assert "[b] stopping it: its release puts blue back" in said
+    assert [b["after_wave"] for b in outcome.bakes] == [1]
+
+
+def test_ctrl_c_stops_the_running_targets_and_the_waves(tmp_path, monkeypatch):
+    plan = {"a": [30, 0], "b": [0.1, 0], "c": [0.1, 0], "d": [0.1, 0], "e": [0.1, 0]}
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        outcome, _, said = waves(tmp_path, plan, monkeypatch)
+    finally:
+        timer.cancel()
+    assert outcome.interrupted == "SIGINT"
+    assert [(r.target.name, r.process.returncode, r.stopped) for r in outcome.ran] == [
+        ("a", 4, True)
+    ]
+    assert "SIGINT: stopping the waves; running targets put blue back and record it" in said
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
