@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+
 from bgkit import audit
 from bgkit.record import from_notebook
 
