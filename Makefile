@@ -39,10 +39,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: measurements, not tests: the judge against today's rollback rules, then release wall time
+## bench: measurements, not tests: the judge against today's rollback rules, then release wall
+## time, then a wave release's wall time against the sum of its targets' releases
 bench: $(STAMP)
 	$(BIN)/python benchmarks/judge.py
 	$(BIN)/python benchmarks/release_wall_time.py
+	$(BIN)/python benchmarks/waves_wall_time.py
 
 $(BROWSER_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[sandbox,dev,browser]'

@@ -68,7 +68,7 @@ def test_a_faulty_wave_2_target_stops_the_waves_before_wave_3(shared_sandbox, tm
         "cell-c": "not started",
     }
     assert (
-        "stopped by the waves (cell-b was not promoted): shift interrupted"
+        "stopped by the waves (cell-b (wave 2) was not promoted): shift interrupted"
         in (targets["cell-a"]["reason"])
     )
     assert "waves stop: cell-b (wave 2) was rolled back; no later target starts" in printed.err

@@ -49,7 +49,7 @@ MANIFEST = {
 }
 
 
-def waves(tmp_path: Path, plan: dict[str, list[float]], monkeypatch, **changes):
+def waves(tmp_path: Path, plan: dict[str, list[float]], monkeypatch, credentials=None, **changes):
     fake = tmp_path / "fake_run.py"
     fake.write_text(FAKE_RUN)
     log = tmp_path / "log.jsonl"
@@ -57,7 +57,10 @@ def waves(tmp_path: Path, plan: dict[str, list[float]], monkeypatch, **changes):
     monkeypatch.setenv("FAKE_LOG", str(log))
     manifest = parse({**copy.deepcopy(MANIFEST), **changes}, "m.yaml")
     said: list[str] = []
-    outcome = run_waves(manifest, None, say=said.append, command=[sys.executable, str(fake)])
+    options = {"credentials": credentials} if credentials else {}
+    outcome = run_waves(
+        manifest, None, say=said.append, command=[sys.executable, str(fake)], **options
+    )
     events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return outcome, events, said
 
@@ -110,3 +113,24 @@ def test_ctrl_c_stops_the_running_targets_and_the_waves(tmp_path, monkeypatch):
     ]
     assert "SIGINT: stopping the waves; running targets put blue back and record it" in said
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_a_role_that_cannot_be_assumed_fails_its_target_and_stops_the_waves(tmp_path, monkeypatch):
+    def credentials(target, manifest):
+        if target.name == "c":
+            time.sleep(1)  # STS answers; meanwhile b, started before it, is under way
+            raise PermissionError("AccessDenied: not authorized to perform sts:AssumeRole")
+        return {}
+
+    plan = {n: [0.1, 0] for n in "abcde"} | {"b": [30, 0]}
+    outcome, _, said = waves(tmp_path, plan, monkeypatch, credentials=credentials)
+    assert outcome.failed_to_start == {
+        "c": "its role  could not be assumed: PermissionError: AccessDenied: not authorized to "
+        "perform sts:AssumeRole"
+    }
+    # b had started beside it: stopped; d and wave 3 never start
+    assert [(r.target.name, r.process.returncode, r.stopped) for r in outcome.ran] == [
+        ("a", 0, False),
+        ("b", 4, True),
+    ]
+    assert any(line.startswith("[c] not started: its role") for line in said)

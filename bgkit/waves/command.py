@@ -196,27 +196,30 @@ def _results(manifest: Manifest, outcome: Any) -> list[Any]:
     from . import summary
 
     ran = {r.target.name: r for r in outcome.ran}
-    stopper = next((r for r in outcome.ran if r.process.returncode and not r.stopped), None)
+    # what stopped the waves: the first target not promoted that the waves did not stop
+    stopper = next(
+        (r.target for r in outcome.ran if r.process.returncode and not r.stopped),
+        next((manifest.target(n) for n in outcome.failed_to_start), None),
+    )
+    stopped_by = (
+        f"{stopper.name} (wave {stopper.wave}) was not promoted"
+        if stopper
+        else f"the waves were interrupted ({outcome.interrupted})"
+    )
     results = []
     for target in manifest.targets:
         running = ran.get(target.name)
+        release = manifest.release_of(target)
+        if target.name in outcome.failed_to_start:
+            why = outcome.failed_to_start[target.name]
+            results.append(summary.TargetResult(target.name, target.wave, target.runbook,
+                                                target.region, release, "failed", why))  # fmt: skip
+            continue
         if running is None:
-            why = (
-                f"the waves stopped first: {stopper.target.name} (wave {stopper.target.wave}) "
-                "was not promoted"
-                if stopper
-                else f"the waves were stopped ({outcome.interrupted})"
-                if outcome.interrupted
-                else "the waves stopped first"
-            )
-            results.append(summary.not_started(target, manifest, why))
+            results.append(summary.not_started(target, manifest, f"stopped first: {stopped_by}"))
             continue
         code = running.process.returncode
         measured = {"started_at": running.started_at, "finished_at": running.finished_at}
-        process = {
-            "process_started_at": running.started_at,
-            "process_finished_at": running.finished_at,
-        }
         try:
             nb = audit.read(running.record) if running.record else None
         except (OSError, ValueError):
@@ -225,22 +228,14 @@ def _results(manifest: Manifest, outcome: Any) -> list[Any]:
             result = summary.result_of_record(
                 target, manifest, running.record, nb, exit_code=code, **measured
             )
-            result.process_started_at = running.started_at
-            result.process_finished_at = running.finished_at
-            if running.stopped:
-                by = (
-                    f"{stopper.target.name} was not promoted"
-                    if stopper
-                    else f"{outcome.interrupted or 'a signal'}"
-                )
-                result.reason = f"stopped by the waves ({by}): {result.reason}"
         else:
             last = next((line for line in reversed(running.lines) if line.strip()), "")
-            result = summary.TargetResult(
-                target.name, target.wave, target.runbook, target.region,
-                manifest.release_of(target), "failed",
-                f"exit {code}, no record; its last line: {last[:300]}", exit_code=code,
-                **measured, **process,
-            )  # fmt: skip
+            why = f"exit {code}, no record; its last line: {last[:300]}"
+            result = summary.TargetResult(target.name, target.wave, target.runbook, target.region,
+                                          release, "failed", why, exit_code=code, **measured)  # fmt: skip
+        result.process_started_at = running.started_at
+        result.process_finished_at = running.finished_at
+        if running.stopped:
+            result.reason = f"stopped by the waves ({stopped_by}): {result.reason}"
         results.append(result)
     return results

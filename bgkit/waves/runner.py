@@ -58,6 +58,7 @@ class Outcome:
     started_at: datetime
     finished_at: datetime
     interrupted: str = ""  # "SIGINT", "SIGTERM": a person or a job stopped the waves
+    failed_to_start: dict[str, str] = field(default_factory=dict)  # target name -> why
 
 
 def credentials_for(target: Target, manifest: Manifest) -> dict[str, str]:
@@ -116,6 +117,7 @@ class Waves:
         self._stopped_at = 0.0
         self.running: list[Running] = []
         self.ran: list[Running] = []
+        self.failed_to_start: dict[str, str] = {}  # target name -> why
 
     # -- the waves -----------------------------------------------------------------------
 
@@ -139,7 +141,7 @@ class Waves:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        return Outcome(self.ran, bakes, started, _now(), self.interrupted)
+        return Outcome(self.ran, bakes, started, _now(), self.interrupted, self.failed_to_start)
 
     def _bake(self, after_wave: int) -> dict[str, Any]:
         seconds = self.manifest.bake_between_waves_seconds
@@ -158,13 +160,24 @@ class Waves:
                     waiting.clear()
                     break
                 self._start(waiting.pop(0))
-            self._wait_for_one()
+            if self.running:
+                self._wait_for_one()
             if self._stop.is_set():
                 waiting.clear()
 
     def _start(self, target: Target) -> None:
         arguments = self.manifest.run_arguments(target, self.output)
-        environment = {**os.environ, **self.credentials(target, self.manifest)}
+        try:
+            credentials = self.credentials(target, self.manifest)
+        except Exception as error:  # e.g. AssumeRole refused: this target fails, the waves stop
+            why = (
+                f"its role {target.role_arn} could not be assumed: {type(error).__name__}: {error}"
+            )
+            self.failed_to_start[target.name] = why[:400]
+            self.say(f"[{target.name}] not started: {why[:400]}")
+            self._stop_running()
+            return
+        environment = {**os.environ, **credentials}
         process = subprocess.Popen(
             [*self.command, *arguments],
             stdin=subprocess.DEVNULL,
@@ -173,9 +186,8 @@ class Waves:
             text=True,
             env=environment,
             # Its own session: a Ctrl-C at this terminal reaches the waves, which stop each
-            # target once; SIGINT's default action is restored for it whatever this process had.
+            # target once (bgkit run answers SIGINT even if it was started with it ignored).
             start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         running = Running(target, process, _now())
         running.reader = threading.Thread(target=self._read, args=(running,), daemon=True)
