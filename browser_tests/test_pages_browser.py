@@ -87,3 +87,60 @@ def test_a_plan_page_opens_on_its_calls_and_rollbacks(page, pages):
     assert calls.bounding_box()["y"] < steps.bounding_box()["y"]
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "plan-page.png"), full_page=True)
+
+
+WAVES = """name: shop
+release: rel-b
+runbook: alb_weighted
+bake_between_waves_seconds: 1
+parameters: {plan: all_at_once, bake_seconds: 1, metric_period_seconds: 1, smoke_requests: 3}
+targets:
+  - name: pilot
+  - name: cell-a
+    parameters: {green_error_rate: 1.0}
+  - name: cell-b
+waves: [[pilot], [cell-a], [cell-b]]
+"""
+
+
+@pytest.fixture(scope="module")
+def waves_page(sandbox, tmp_path_factory) -> Path:
+    """A wave release whose wave-2 target is rolled back: its summary's page."""
+    folder = tmp_path_factory.mktemp("waves")
+    (folder / "shop.yaml").write_text(WAVES)
+    env = {**os.environ, SANDBOX_URL_ENV: sandbox.admin_url}
+    done = subprocess.run(
+        [str(BGKIT), "waves", "shop.yaml", "--output", "records/"],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr[-3000:]
+    (page,) = (folder / "records").glob("*/waves-shop-rel-b-*.html")
+    return page
+
+
+def test_a_wave_release_page_shows_its_targets_and_timeline_first(page, waves_page):
+    page.goto(waves_page.as_uri())
+    assert page.title() == "waves: shop release rel-b: rolled_back"
+    table = page.locator("table").filter(has_text="cell-a").first
+    rows = table.locator("tbody tr")
+    assert rows.count() == 3
+    assert rows.nth(0).inner_text().split("\t")[:5] == ["1", "pilot", "us-east-1",
+                                                       "alb_weighted", "✓ promoted"]  # fmt: skip
+    assert "↩ rolled back" in rows.nth(1).inner_text()
+    assert "not started" in rows.nth(2).inner_text()
+    # the outcome symbols are drawn (not a missing-glyph box) in the table's font
+    drawn = page.evaluate(DRAW, ["main td", ["✓", "↩", MISSING, ""]])
+    assert drawn[2] != drawn[3]
+    assert drawn[0] not in (drawn[2], drawn[3]) and drawn[1] not in (drawn[2], drawn[3])
+    # each target that ran links its record's page, which opens
+    links = rows.nth(0).locator("a", has_text="page")
+    href = links.first.get_attribute("href")
+    assert (waves_page.parent / href).is_file()
+    # the timeline is an image the browser decoded, above the notebook's own cells
+    image = page.locator("img").first
+    assert page.evaluate("(img) => img.naturalWidth", image.element_handle()) > 300
+    notebook = page.get_by_text("The summary notebook")
+    assert image.bounding_box()["y"] < notebook.bounding_box()["y"]
+    assert table.bounding_box()["y"] < image.bounding_box()["y"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "waves-page.png"), full_page=True)

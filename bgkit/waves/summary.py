@@ -545,7 +545,11 @@ def _link(path: str, at: str | None, root: str | None) -> str:
     relative = _relative(path, at, root)
     if relative is None:
         return f"`{path}`"
-    return f"[{posixpath.basename(relative)}]({quote(relative)})"
+    link = f"[{posixpath.basename(relative)}]({quote(relative)})"
+    page = path.removesuffix(".ipynb") + ".html"  # its reviewer's page (bgkit run --html)
+    if not audit.is_s3(path) and Path(page).is_file():
+        link += f" · [page]({quote(relative.removesuffix('.ipynb') + '.html')})"
+    return link
 
 
 def _relative(path: str, at: str | None, root: str | None) -> str | None:
