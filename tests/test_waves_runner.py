@@ -8,6 +8,7 @@ import copy
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -33,8 +34,8 @@ signal.signal(signal.SIGINT, stopped)
 note("start")
 print(f"bgkit: running {target}", flush=True)
 time.sleep(seconds)
-note("end")
 print("outcome: " + {0: "promoted", 3: "rolled_back"}.get(code, "failed"), flush=True)
+note("end")  # after its last output, as bgkit run chains its record after printing the path
 sys.exit(code)
 """
 
@@ -134,3 +135,33 @@ def test_a_role_that_cannot_be_assumed_fails_its_target_and_stops_the_waves(tmp_
         ("b", 4, True),
     ]
     assert any(line.startswith("[c] not started: its role") for line in said)
+
+
+def test_a_killed_waves_process_starts_nothing_more_and_its_running_targets_finish(
+    tmp_path, monkeypatch
+):
+    """kill -9 of `bgkit waves`: no later target starts; a running target's release goes on to
+    its end (its own session, its output to a file: nothing breaks under it)."""
+    fake = tmp_path / "fake_run.py"
+    fake.write_text(FAKE_RUN)
+    log = tmp_path / "log.jsonl"
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps(MANIFEST))  # JSON is YAML
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import sys\nfrom bgkit.waves.manifest import load\nfrom bgkit.waves.runner import "
+        f"run_waves\nrun_waves(load({str(manifest)!r}), None, "
+        f"command=[sys.executable, {str(fake)!r}])\n"
+    )
+    plan = {"a": [2.0, 0], "b": [0.1, 0], "c": [0.1, 0], "d": [0.1, 0], "e": [0.1, 0]}
+    env = {**os.environ, "FAKE_PLAN": json.dumps(plan), "FAKE_LOG": str(log)}
+    waves_process = subprocess.Popen([sys.executable, str(driver)], env=env)
+    deadline = time.monotonic() + 60
+    while not (log.exists() and '"start"' in log.read_text()):
+        assert time.monotonic() < deadline and waves_process.poll() is None
+        time.sleep(0.05)
+    waves_process.kill()
+    waves_process.wait(timeout=10)
+    time.sleep(3)  # a's 2 s, and more: b would have started by now
+    events = [json.loads(line)[:2] for line in log.read_text().splitlines()]
+    assert events == [["a", "start"], ["a", "end"]]

@@ -11,7 +11,9 @@ each target's release has its own judge, lock and record; this only starts them 
 
 Ctrl-C (or SIGTERM) stops the waves the same way; a second Ctrl-C kills the targets still
 running, whose releases' locks then say where traffic is and their next releases recover them.
-Every run ends with the summary record (bgkit.waves.summary), whatever stopped it.
+Every run ends with the summary record (bgkit.waves.summary), whatever stopped it. If this
+process is killed (-9), no later target starts and there is no summary; the targets already
+running finish on their own (their own sessions, their output to files), each as its judge says.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from .manifest import Manifest, ManifestError, Target
@@ -44,6 +48,7 @@ class Running:
     started_at: datetime
     finished_at: datetime | None = None
     record: str = ""
+    log: Path | None = None  # its output
     lines: list[str] = field(default_factory=list)
     reader: threading.Thread | None = None
     stopped: bool = False  # by the waves (another target's rollback, or Ctrl-C)
@@ -118,6 +123,7 @@ class Waves:
         self.running: list[Running] = []
         self.ran: list[Running] = []
         self.failed_to_start: dict[str, str] = {}  # target name -> why
+        self._logs = tempfile.TemporaryDirectory(prefix="bgkit-waves-")
 
     # -- the waves -----------------------------------------------------------------------
 
@@ -141,6 +147,7 @@ class Waves:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            self._logs.cleanup()
         return Outcome(self.ran, bakes, started, _now(), self.interrupted, self.failed_to_start)
 
     def _bake(self, after_wave: int) -> dict[str, Any]:
@@ -178,18 +185,21 @@ class Waves:
             self._stop_running()
             return
         environment = {**os.environ, **credentials}
-        process = subprocess.Popen(
-            [*self.command, *arguments],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=environment,
-            # Its own session: a Ctrl-C at this terminal reaches the waves, which stop each
-            # target once (bgkit run answers SIGINT even if it was started with it ignored).
-            start_new_session=True,
-        )
-        running = Running(target, process, _now())
+        # Its output goes to a file, not a pipe: if this process is killed (-9), a target's
+        # release still ends as its judge says and writes its record, with nothing to break.
+        log = Path(self._logs.name) / f"{target.name}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [*self.command, *arguments],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=environment,
+                # Its own session: a Ctrl-C at this terminal reaches the waves, which stop each
+                # target once (bgkit run answers SIGINT even if it was started with it ignored).
+                start_new_session=True,
+            )
+        running = Running(target, process, _now(), log=log)
         running.reader = threading.Thread(target=self._read, args=(running,), daemon=True)
         running.reader.start()
         with self._lock:
@@ -198,13 +208,25 @@ class Waves:
         self.say(f"[{target.name}] started: bgkit {' '.join(arguments)}")
 
     def _read(self, running: Running) -> None:
-        assert running.process.stdout is not None
-        for line in running.process.stdout:
-            line = line.rstrip("\n")
-            running.lines.append(line)
-            if found := RECORD_LINE.match(line):
-                running.record = found.group(1)
-            self.say(f"[{running.target.name}] {line}")
+        """Follow the target's output file, line by line, until its process has ended."""
+        assert running.log is not None
+        with running.log.open(encoding="utf-8", errors="replace") as output:
+            pending = ""
+            while True:
+                ended = running.process.poll() is not None  # before reading: nothing is missed
+                pending += output.read()
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    running.lines.append(line)
+                    if found := RECORD_LINE.match(line):
+                        running.record = found.group(1)
+                    self.say(f"[{running.target.name}] {line}")
+                if ended:
+                    if pending:
+                        running.lines.append(pending)
+                        self.say(f"[{running.target.name}] {pending}")
+                    return
+                time.sleep(0.1)
 
     def _wait_for_one(self) -> None:
         """Until a running target ends; the first that is not promoted stops the waves."""
