@@ -128,7 +128,9 @@ def test_zizmor_reports_nothing():
 
 def test_zizmor_catches_an_input_interpolated_into_a_script(tmp_path):
     path = broken_copy(
-        tmp_path, "run: tools/ci_release.sh", 'run: tools/ci_release.sh "${{ inputs.release }}"'
+        tmp_path,
+        "run: exec tools/ci_release.sh",
+        'run: exec tools/ci_release.sh "${{ inputs.release }}"',
     )
     result = zizmor(path, "--config", str(ZIZMOR_CONFIG))
     assert result.returncode != 0
@@ -190,7 +192,8 @@ def test_aws_credentials_only_for_target_aws():
 
 def test_release_step_runs_the_script_with_inputs_in_its_environment():
     release = step("tools/ci_release.sh")
-    assert release["run"] == "tools/ci_release.sh"
+    # exec: the script is the step's process, so a cancelled job's signals reach it.
+    assert release["run"] == "exec tools/ci_release.sh"
     assert {"RUNBOOK", "TARGET", "REGION", "RELEASE", "AUTO_PROMOTE", "PARAMETERS"} <= set(
         release["env"]
     )
