@@ -1,14 +1,17 @@
 """The release workflow (.github/workflows/release.yml) and the script it runs
 (tools/ci_release.sh): GitHub's workflow schema, zizmor, the workflow's shape, the script's
-command line (with a stand-in bgkit), and one real release in the sandbox through the script."""
+command line and how a cancelled job's signals reach bgkit (with a stand-in bgkit), and one real
+release in the sandbox through the script."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,28 @@ printf '%s\\0' "$@" > "$FAKE_ARGS"
 echo "outcome: stand-in"
 echo "record: outputs/stand-in.ipynb"
 exit "${FAKE_EXIT:-0}"
+"""
+
+# A stand-in for a release that a cancelled job interrupts: it touches FAKE_STARTED once its
+# traps are set, appends the name of each INT, TERM or HUP it gets to FAKE_SIGNALS, and a moment
+# after the first INT (its rollback) prints its outcome and record and exits 4, as bgkit does.
+# Never interrupted, it gives up after 10 s (exit 9).
+CANCELLED_BGKIT = """#!/usr/bin/env bash
+caught() {
+    echo "$1" >> "$FAKE_SIGNALS"
+    [[ $1 != INT ]] || interrupted=1
+}
+for name in INT TERM HUP; do trap "caught $name" "$name"; done
+touch "$FAKE_STARTED"
+for _ in {1..200}; do
+    [[ -z ${interrupted:-} ]] || break
+    sleep 0.05
+done
+[[ -n ${interrupted:-} ]] || exit 9
+sleep 1 # the rollback: GitHub's SIGTERM comes meanwhile
+echo "outcome: failed"
+echo "record: outputs/x.ipynb"
+exit 4
 """
 
 
@@ -103,7 +128,9 @@ def test_zizmor_reports_nothing():
 
 def test_zizmor_catches_an_input_interpolated_into_a_script(tmp_path):
     path = broken_copy(
-        tmp_path, "run: tools/ci_release.sh", 'run: tools/ci_release.sh "${{ inputs.release }}"'
+        tmp_path,
+        "run: exec tools/ci_release.sh",
+        'run: exec tools/ci_release.sh "${{ inputs.release }}"',
     )
     result = zizmor(path, "--config", str(ZIZMOR_CONFIG))
     assert result.returncode != 0
@@ -165,7 +192,8 @@ def test_aws_credentials_only_for_target_aws():
 
 def test_release_step_runs_the_script_with_inputs_in_its_environment():
     release = step("tools/ci_release.sh")
-    assert release["run"] == "tools/ci_release.sh"
+    # exec: the script is the step's process, so a cancelled job's signals reach it.
+    assert release["run"] == "exec tools/ci_release.sh"
     assert {"RUNBOOK", "TARGET", "REGION", "RELEASE", "AUTO_PROMOTE", "PARAMETERS"} <= set(
         release["env"]
     )
@@ -195,6 +223,16 @@ def test_actions_are_pinned_to_a_major_version_or_a_sha():
 # -- tools/ci_release.sh with a stand-in bgkit ----------------------------------------------
 
 
+def stand_in_env(tmp_path: Path, fake: str, fake_exit: int = 0, **env: str) -> dict[str, str]:
+    """The environment of a script run in tmp_path with `fake` as its bgkit."""
+    fake_path = tmp_path / "fake-bgkit"
+    fake_path.write_text(fake)
+    fake_path.chmod(0o755)
+    base = {"PATH": os.environ["PATH"], "BGKIT": str(fake_path), "FAKE_EXIT": str(fake_exit)}
+    base["FAKE_ARGS"] = str(tmp_path / "args")
+    return base | env
+
+
 def run_script(
     tmp_path: Path,
     fake_exit: int = 0,
@@ -204,14 +242,57 @@ def run_script(
     **env: str,
 ) -> subprocess.CompletedProcess:
     """`script` in tmp_path with `fake` as its bgkit (FAKE_BGKIT unless given)."""
-    fake_path = tmp_path / "fake-bgkit"
-    fake_path.write_text(fake)
-    fake_path.chmod(0o755)
-    base = {"PATH": os.environ["PATH"], "BGKIT": str(fake_path), "FAKE_EXIT": str(fake_exit)}
-    base["FAKE_ARGS"] = str(tmp_path / "args")
     return subprocess.run(
-        [script], cwd=tmp_path, env=base | env, capture_output=True, text=True, timeout=timeout
+        [script],
+        cwd=tmp_path,
+        env=stand_in_env(tmp_path, fake, fake_exit, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
+
+
+def cancel_script(
+    tmp_path: Path,
+    script: Path = SCRIPT,
+    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+    to_group: bool = False,
+    **env: str,
+) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """`script` with CANCELLED_BGKIT as its bgkit, cancelled once the stand-in has started as
+    GitHub cancels a job: each of `signals`, 0.3 s apart, to the script's process only (with
+    `to_group`, to its whole process group instead, as a terminal's Ctrl-C). Returns the
+    script's result and the names of the signals the stand-in got."""
+    started, caught = tmp_path / "started", tmp_path / "signals"
+    env = stand_in_env(
+        tmp_path, CANCELLED_BGKIT, FAKE_STARTED=str(started), FAKE_SIGNALS=str(caught), **env
+    )
+    process = subprocess.Popen(
+        [script],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a runner's step has
+        # As the runner starts a step: SIGINT not ignored (which bash would pass on to the script).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not started.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "no stand-in started"
+            time.sleep(0.02)
+        for signum in signals:
+            (os.killpg if to_group else os.kill)(process.pid, signum)
+            time.sleep(0.3)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    result = subprocess.CompletedProcess([script], process.returncode, stdout, stderr)
+    return result, caught.read_text().split() if caught.exists() else []
 
 
 def bgkit_args(tmp_path: Path) -> list[str]:
@@ -254,6 +335,45 @@ def test_script_exits_with_bgkits_exit_code_and_summarizes(tmp_path, code):
     assert "record: outputs/stand-in.ipynb" in result.stdout
     assert f"alb_weighted on sandbox: exit {code}" in summary.read_text()
     assert "    record: outputs/stand-in.ipynb" in summary.read_text()
+
+
+def test_summary_has_the_last_line_of_output_however_late_it_comes(tmp_path):
+    """The summary is written once the copy of bgkit's output has ended, not only bgkit: here a
+    process it started prints the record's line after bgkit has exited."""
+    late = '#!/usr/bin/env bash\n{ sleep 0.5; echo "record: outputs/late.ipynb"; } &\nexit 3\n'
+    summary = tmp_path / "summary.md"
+    result = run_script(tmp_path, fake=late, GITHUB_STEP_SUMMARY=str(summary))
+    assert result.returncode == 3
+    assert "    record: outputs/late.ipynb" in summary.read_text()
+
+
+def test_a_cancelled_jobs_signals_reach_bgkit_once_as_sigint(tmp_path):
+    """GitHub cancels a job with SIGINT to the step's process, then SIGTERM: bgkit gets the SIGINT
+    only (a second one would interrupt its rollback), the script waits for it to end and exits
+    with its code, and the record's line is shown and summarized."""
+    summary = tmp_path / "summary.md"
+    result, caught = cancel_script(tmp_path, GITHUB_STEP_SUMMARY=str(summary))
+    assert caught == ["INT"]
+    assert result.returncode == 4, result.stderr
+    assert "record: outputs/x.ipynb" in result.stdout
+    assert "### alb_weighted on sandbox: exit 4" in summary.read_text()
+    assert "    outcome: failed" in summary.read_text()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_first_sigterm_or_sighup_reaches_bgkit_as_sigint(tmp_path, signum):
+    result, caught = cancel_script(tmp_path, signals=(signum, signal.SIGINT))
+    assert caught == ["INT"]
+    assert result.returncode == 4, result.stderr
+
+
+def test_ctrl_c_in_a_terminal_reaches_bgkit_once(tmp_path):
+    """A terminal's Ctrl-C signals the script's whole process group: bgkit, in a group of its
+    own, gets SIGINT once (from the script), and the copy of its output goes on."""
+    result, caught = cancel_script(tmp_path, signals=(signal.SIGINT,), to_group=True)
+    assert caught == ["INT"]
+    assert result.returncode == 4, result.stderr
+    assert "record: outputs/x.ipynb" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 import yaml
-from test_workflow import BIN, ZIZMOR_CONFIG, broken_copy, check_jsonschema, run_script, zizmor
+from test_workflow import (
+    BIN,
+    ZIZMOR_CONFIG,
+    broken_copy,
+    cancel_script,
+    check_jsonschema,
+    run_script,
+    zizmor,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 WAVES = ROOT / ".github" / "workflows" / "waves.yml"
@@ -160,7 +168,7 @@ def test_zizmor_reports_nothing(workflow):
 
 @pytest.mark.parametrize(
     ("workflow", "script"),
-    [(WAVES, "tools/ci_waves_manifest.sh"), (WAVE, "tools/ci_wave_target.sh")],
+    [(WAVES, "tools/ci_waves_manifest.sh"), (WAVE, "exec tools/ci_wave_target.sh")],
     ids=["waves.yml", "wave.yml"],
 )
 def test_zizmor_catches_an_input_interpolated_into_a_script(tmp_path, workflow, script):
@@ -322,14 +330,14 @@ def test_actions_are_pinned_to_a_major_version_or_a_sha(workflow):
 
 
 def test_the_scripts_the_workflows_run_exist_and_are_executable():
-    runs = {
-        s["run"] for w in (WAVES, WAVE) for s in steps(w) if s.get("run", "").startswith("tools/")
-    }
+    runs = {s["run"] for w in (WAVES, WAVE) for s in steps(w) if "tools/" in s.get("run", "")}
+    # exec: the target's script is the step's process, so a cancelled job's signals reach it.
     assert runs == {
-        "tools/ci_waves_manifest.sh", "tools/ci_wave_bake.sh", "tools/ci_wave_target.sh",
+        "tools/ci_waves_manifest.sh", "tools/ci_wave_bake.sh", "exec tools/ci_wave_target.sh",
         "tools/ci_waves_summary.sh",
     }  # fmt: skip
-    for script in runs:
+    for run in runs:
+        script = run.removeprefix("exec ")
         assert os.access(ROOT / script, os.X_OK), script
 
 
@@ -611,6 +619,25 @@ def test_script_runs_bgkit_and_exits_with_its_code(tmp_path, script, env, call, 
     assert "record: outputs/stand-in.ipynb" in result.stdout
     assert f"### {title}: exit {code}" in summary.read_text()
     assert "    record: outputs/stand-in.ipynb" in summary.read_text()
+
+
+def test_a_cancelled_targets_signals_reach_bgkit_once_as_sigint(tmp_path):
+    """fail-fast cancels the wave's other targets: GitHub sends SIGINT to the step's process,
+    then SIGTERM; `bgkit waves target` gets the SIGINT only (a second one would interrupt its
+    rollback), and the script exits with its code, the record's line shown and summarized."""
+    summary = tmp_path / "summary.md"
+    result, caught = cancel_script(
+        tmp_path,
+        script=TARGET_SCRIPT,
+        MANIFEST=MANIFEST,
+        TARGET="use1",
+        GITHUB_STEP_SUMMARY=str(summary),
+    )
+    assert caught == ["INT"]
+    assert result.returncode == 4, result.stderr
+    assert "record: outputs/x.ipynb" in result.stdout
+    assert f"### use1 ({MANIFEST}): exit 4" in summary.read_text()
+    assert "    outcome: failed" in summary.read_text()
 
 
 def test_target_script_passes_an_output_folder(tmp_path):

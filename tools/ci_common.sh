@@ -10,15 +10,33 @@ refuse() {
 
 # Runs bgkit with ARGS, its stdout (outcome, reason, record path) shown and also copied to the
 # job's summary page under TITLE; returns bgkit's exit code. Usage: summarized_bgkit TITLE ARGS...
+#
+# A cancelled job: GitHub sends SIGINT to the step's process only (the script, which the workflow
+# runs with `exec`), SIGTERM 7.5 s later, and kills the process tree 2.5 s after that. The first
+# of these signals reaches bgkit once, as SIGINT: the release puts blue back and writes its
+# record (exit 4). No later one is passed on: a second SIGINT would interrupt that rollback.
+# bgkit runs in a process group of its own, so a terminal's Ctrl-C reaches it only this way too.
 summarized_bgkit() {
-    local title=$1 status
+    local title=$1 status tee_pid out
     shift
     bgkit_log=$(mktemp)
     trap 'rm -f "$bgkit_log"' EXIT
-    set +e
-    "${BGKIT:-bgkit}" "$@" | tee "$bgkit_log"
-    status=${PIPESTATUS[0]}
-    set -e
+    bgkit_pid='' bgkit_stopping='' bgkit_signalled=''
+    trap stop_bgkit_once INT TERM HUP
+    # tee -i: a Ctrl-C in a terminal must not end the copy while bgkit still writes to it.
+    exec {out}> >(tee -i "$bgkit_log")
+    tee_pid=$!
+    # A process group of its own (set -m), where SIGINT is not ignored as in a script's other
+    # background jobs; no stdin (a background group that reads a terminal is stopped).
+    set -m
+    "${BGKIT:-bgkit}" "$@" </dev/null >&"$out" {out}>&- &
+    bgkit_pid=$!
+    set +m
+    exec {out}>&- # tee ends when bgkit (and whatever it started) has closed its stdout
+    [[ -z $bgkit_stopping ]] || stop_bgkit_once # a signal came before bgkit_pid was set
+    status=0
+    wait_for_end "$bgkit_pid" || status=$?
+    wait_for_end "$tee_pid" || true # the log is complete before the summary reads it
     if [[ -n ${GITHUB_STEP_SUMMARY:-} ]]; then
         {
             printf '### %s: exit %s\n\n' "$title" "$status"
@@ -26,6 +44,25 @@ summarized_bgkit() {
         } >>"$GITHUB_STEP_SUMMARY"
     fi
     return "$status"
+}
+
+# The trap of summarized_bgkit: the first INT, TERM or HUP goes on to bgkit as SIGINT; later
+# ones are not passed on.
+stop_bgkit_once() {
+    bgkit_stopping=1
+    [[ -n $bgkit_pid && -z $bgkit_signalled ]] || return 0
+    bgkit_signalled=1
+    kill -INT "$bgkit_pid" 2>/dev/null || true
+}
+
+# Waits until the background process PID has ended and returns its exit status: `wait` returns
+# early (over 128) when a trapped signal arrives, and bash keeps an ended job's status for the
+# next `wait`.
+wait_for_end() {
+    while kill -0 "$1" 2>/dev/null; do
+        wait "$1" || true
+    done
+    wait "$1"
 }
 
 # A wave release's manifest, as a dispatch names it: a path in the repository under releases/
