@@ -19,6 +19,7 @@ was written (outcome `planned`), 4 when the release could not be planned (refuse
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,9 +60,16 @@ def runbook_path(name_or_path: str) -> Path:
 
 
 def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
+    """The runbook's parameters cell, as papermill reads it (read once per version of the file:
+    a manifest's targets ask for the same runbook many times)."""
+    return _inspected(str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
+
+
+@functools.cache
+def _inspected(path: str, mtime_ns: int) -> dict[str, dict[str, Any]]:
     import papermill
 
-    return papermill.inspect_notebook(str(path))
+    return papermill.inspect_notebook(path)
 
 
 def coerce_parameters(path: Path, pairs: list[tuple[str, str]]) -> dict[str, Any]:
