@@ -104,3 +104,46 @@ def test_a_faulty_wave_2_target_stops_the_waves_before_wave_3(shared_sandbox, tm
     assert cli.main(["audit", "verify", out]) == 0
     assert cli.main(["audit", out, "--kind", "waves"]) == 0
     assert capsys.readouterr().out.count(" waves ") >= 2
+
+
+def test_a_targets_role_is_assumed_with_the_standard_credential_chain(sandbox, monkeypatch):
+    """`bgkit waves` runs a target with a role_arn under that role: AssumeRole through boto3's
+    standard chain (here pointed at the sandbox's STS by AWS_ENDPOINT_URL, as real AWS would be
+    by the environment), and the target's process gets the role's temporary credentials."""
+    from bgkit.sandbox import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY
+    from bgkit.waves.manifest import parse
+    from bgkit.waves.runner import credentials_for
+
+    iam = sandbox.session().client("iam")
+    role = iam.create_role(RoleName="bgkit-release", AssumeRolePolicyDocument="{}")["Role"]
+    for name, value in {
+        "AWS_ENDPOINT_URL": sandbox.endpoint_url,
+        "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_ACCESS_KEY,
+    }.items():
+        monkeypatch.setenv(name, value)
+    document = {
+        "name": "shop", "release": "rel-r", "runbook": "alb_weighted",
+        "targets": [{"name": "euw1", "region": "eu-west-1", "role_arn": role["Arn"],
+                     "parameters": {"target": "aws", "listener_arn": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/prod/50dc6c495c0c9188/f2f7dc8efc522ab2",
+                                    "blue_target_group_arn": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/blue/50dc6c495c0c9188",
+                                    "green_target_group_arn": "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/green/60dc6c495c0c9188",
+                                    "bake_seconds": 60}}],
+        "waves": [["euw1"]],
+    }  # fmt: skip
+    manifest = parse(document, "m.yaml")
+    found = credentials_for(manifest.target("euw1"), manifest)
+    assert set(found) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+    assert found["AWS_ACCESS_KEY_ID"] != SANDBOX_ACCESS_KEY_ID  # the role's, not the caller's
+    # who those credentials are, asked with them
+    import boto3
+
+    identity = boto3.client(
+        "sts",
+        region_name="eu-west-1",
+        aws_access_key_id=found["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=found["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=found["AWS_SESSION_TOKEN"],
+    ).get_caller_identity()
+    assert identity["Arn"].startswith("arn:aws:sts::123456789012:assumed-role/bgkit-release/")
+    assert identity["Arn"].endswith("/bgkit-rel-r.euw1")  # the session names the release
