@@ -26,7 +26,6 @@ import contextlib
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import weakref
@@ -72,7 +71,40 @@ class IpcKernelManager(AsyncKernelManager):
 
 
 _kernels: weakref.WeakSet[IpcKernelManager] = weakref.WeakSet()
-_cells_started: list[int] = []  # cells this process's run has started (papermill's cell_start)
+
+
+class _Cells:
+    """Which cell of this process's run the kernel is running (papermill's cell_start and
+    cell_complete), and an interrupt waiting for the next one: ipykernel ignores SIGINT between
+    cells, so a stop that comes then is sent once the next cell runs."""
+
+    started = 0  # cells started so far
+    running: int | None = None  # the index of the cell running, None between cells
+    pending = False  # a stop came between cells: interrupt the next one
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.started, cls.running, cls.pending = 0, None, False
+
+    @classmethod
+    def start(cls, index: int) -> None:
+        cls.started += 1
+        cls.running = index
+        if cls.pending:  # once the kernel has it: the execute request follows this hook
+            threading.Timer(PENDING_DELAY, cls._interrupt_if_running, (index,)).start()
+
+    @classmethod
+    def _interrupt_if_running(cls, index: int) -> None:
+        if cls.pending and cls.running == index:  # else it ended first: start() tries the next
+            cls.pending = False
+            interrupt_kernels()
+
+    @classmethod
+    def complete(cls) -> None:
+        cls.running = None
+
+
+PENDING_DELAY = 0.3  # seconds after papermill starts a cell before an interrupt waiting for it
 
 
 def interrupt_kernels() -> int:
@@ -100,33 +132,36 @@ def releases_stop_on_signals() -> Iterator[None]:
     says. A second SIGTERM or SIGHUP is ignored: GitHub, cancelling a job, sends SIGINT, then
     SIGTERM 7.5 s later, then kills the process tree 2.5 s after that; the rollback goes on
     until then, and what it did not finish is in the lock item for the target's next release.
-    Before the kernel runs its first cell, a signal stops the run at once.
+    Before the kernel runs its first cell, a signal stops the run at once; between two cells
+    (ipykernel ignores SIGINT while idle), the next cell is interrupted as it starts.
     """
     seen: list[int] = []
-    _cells_started.clear()
+    _Cells.reset()
     if threading.current_thread() is not threading.main_thread():  # only it can take signals
         yield
         return
 
     def stop(signum: int, frame: Any) -> None:
-        if not _cells_started:  # the kernel is not running a cell yet: nothing to put back
+        if not _Cells.started:  # the kernel is not running a cell yet: nothing to put back
             raise KeyboardInterrupt
         name = signal.Signals(signum).name
         if seen and signum != signal.SIGINT:
-            print(f"bgkit: {name} ignored: the release is already stopping", file=sys.stderr)
+            _say(f"bgkit: {name} ignored: the release is already stopping\n")
             return
         again = bool(seen)
         seen.append(signum)
-        interrupted = interrupt_kernels()
-        print(
+        if _Cells.running is None and not again:  # between cells: the next one is interrupted
+            _Cells.pending = True
+        else:
+            interrupt_kernels()
+        _say(
             f"bgkit: {name}: "
             + (
                 "interrupted again: the rollback itself stops; the record says where traffic is"
                 if again
                 else "stopping the release: it puts blue back and writes its record"
             )
-            + ("" if interrupted else " (no kernel was running)"),
-            file=sys.stderr,
+            + "\n"
         )
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -135,6 +170,11 @@ def releases_stop_on_signals() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _say(text: str) -> None:
+    """From a signal handler: one write to stderr (print could re-enter a write it interrupted)."""
+    os.write(2, text.encode())
 
 
 class BgkitEngine(NBClientEngine):
@@ -172,11 +212,18 @@ class BgkitEngine(NBClientEngine):
         nb_man.save = save_scrubbed  # every save: per cell, autosave, and at the end
         cell_start = nb_man.cell_start
 
+        cell_complete = nb_man.cell_complete
+
         def noting_cell_start(cell, cell_index=None, **start_kwargs):  # type: ignore[no-untyped-def]
-            _cells_started.append(cell_index)
+            _Cells.start(cell_index)
             return cell_start(cell, cell_index, **start_kwargs)
 
+        def noting_cell_complete(cell, cell_index=None, **complete_kwargs):  # type: ignore[no-untyped-def]
+            _Cells.complete()
+            return cell_complete(cell, cell_index, **complete_kwargs)
+
         nb_man.cell_start = noting_cell_start
+        nb_man.cell_complete = noting_cell_complete
         try:
             return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
         finally:

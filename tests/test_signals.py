@@ -5,6 +5,7 @@ must not cut the rollback short."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -58,3 +59,30 @@ def test_sigint_then_sigterm_mid_shift_rolls_back_and_writes_the_record(shared_s
     rollbacks = [e["message"] for e in record["events"] if e["kind"] == "rollback"]
     assert rollbacks, record["events"]
     assert nb.metadata["bgkit_chain"]["sequence"] == 1  # written and chained like any record
+
+
+def test_a_signal_between_two_cells_interrupts_the_next_cell_once_it_runs(monkeypatch):
+    """ipykernel ignores SIGINT between cells (while papermill saves the notebook, say): the
+    stop waits for the next cell and interrupts it then, once; it is never dropped."""
+    from bgkit import engine
+
+    interrupts: list[int | None] = []
+    monkeypatch.setattr(
+        engine, "interrupt_kernels", lambda: interrupts.append(engine._Cells.running) or 1
+    )
+    with engine.releases_stop_on_signals():
+        engine._Cells.start(3)
+        engine._Cells.complete()  # between cells 3 and 4
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)  # the handler has run
+        assert interrupts == [] and engine._Cells.pending
+        engine._Cells.start(4)
+        time.sleep(engine.PENDING_DELAY + 0.3)
+        assert interrupts == [4]  # the next cell, once it ran
+        engine._Cells.complete()
+        engine._Cells.start(5)
+        time.sleep(engine.PENDING_DELAY + 0.3)
+        assert interrupts == [4]  # not again
+        os.kill(os.getpid(), signal.SIGTERM)  # a second SIGTERM: ignored
+        time.sleep(0.1)
+        assert interrupts == [4]

@@ -165,3 +165,15 @@ def test_a_killed_waves_process_starts_nothing_more_and_its_running_targets_fini
     time.sleep(3)  # a's 2 s, and more: b would have started by now
     events = [json.loads(line)[:2] for line in log.read_text().splitlines()]
     assert events == [["a", "start"], ["a", "end"]]
+
+
+def test_a_ctrl_c_while_a_target_is_being_started_starts_nothing(tmp_path, monkeypatch):
+    def credentials(target, manifest):  # the operator presses Ctrl-C while STS answers
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        return {}
+
+    plan = {n: [0.1, 0] for n in "abcde"}
+    outcome, events, said = waves(tmp_path, plan, monkeypatch, credentials=credentials)
+    assert outcome.interrupted == "SIGINT" and outcome.ran == [] and events == []
+    assert "SIGINT: stopping the waves; running targets put blue back and record it" in said

@@ -148,8 +148,10 @@ def run_here(manifest: Manifest, output: str | None) -> int:
         started_at=outcome.started_at,
         finished_at=outcome.finished_at,
         started_by=started_by(),
-        stopped_by=f"{outcome.interrupted} (the waves were stopped)"
+        stopped_by=f"interrupted by the operator ({outcome.interrupted})"
         if outcome.interrupted
+        else f"an error of bgkit waves: {outcome.error}"
+        if outcome.error
         else None,
         bakes=outcome.bakes,
     )

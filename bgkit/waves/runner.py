@@ -64,6 +64,8 @@ class Outcome:
     finished_at: datetime
     interrupted: str = ""  # "SIGINT", "SIGTERM": a person or a job stopped the waves
     failed_to_start: dict[str, str] = field(default_factory=dict)  # target name -> why
+    failed_at: dict[str, datetime] = field(default_factory=dict)  # target name -> when
+    error: str = ""  # the runner's own error, which stopped the waves
 
 
 def credentials_for(target: Target, manifest: Manifest) -> dict[str, str]:
@@ -100,6 +102,10 @@ def check_secrets(manifest: Manifest, environ: dict[str, str] | None = None) -> 
 
 
 class Waves:
+    """The waves of one manifest. One thread decides (the main one: it starts and stops the
+    targets, and acts on signals); a signal handler only notes the signal, and reader threads
+    only copy each target's output."""
+
     def __init__(
         self,
         manifest: Manifest,
@@ -108,21 +114,21 @@ class Waves:
         say: Callable[[str], None] | None = None,
         command: list[str] | None = None,
         credentials: Callable[[Target, Manifest], dict[str, str]] = credentials_for,
-        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.manifest = manifest
         self.output = output
         self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
         self.command = command or [sys.executable, "-m", "bgkit.cli"]
         self.credentials = credentials
-        self._stop = threading.Event()
-        self._sleep = sleep or self._stop.wait
-        self._lock = threading.Lock()
-        self.interrupted = ""
+        self.stopping = False
+        self.interrupted = ""  # the first signal that stopped the waves: "SIGINT", ...
+        self.error = ""  # an error of the runner itself that stopped the waves
+        self._signals: list[int] = []  # noted by the handler, acted on by the main thread
+        self._acted_on = 0
         self._stopped_at = 0.0
         self.running: list[Running] = []
         self.ran: list[Running] = []
-        self.failed_to_start: dict[str, str] = {}  # target name -> why
+        self.failed_to_start: dict[str, tuple[str, datetime]] = {}  # target -> why, when
         self._logs = tempfile.TemporaryDirectory(prefix="bgkit-waves-")
 
     # -- the waves -----------------------------------------------------------------------
@@ -130,46 +136,60 @@ class Waves:
     def run(self) -> Outcome:
         started = _now()
         bakes: list[dict[str, Any]] = []
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, self._on_signal) for s in stops}
         try:
             for number, wave in enumerate(self.manifest.waves, 1):
-                if self._stop.is_set():
+                if self.stopping:
                     break
                 if number > 1 and self.manifest.bake_between_waves_seconds > 0:
                     bakes.append(self._bake(number - 1))
-                    if self._stop.is_set():
-                        break
+                if self.stopping:
+                    break
                 names = ", ".join(t.name for t in wave)
                 self.say(f"wave {number} of {len(self.manifest.waves)}: {names}")
                 self._run_wave(wave)
-                if not self._stop.is_set():
+                if not self.stopping:
                     self.say(f"wave {number}: every target promoted")
+        except Exception as error:  # the runner's own (a process that cannot start, ...)
+            self.error = f"{type(error).__name__}: {error}"[:400]
+            self.say(f"waves stop: {self.error}")
+            self._stop_running()
+            while self.running:  # the targets still running end as their releases say
+                self._wait_for_one()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._logs.cleanup()
-        return Outcome(self.ran, bakes, started, _now(), self.interrupted, self.failed_to_start)
+        failed = {name: why for name, (why, _) in self.failed_to_start.items()}
+        when = {name: at for name, (_, at) in self.failed_to_start.items()}
+        return Outcome(self.ran, bakes, started, _now(), self.interrupted, failed, when,
+                       self.error)  # fmt: skip
 
     def _bake(self, after_wave: int) -> dict[str, Any]:
         seconds = self.manifest.bake_between_waves_seconds
         self.say(f"baking {seconds:g} s after wave {after_wave} before wave {after_wave + 1}")
         bake = {"after_wave": after_wave, "started_at": _now().isoformat()}
-        self._sleep(seconds)
+        end = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < end:
+            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+            self._act_on_signals()
         bake["finished_at"] = _now().isoformat()
-        bake["completed"] = not self._stop.is_set()
+        bake["completed"] = not self.stopping
         return bake
 
     def _run_wave(self, wave: list[Target]) -> None:
         waiting = list(wave)
         while waiting or self.running:
             while waiting and len(self.running) < self.manifest.max_parallel:
-                if self._stop.is_set():
+                self._act_on_signals()
+                if self.stopping:
                     waiting.clear()
                     break
                 self._start(waiting.pop(0))
             if self.running:
                 self._wait_for_one()
-            if self._stop.is_set():
+            if self.stopping:
                 waiting.clear()
 
     def _start(self, target: Target) -> None:
@@ -180,9 +200,12 @@ class Waves:
             why = (
                 f"its role {target.role_arn} could not be assumed: {type(error).__name__}: {error}"
             )
-            self.failed_to_start[target.name] = why[:400]
+            self.failed_to_start[target.name] = (why[:400], _now())
             self.say(f"[{target.name}] not started: {why[:400]}")
             self._stop_running()
+            return
+        self._act_on_signals()  # a Ctrl-C while the role was assumed: do not start it
+        if self.stopping:
             return
         environment = {**os.environ, **credentials}
         # Its output goes to a file, not a pipe: if this process is killed (-9), a target's
@@ -202,10 +225,10 @@ class Waves:
         running = Running(target, process, _now(), log=log)
         running.reader = threading.Thread(target=self._read, args=(running,), daemon=True)
         running.reader.start()
-        with self._lock:
-            self.running.append(running)
-            self.ran.append(running)
+        self.running.append(running)
+        self.ran.append(running)
         self.say(f"[{target.name}] started: bgkit {' '.join(arguments)}")
+        self._act_on_signals()  # one that came while it started: it is stopped too
 
     def _read(self, running: Running) -> None:
         """Follow the target's output file, line by line, until its process has ended."""
@@ -231,55 +254,59 @@ class Waves:
     def _wait_for_one(self) -> None:
         """Until a running target ends; the first that is not promoted stops the waves."""
         while True:
-            with self._lock:
-                ended = [r for r in self.running if r.process.poll() is not None]
+            self._act_on_signals()
+            ended = [r for r in self.running if r.process.poll() is not None]
             if ended:
                 break
             if self._stopped_at and time.monotonic() - self._stopped_at > STOP_GRACE_SECONDS:
                 self.say(f"stopped targets still running after {STOP_GRACE_SECONDS:g} s: killed")
-                with self._lock:
-                    for running in self.running:
-                        _signal(running.process, signal.SIGKILL)
+                for running in self.running:
+                    _signal(running.process, signal.SIGKILL)
             time.sleep(0.2)
         for running in ended:
             assert running.reader is not None
             running.reader.join(timeout=10)
             running.finished_at = _now()
-            with self._lock:
-                self.running.remove(running)
+            self.running.remove(running)
             code = running.process.returncode
             self.say(f"[{running.target.name}] ended: exit {code} ({_meaning(code)})")
-            if code != 0 and not self._stop.is_set():
+            if code != 0 and not self.stopping:
                 self.say(
                     f"waves stop: {running.target.name} (wave {running.target.wave}) was "
                     f"{_meaning(code)}; no later target starts"
                 )
                 self._stop_running()
 
-    def _stop_running(self, signum: int = signal.SIGINT) -> None:
-        self._stop.set()
-        self._stopped_at = time.monotonic()
-        with self._lock:
-            others = [r for r in self.running if r.process.poll() is None]
-        for running in others:
-            running.stopped = True
-            self.say(f"[{running.target.name}] stopping it: its release puts blue back")
-            _signal(running.process, signum)
+    def _stop_running(self) -> None:
+        """No more targets start; those running get SIGINT once: each puts blue back."""
+        self.stopping = True
+        self._stopped_at = self._stopped_at or time.monotonic()
+        for running in self.running:
+            if not running.stopped and running.process.poll() is None:
+                running.stopped = True
+                self.say(f"[{running.target.name}] stopping it: its release puts blue back")
+                _signal(running.process, signal.SIGINT)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if self.interrupted and signum == signal.SIGINT:  # a second Ctrl-C: kill them
-            self.say(f"{name} again: killing the targets still running (their locks say where "
-                     "traffic is; each target's next release recovers it)")  # fmt: skip
-            with self._lock:
+        self._signals.append(signum)  # only noted: the main thread acts (_act_on_signals)
+
+    def _act_on_signals(self) -> None:
+        while self._acted_on < len(self._signals):
+            signum = self._signals[self._acted_on]
+            self._acted_on += 1
+            name = signal.Signals(signum).name
+            if not self.interrupted:
+                self.interrupted = name
+                self.say(f"{name}: stopping the waves; running targets put blue back and "
+                         "record it")  # fmt: skip
+                self._stop_running()
+            elif signum == signal.SIGINT:  # a second Ctrl-C: kill them
+                self.say(f"{name} again: killing the targets still running (their locks say "
+                         "where traffic is; each target's next release recovers it)")  # fmt: skip
                 for running in self.running:
                     _signal(running.process, signal.SIGKILL)
-            return
-        if self.interrupted:
-            return
-        self.interrupted = name
-        self.say(f"{name}: stopping the waves; running targets put blue back and record it")
-        self._stop_running()
+        if self.stopping:  # a target that started after the stop: stopped too
+            self._stop_running()
 
 
 def run_waves(manifest: Manifest, output: str | None, **options: Any) -> Outcome:
