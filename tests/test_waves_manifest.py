@@ -106,6 +106,19 @@ def refused(change) -> str:
         (lambda d: d.update(max_parallel=0), "m.yaml: max_parallel: must be a whole number"),
         (lambda d: d["secrets"].append("plan"), "m.yaml: secrets[1]: 'plan' is not a secret"),
         (lambda d: d.update(release="rel 1"), "m.yaml: release: the release id, e.g."),
+        (
+            lambda d: d["waves"].append([["nested"]]),
+            "m.yaml: waves[2]: a target name, got ['nested']",
+        ),
+        (
+            lambda d: d["targets"][1]["parameters"].update(plan=50),
+            "m.yaml: targets[1] (euw1).parameters.plan: alb_weighted takes text here; quote it "
+            '(plan: "50")',
+        ),
+        (
+            lambda d: d["parameters"].update(smoke_url="--output=/etc"),
+            "m.yaml: parameters.smoke_url: a value starting with '-' would be read as an option",
+        ),
     ],
 )
 def test_a_manifest_that_cannot_run_is_refused_naming_the_entry(change, message):
@@ -166,3 +179,49 @@ def test_the_examples_are_valid_and_differ_only_by_the_faulty_target():
     changed = [t.name for t, f in zip(good.targets, faulty.targets, strict=True) if t != f]
     assert changed == ["cell-b"] and faulty.target("cell-b").parameters["green_error_rate"] == 0.3
     assert faulty.target("cell-b").wave == 2 and len(faulty.waves) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "name: shop\nname: shop2\n",
+            "m.yaml: manifest: is not YAML: 'name' is given twice",
+        ),
+        (
+            "a: &x [1, 2]\nb: [*x, *x, *x]\n",
+            "m.yaml: manifest: is not YAML: aliases (*name) are not allowed in a manifest",
+        ),
+    ],
+)
+def test_yaml_that_could_hide_or_multiply_entries_is_refused(tmp_path, text, message):
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    with pytest.raises(ManifestError) as caught:
+        load(path)
+    assert str(caught.value).replace(str(tmp_path) + "/", "").startswith(message)
+
+
+def test_waves_refuses_one_record_file_for_many_targets_and_a_missing_secret(
+    tmp_path, capsys, monkeypatch
+):
+    path = str(EXAMPLES / "sandbox.yaml")
+    assert cli.main(["waves", path, "--output", "x.ipynb"]) == cli.EXIT_USAGE
+    assert "--output x.ipynb: a folder or an s3:// prefix" in capsys.readouterr().err
+    secretive = tmp_path / "m.yaml"
+    secretive.write_text(
+        (EXAMPLES / "sandbox.yaml")
+        .read_text()
+        .replace("\ntargets:", "\nsecrets: [smoke_token]\ntargets:", 1)
+    )
+    monkeypatch.delenv("BGKIT_SECRET_SMOKE_TOKEN", raising=False)
+    for command in (["waves", str(secretive)], ["waves", "target", str(secretive), "pilot"]):
+        assert cli.main(command) == cli.EXIT_USAGE  # before any target starts
+        assert "secrets[0]: smoke_token: set BGKIT_SECRET_SMOKE_TOKEN" in capsys.readouterr().err
+
+
+def test_a_summary_shows_reasons_and_output_as_text_never_as_markup():
+    from bgkit.waves.summary import _cell
+
+    shown = _cell("exit 4; its last line: <img src=x onerror=alert(1)> | done")
+    assert "<img" not in shown and "&lt;img src=x onerror=alert(1)&gt; \\| done" in shown

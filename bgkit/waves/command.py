@@ -58,6 +58,11 @@ def waves_command(args: argparse.Namespace) -> int:
     if len(words) != wanted:
         shape = "MANIFEST TARGET" if action == "target" else "MANIFEST"
         raise UsageError(f"waves {action}: expected {shape}, got {' '.join(words) or 'nothing'}")
+    if action in ("run", "target") and args.output and args.output.endswith(".ipynb"):
+        raise UsageError(
+            f"--output {args.output}: a folder or an s3:// prefix: each target writes its own "
+            "record, and the summary one more"
+        )
     try:
         manifest = load(words[0])
         if action == "check":
@@ -102,11 +107,21 @@ def release_target(manifest: Manifest, target: Target, output: str | None) -> in
     """One target's release, as `bgkit waves` starts it: `bgkit run` with its arguments. With a
     role_arn, it runs in the role's account: the credentials it finds are used when they are
     already that account's (a CI job that assumed the role), else the role is assumed here."""
-    from ..cli import main
-    from .runner import credentials_for
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    if target.role_arn and _account_of_credentials() != target.role_arn.split(":")[4]:
-        os.environ.update(credentials_for(target, manifest))
+    from ..cli import main
+    from .runner import check_secrets, credentials_for
+
+    check_secrets(manifest)  # each listed secret is set, before anything runs
+    if target.role_arn:
+        try:
+            if _account_of_credentials() != target.role_arn.split(":")[4]:
+                os.environ.update(credentials_for(target, manifest))
+        except (BotoCoreError, ClientError) as error:
+            print(f"bgkit: {target.name}: its role {target.role_arn} could not be assumed: "
+                  f"{type(error).__name__}: {error}"[:600], file=sys.stderr)  # fmt: skip
+            print("outcome: failed")
+            return EXIT["failed"]
     return main(manifest.run_arguments(target, output))
 
 

@@ -84,7 +84,9 @@ class Manifest:
             if target.name == name:
                 return target
         known = ", ".join(t.name for t in self.targets)
-        raise ManifestError(self.path, "target", f"no target named {name!r}; its targets: {known}")
+        raise ManifestError(
+            self.path, "target", f"no target named {_short(name)}; its targets: {known}"
+        )
 
     def release_of(self, target: Target) -> str:
         """The release id of one target's release: <release>.<target name>."""
@@ -139,7 +141,7 @@ def load(path: str | Path) -> Manifest:
     except OSError as error:
         raise ManifestError(where, "manifest", f"cannot be read: {error.strerror}") from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_loader())
     except yaml.YAMLError as error:
         raise ManifestError(where, "manifest", f"is not YAML: {error}"[:300]) from None
     return parse(document, where)
@@ -159,11 +161,13 @@ def parse(document: Any, where: str = "manifest") -> Manifest:
     max_parallel = top.get("max_parallel")
     bake = top.get("bake_between_waves_seconds", 0)
     if not isinstance(bake, int | float) or isinstance(bake, bool) or not 0 <= bake <= 86400:
-        raise refuse("bake_between_waves_seconds", f"must be 0 to 86400 seconds, got {bake!r}")
+        raise refuse(
+            "bake_between_waves_seconds", f"must be 0 to 86400 seconds, got {_short(bake)}"
+        )
     shared = _mapping(top.get("parameters", {}), "parameters", None, refuse)
     secrets = top.get("secrets", [])
     if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
-        raise refuse("secrets", f"must be a list of secret parameter names, got {secrets!r}")
+        raise refuse("secrets", f"must be a list of secret parameter names, got {_short(secrets)}")
     for i, secret in enumerate(secrets):
         if not is_secret(secret):
             raise refuse(
@@ -183,11 +187,11 @@ def parse(document: Any, where: str = "manifest") -> Manifest:
             raise refuse(
                 f"{entry}.name",
                 "must be 1-40 letters, digits, '_' or '-', starting with a letter or digit, "
-                f"got {tname!r}",
+                f"got {_short(tname)}",
             )
         entry = f"targets[{i}] ({tname})"
         if tname in entries:
-            raise refuse(f"{entry}.name", f"{tname!r} is also {entries[tname][0]}")
+            raise refuse(f"{entry}.name", f"{_short(tname)} is also {entries[tname][0]}")
         if not RELEASE_ID.fullmatch(f"{release}.{tname}"):
             raise refuse(
                 f"{entry}.name",
@@ -204,6 +208,8 @@ def parse(document: Any, where: str = "manifest") -> Manifest:
         if not isinstance(wave, list) or not wave:
             raise refuse(f"waves[{n - 1}]", "must be a non-empty list of target names")
         for name_in_wave in wave:
+            if not isinstance(name_in_wave, str):
+                raise refuse(f"waves[{n - 1}]", f"a target name, got {_short(name_in_wave)}")
             if name_in_wave not in entries:
                 known = ", ".join(entries)
                 raise refuse(
@@ -223,7 +229,8 @@ def parse(document: Any, where: str = "manifest") -> Manifest:
         max_parallel = largest
     if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
         raise refuse(
-            "max_parallel", f"must be a whole number of targets, 1 or more, got {max_parallel!r}"
+            "max_parallel",
+            f"must be a whole number of targets, 1 or more, got {_short(max_parallel)}",
         )
 
     targets = []
@@ -232,11 +239,11 @@ def parse(document: Any, where: str = "manifest") -> Manifest:
         region = target.get("region", "")
         role_arn = target.get("role_arn", "")
         if not isinstance(region, str):
-            raise refuse(f"{entry}.region", f"must be an AWS region name, got {region!r}")
+            raise refuse(f"{entry}.region", f"must be an AWS region name, got {_short(region)}")
         if role_arn and (not isinstance(role_arn, str) or not ROLE_ARN.fullmatch(role_arn)):
             raise refuse(
                 f"{entry}.role_arn",
-                f"must be an IAM role ARN (arn:aws:iam::<account>:role/<name>), got {role_arn!r}",
+                f"must be an IAM role ARN (arn:aws:iam::<account>:role/<name>), got {_short(role_arn)}",
             )
         own = _mapping(target.get("parameters", {}), f"{entry}.parameters", None, refuse)
         parameters = {**shared, **own}
@@ -282,7 +289,7 @@ def _check_runbook(
     from ..cli import UsageError, coerce_parameters, notebook_parameters, runbook_path
 
     if not isinstance(runbook, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", runbook):
-        raise ManifestError(where, f"{entry}.runbook", f"a runbook name, got {runbook!r}")
+        raise ManifestError(where, f"{entry}.runbook", f"a runbook name, got {_short(runbook)}")
     try:
         path = runbook_path(runbook)
     except UsageError as error:
@@ -301,8 +308,22 @@ def _check_runbook(
             )
         if not isinstance(value, str | int | float | bool):
             raise ManifestError(
-                where, f"{origin}.{pname}", f"must be a single value, got {value!r}"
+                where, f"{origin}.{pname}", f"must be a single value, got {_short(value)}"
             )
+        kind = declared[pname]["inferred_type_name"]
+        if kind == "str" and not isinstance(value, str):
+            # YAML reads 1.10 as 1.1 and 0755 as 493: text must be written as text
+            raise ManifestError(
+                where, f"{origin}.{pname}",
+                f"{runbook} takes text here; quote it ({pname}: \"{value}\"), so that YAML "
+                f"keeps it as written",
+            )  # fmt: skip
+        if isinstance(value, str) and value.startswith("-") and kind == "str":
+            raise ManifestError(
+                where, f"{origin}.{pname}",
+                f"a value starting with '-' would be read as an option of bgkit run, got "
+                f"{_short(value)}",
+            )  # fmt: skip
         try:
             coerce_parameters(path, [(pname, parameter_text(value))])
         except UsageError as error:
@@ -362,5 +383,40 @@ def _mapping(value: Any, entry: str, keys: tuple[str, ...] | None, refuse) -> di
 def _id_rule(what: str, got: Any) -> str:
     return (
         f"{what}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, "
-        f"got {got!r}"
+        f"got {_short(got)}"
     )
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """A value in a refusal: its repr, cut (a refusal never repeats a whole document)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _loader() -> type:
+    import yaml
+
+    class ManifestLoader(yaml.SafeLoader):
+        """YAML without aliases (an alias bomb grows a few hundred bytes into gigabytes) and
+        without a key given twice in a mapping (a second `waves:` would silently win)."""
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.constructor.ConstructorError(
+                    None, None, "aliases (*name) are not allowed in a manifest", event.start_mark
+                )
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"{key!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return ManifestLoader

@@ -20,6 +20,7 @@ never started is listed with no bar.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import os
 import posixpath
@@ -570,8 +571,9 @@ def _relative(path: str, at: str | None, root: str | None) -> str | None:
 
 
 def _cell(value: Any) -> str:
-    """Text in a Markdown table's cell: one line, its pipes escaped."""
-    return " ".join(str(value).split()).replace("|", "\\|")
+    """Text in a Markdown table's cell: one line, its pipes escaped, and no HTML (a reason or a
+    target's last line of output is shown as text, never rendered as markup)."""
+    return html.escape(" ".join(str(value).split()), quote=False).replace("|", "\\|")
 
 
 def _iso(when: datetime | None) -> str | None:
