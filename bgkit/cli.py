@@ -233,11 +233,9 @@ def _planned_parameters(args: argparse.Namespace, path: Path) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
     import signal
 
     import papermill
-    from papermill.exceptions import PapermillExecutionError
 
     from .engine import releases_stop_on_signals
     from .record import from_notebook
@@ -254,39 +252,60 @@ def run(args: argparse.Namespace) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    error = None
+    with releases_stop_on_signals() as stopping:  # Ctrl-C: the release puts blue back
+        error = _execute(papermill, path, out, parameters, secrets, args)
+        if error is KeyboardInterrupt:  # before the kernel ran a cell (releases_stop_on_signals)
+            print("bgkit: interrupted before the release started: nothing was changed",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_FAILED
+        # The release is over: what follows never changes the exit code, which says how it
+        # ended, and a signal now (a cancel's SIGTERM after its SIGINT) is only noted.
+        stopping.ended()
+        nb = audit.read(out)
+        record = from_notebook(nb) or {}
+        outcome = record.get("outcome") or "failed"
+        print(f"outcome: {outcome}")
+        if record.get("reason"):
+            print(f"reason: {record['reason']}")
+        if error:
+            print(f"error: {error}")
+        if record.get("planned"):
+            print(plan_text(record["planned"], path.stem, out))
+        print(f"record: {out}")
+        _link_and_page(args, out, chain_root)
+    return _EXIT[outcome]
+
+
+def _execute(papermill: Any, path: Path, out: str, parameters: dict[str, Any],
+             secrets: dict[str, str], args: argparse.Namespace) -> Any:  # fmt: skip
+    """Run the notebook: None, the error a cell stopped on, or KeyboardInterrupt (stopped
+    before its first cell)."""
+    import os
+
+    from papermill.exceptions import PapermillExecutionError
+
     os.environ.update(secrets)
     try:
-        with releases_stop_on_signals():  # Ctrl-C: the release puts blue back and records it
-            papermill.execute_notebook(
-                str(path),
-                out,
-                parameters=parameters,
-                engine_name="bgkit",
-                progress_bar=not args.quiet,
-                log_output=args.log_output,
-                cwd=str(path.parent),
-            )
+        papermill.execute_notebook(
+            str(path),
+            out,
+            parameters=parameters,
+            engine_name="bgkit",
+            progress_bar=not args.quiet,
+            log_output=args.log_output,
+            cwd=str(path.parent),
+        )
     except PapermillExecutionError as exc:
-        error = f"{exc.ename}: {exc.evalue}"
-    except KeyboardInterrupt:  # before the kernel ran a cell (releases_stop_on_signals)
-        print("bgkit: interrupted before the release started: nothing was changed", file=sys.stderr)
-        return EXIT_FAILED
+        return f"{exc.ename}: {exc.evalue}"
+    except KeyboardInterrupt:
+        return KeyboardInterrupt
     finally:
         for variable in secrets:
             os.environ.pop(variable, None)
-    nb = audit.read(out)
-    record = from_notebook(nb) or {}
-    outcome = record.get("outcome") or "failed"
-    print(f"outcome: {outcome}")
-    if record.get("reason"):
-        print(f"reason: {record['reason']}")
-    if error:
-        print(f"error: {error}")
-    if record.get("planned"):
-        print(plan_text(record["planned"], path.stem, out))
-    print(f"record: {out}")
-    # The release is over: what follows never changes the exit code, which says how it ended.
+    return None
+
+
+def _link_and_page(args: argparse.Namespace, out: str, chain_root: str) -> None:
     try:
         chain = audit.link(out, chain_root)
         print(f"chain: record {chain['sequence']} of {chain['target']} in {chain_root}, "
@@ -302,7 +321,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"html: {page}")
         except Exception as failure:  # said, not raised; `bgkit audit render` can retry it
             print(f"html: not written ({type(failure).__name__}: {failure})"[:400])
-    return _EXIT[outcome]
 
 
 def _in_a_thread() -> bool:

@@ -81,10 +81,15 @@ class _Cells:
     started = 0  # cells started so far
     running: int | None = None  # the index of the cell running, None between cells
     pending = False  # a stop came between cells: interrupt the next one
+    finished = False  # the run is over (ended()): its record is being written
 
     @classmethod
     def reset(cls) -> None:
-        cls.started, cls.running, cls.pending = 0, None, False
+        cls.started, cls.running, cls.pending, cls.finished = 0, None, False, False
+
+    @classmethod
+    def ended(cls) -> None:
+        cls.finished = True
 
     @classmethod
     def start(cls, index: int) -> None:
@@ -121,7 +126,7 @@ def interrupt_kernels() -> int:
 
 
 @contextlib.contextmanager
-def releases_stop_on_signals() -> Iterator[None]:
+def releases_stop_on_signals() -> Iterator[type[_Cells]]:
     """While a headless run executes: Ctrl-C (SIGINT), SIGTERM or SIGHUP (a cancelled CI job,
     `bgkit waves` stopping a target, `kill`, a closed terminal) interrupts the release's kernel
     once, so the release puts blue back, ends `failed` with the reason, and its record is
@@ -133,18 +138,23 @@ def releases_stop_on_signals() -> Iterator[None]:
     SIGTERM 7.5 s later, then kills the process tree 2.5 s after that; the rollback goes on
     until then, and what it did not finish is in the lock item for the target's next release.
     Before the kernel runs its first cell, a signal stops the run at once; between two cells
-    (ipykernel ignores SIGINT while idle), the next cell is interrupted as it starts.
+    (ipykernel ignores SIGINT while idle), the next cell is interrupted as it starts; once the
+    run has ended (`ended()` on what this yields), signals are ignored while its record is read,
+    chained and rendered.
     """
     seen: list[int] = []
     _Cells.reset()
     if threading.current_thread() is not threading.main_thread():  # only it can take signals
-        yield
+        yield _Cells
         return
 
     def stop(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if _Cells.finished:  # the record is being read, chained and rendered: let it be
+            _say(f"bgkit: {name} ignored: the release has ended; its record is being written\n")
+            return
         if not _Cells.started:  # the kernel is not running a cell yet: nothing to put back
             raise KeyboardInterrupt
-        name = signal.Signals(signum).name
         if seen and signum != signal.SIGINT:
             _say(f"bgkit: {name} ignored: the release is already stopping\n")
             return
@@ -166,7 +176,7 @@ def releases_stop_on_signals() -> Iterator[None]:
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        yield
+        yield _Cells
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -86,3 +86,8 @@ def test_a_signal_between_two_cells_interrupts_the_next_cell_once_it_runs(monkey
         os.kill(os.getpid(), signal.SIGTERM)  # a second SIGTERM: ignored
         time.sleep(0.1)
         assert interrupts == [4]
+        engine._Cells.complete()
+        engine._Cells.ended()  # the record is being chained: even a Ctrl-C waits for it
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        assert interrupts == [4]

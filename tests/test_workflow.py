@@ -367,10 +367,12 @@ def test_a_first_sigterm_or_sighup_reaches_bgkit_as_sigint(tmp_path, signum):
     assert result.returncode == 4, result.stderr
 
 
-def test_ctrl_c_in_a_terminal_reaches_bgkit_once(tmp_path):
-    """A terminal's Ctrl-C signals the script's whole process group: bgkit, in a group of its
-    own, gets SIGINT once (from the script), and the copy of its output goes on."""
-    result, caught = cancel_script(tmp_path, signals=(signal.SIGINT,), to_group=True)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_to_the_whole_group_reaches_bgkit_once_and_its_output_goes_on(tmp_path, signum):
+    """A terminal's Ctrl-C or hang-up, `timeout` or `kill -- -PGID` signal the script's whole
+    process group: bgkit, in a group of its own, gets SIGINT once (from the script), and the
+    copy of its output, which ignores them, goes on to its last line."""
+    result, caught = cancel_script(tmp_path, signals=(signum,), to_group=True)
     assert caught == ["INT"]
     assert result.returncode == 4, result.stderr
     assert "record: outputs/x.ipynb" in result.stdout

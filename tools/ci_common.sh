@@ -23,8 +23,10 @@ summarized_bgkit() {
     trap 'rm -f "$bgkit_log"' EXIT
     bgkit_pid='' bgkit_stopping='' bgkit_signalled=''
     trap stop_bgkit_once INT TERM HUP
-    # tee -i: a Ctrl-C in a terminal must not end the copy while bgkit still writes to it.
-    exec {out}> >(tee -i "$bgkit_log")
+    # The copy ignores INT, TERM and HUP: a signal to the whole process group (a terminal's
+    # Ctrl-C or hang-up, `timeout`, `kill -- -PGID`) must not end it while bgkit still writes
+    # to it (bgkit's last lines, the outcome and the record's path, would be lost).
+    exec {out}> >(trap '' INT TERM HUP && exec tee "$bgkit_log")
     tee_pid=$!
     # A process group of its own (set -m), where SIGINT is not ignored as in a script's other
     # background jobs; no stdin (a background group that reads a terminal is stopped).
