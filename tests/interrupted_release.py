@@ -13,13 +13,15 @@ points that events do not show exactly:
 - `SET <percent>` once the pattern has changed the weights;
 - `CALLED <method> #<n>` after the n-th return of a pattern's method named in the config's
   `mark_calls` (App Runner's UpdateService of a rollback, say).
-After each mark it waits a moment, so that a kill lands right there. With `other_machine` in
+Where its output matches the config's `kill_at` line, it holds, so that the kill lands right
+there (and nowhere else does it wait). With `other_machine` in
 the config, its lock item names another machine, as if the machine had died with it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -33,7 +35,7 @@ import bgkit.lock
 from bgkit.aws import AwsSession, release_agent
 from bgkit.sandbox import SANDBOX_ACCESS_KEY_ID, SANDBOX_REGION, SANDBOX_SECRET_ACCESS_KEY
 
-PAUSE = 0.5
+HOLD = 60.0  # seconds a release waits at its kill line for the test to kill it (never reached)
 
 
 class Printer:
@@ -55,7 +57,16 @@ def in_child(config: dict[str, Any], lines: Connection) -> None:
     run(config, lines.send)
 
 
-def run(config: dict[str, Any], say: Callable[[str], None]) -> None:
+def run(config: dict[str, Any], send: Callable[[str], None]) -> None:
+    kill_line = re.compile(config["kill_at"]) if config.get("kill_at") else None
+
+    def say(text: str) -> None:
+        """Send a line; at the kill line, hold: the test kills this process right there, before
+        anything else happens (no pause anywhere else)."""
+        send(text)
+        if kill_line and kill_line.search(re.sub(r"^\[\d\d:\d\d:\d\d\] ", "", text)):
+            time.sleep(HOLD)
+
     if config.get("other_machine"):  # its lock says so: a holder no pid check can find gone
         bgkit.lock.machine_id = lambda: "another-machine/boot"
         bgkit.lock.holder_name = lambda: "other-host:4242"
@@ -74,12 +85,10 @@ def run(config: dict[str, Any], say: Callable[[str], None]) -> None:
     def checkpoint(phase: str, **fields) -> None:
         keep(phase, **fields)
         say(f"CHECKPOINT {phase} {fields.get('step', '')}".rstrip())
-        time.sleep(PAUSE)
 
     def set_and_mark(green_percent: int):
         split = set_split(green_percent)
         say(f"SET {green_percent}")
-        time.sleep(PAUSE)
         return split
 
     def marked(name: str):
@@ -89,7 +98,6 @@ def run(config: dict[str, Any], say: Callable[[str], None]) -> None:
             result = method(*args, **kwargs)
             calls.append(name)
             say(f"CALLED {name} #{len(calls)}")
-            time.sleep(PAUSE)
             return result
 
         return call
@@ -97,7 +105,6 @@ def run(config: dict[str, Any], say: Callable[[str], None]) -> None:
     def preflight():
         split = preflight_once()
         say("STEP preflight")  # the target is locked, nothing changed yet
-        time.sleep(PAUSE)
         return split
 
     release._checkpoint = checkpoint

@@ -30,7 +30,7 @@ QUICK = {
     "target": "aws",  # the same code path; the endpoint is the sandbox's
     "bake_seconds": 1,
     "metric_period_seconds": 1,
-    "metric_lag_seconds": 1.5,
+    "metric_lag_seconds": 1.0,
     "min_requests": 5,
     "smoke_requests": 3,
     **STEADY,
@@ -62,6 +62,7 @@ def kill_at(
         "namespace": namespace,
         "mark_calls": list(mark_calls),
         "other_machine": other_machine,
+        "kill_at": line,  # the release holds there until killed
     }
     lines, writer = FORKS.Pipe(duplex=False)
     child = FORKS.Process(target=interrupted_release.in_child, args=(config, writer), daemon=True)
