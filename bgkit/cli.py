@@ -237,12 +237,12 @@ def run(args: argparse.Namespace) -> int:
 
     import papermill
 
-    from .engine import releases_stop_on_signals
+    from .engine import on_main_thread, releases_stop_on_signals
     from .record import from_notebook
 
     # Started in the background by a script (a CI step, `bgkit waves`), a process inherits
     # SIGINT ignored; a release must answer a cancel's SIGINT all the same.
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and not _in_a_thread():
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and on_main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
     prepared = prepare(args)
     path, parameters, out = prepared.path, prepared.parameters, prepared.out
@@ -321,12 +321,6 @@ def _link_and_page(args: argparse.Namespace, out: str, chain_root: str) -> None:
             print(f"html: {page}")
         except Exception as failure:  # said, not raised; `bgkit audit render` can retry it
             print(f"html: not written ({type(failure).__name__}: {failure})"[:400])
-
-
-def _in_a_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is not threading.main_thread()
 
 
 def plan_text(plan: dict[str, Any], runbook: str, out: str) -> str:

@@ -125,6 +125,11 @@ def interrupt_kernels() -> int:
     return count
 
 
+def on_main_thread() -> bool:
+    """Only the main thread of a process can install signal handlers."""
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextlib.contextmanager
 def releases_stop_on_signals() -> Iterator[type[_Cells]]:
     """While a headless run executes: Ctrl-C (SIGINT), SIGTERM or SIGHUP (a cancelled CI job,
@@ -144,7 +149,7 @@ def releases_stop_on_signals() -> Iterator[type[_Cells]]:
     """
     seen: list[int] = []
     _Cells.reset()
-    if threading.current_thread() is not threading.main_thread():  # only it can take signals
+    if not on_main_thread():  # only the main thread can take signals
         yield _Cells
         return
 

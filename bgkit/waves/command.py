@@ -25,7 +25,6 @@ from typing import Any
 from .manifest import Manifest, ManifestError, Target, load
 
 ACTIONS = ("check", "info", "matrix", "target", "summary")
-EXIT = {"promoted": 0, "rolled_back": 3, "failed": 4}
 
 
 def add_parser(commands: Any) -> None:
@@ -109,7 +108,7 @@ def release_target(manifest: Manifest, target: Target, output: str | None) -> in
     already that account's (a CI job that assumed the role), else the role is assumed here."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from ..cli import main
+    from ..cli import EXIT_FAILED, main
     from .runner import check_secrets, credentials_for
 
     check_secrets(manifest)  # each listed secret is set, before anything runs
@@ -121,7 +120,7 @@ def release_target(manifest: Manifest, target: Target, output: str | None) -> in
             print(f"bgkit: {target.name}: its role {target.role_arn} could not be assumed: "
                   f"{type(error).__name__}: {error}"[:600], file=sys.stderr)  # fmt: skip
             print("outcome: failed")
-            return EXIT["failed"]
+            return EXIT_FAILED
     return main(manifest.run_arguments(target, output))
 
 
@@ -192,6 +191,7 @@ def summarize_records(manifest: Manifest, records: str, output: str | None) -> i
 
 
 def _written(manifest: Manifest, record: dict[str, Any], output: str | None) -> int:
+    from ..cli import _EXIT
     from . import summary
 
     for target in record["targets"]:
@@ -203,7 +203,7 @@ def _written(manifest: Manifest, record: dict[str, Any], output: str | None) -> 
         print(f"reason: {record['reason']}")
     print(f"record: {path}")
     print(f"chain: record {chain['sequence']} of {chain['target']}, sha256 {chain['hash'][:16]}…")
-    return EXIT[record["outcome"]]
+    return _EXIT[record["outcome"]]
 
 
 def _results(manifest: Manifest, outcome: Any) -> list[Any]:

@@ -298,6 +298,7 @@ def _check_runbook(
     for i, secret in enumerate(secrets):
         if secret not in declared:
             raise ManifestError(where, f"secrets[{i}]", f"{runbook} has no parameter {secret!r}")
+    typed: dict[str, Any] = {}  # each value as bgkit run's -p gives it to the runbook
     for pname, value in parameters.items():
         origin = f"{entry}.parameters" if pname in own else "parameters"
         if pname not in declared:
@@ -325,12 +326,12 @@ def _check_runbook(
                 f"{_short(value)}",
             )  # fmt: skip
         try:
-            coerce_parameters(path, [(pname, parameter_text(value))])
+            typed |= coerce_parameters(path, [(pname, parameter_text(value))])
         except UsageError as error:
             raise ManifestError(where, f"{origin}.{pname}", str(error).split(": ", 1)[1]) from None
     namespace = {
         **{n: _literal(spec["default"]) for n, spec in declared.items()},
-        **coerce_parameters(path, [(n, parameter_text(v)) for n, v in parameters.items()]),
+        **typed,
         "release": "manifest-check",
     }
     if region:
